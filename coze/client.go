@@ -1,0 +1,300 @@
+package coze
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults of a [Client].
+const (
+	DefaultBaseURL      = "https://api.coze.cn"
+	DefaultTimeout      = 10 * time.Second
+	DefaultMaxBodyBytes = 64 << 10
+)
+
+// LogIDHeader is the response header that carries the log id when the body
+// does not.
+const LogIDHeader = "X-Tt-Logid"
+
+// Client calls the Coze OpenAPI. It is safe for concurrent use.
+type Client struct {
+	base      *url.URL
+	tokens    TokenSource
+	http      *http.Client
+	timeout   time.Duration
+	maxBody   int64
+	userAgent string
+}
+
+// Option configures a [Client].
+type Option func(*Client)
+
+// WithHTTPClient sets the HTTP client. Its own Timeout should be zero: the
+// per-request timeout is [WithTimeout]'s.
+func WithHTTPClient(c *http.Client) Option { return func(cl *Client) { cl.http = c } }
+
+// WithTimeout bounds each request, from dialling to the last byte of the
+// body. Default [DefaultTimeout].
+func WithTimeout(d time.Duration) Option { return func(cl *Client) { cl.timeout = d } }
+
+// WithMaxBodyBytes bounds how much of a response body is read. A longer body
+// is not parsed, and the answer is classified by its HTTP status. Default
+// [DefaultMaxBodyBytes].
+func WithMaxBodyBytes(n int64) Option { return func(cl *Client) { cl.maxBody = n } }
+
+// WithUserAgent sets the User-Agent header.
+func WithUserAgent(ua string) Option { return func(cl *Client) { cl.userAgent = ua } }
+
+// NewClient returns a client for the API at baseURL (for example
+// [DefaultBaseURL], or a fake's URL) that authenticates with tokens.
+func NewClient(baseURL string, tokens TokenSource, opts ...Option) (*Client, error) {
+	base, err := url.Parse(strings.TrimRight(baseURL, "/"))
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
+		return nil, fmt.Errorf("coze: base URL %q must be an absolute http or https URL", baseURL)
+	}
+	if tokens == nil {
+		return nil, errors.New("coze: no token source")
+	}
+	c := &Client{
+		base:      base,
+		tokens:    tokens,
+		timeout:   DefaultTimeout,
+		maxBody:   DefaultMaxBodyBytes,
+		userAgent: "coze-eraser",
+	}
+	for _, opt := range opts {
+		opt(c)
+	}
+	if c.http == nil {
+		c.http = &http.Client{Transport: NewTransport()}
+	}
+	return c, nil
+}
+
+// NewTransport returns the HTTP transport a [Client] uses by default: the
+// standard one with enough idle connections per host for a worker's
+// concurrency, so that connections are reused rather than opened per call.
+func NewTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 1024
+	t.MaxIdleConnsPerHost = 1024
+	return t
+}
+
+// BaseURL returns the API base URL the client calls.
+func (c *Client) BaseURL() string { return c.base.String() }
+
+// Result is the outcome of one API call: the answer's class and everything
+// worth recording about it. Every call yields a Result, including a call that
+// got no answer at all.
+type Result struct {
+	Class Class
+	// HTTPStatus is the response status, 0 when no response arrived.
+	HTTPStatus int
+	// Code and Msg are the body's code and msg; HasCode is false when the body
+	// carried no JSON code (a network error, an HTML page, an oversized body).
+	Code    int64
+	HasCode bool
+	Msg     string
+	// LogID identifies the request for Coze support: body detail.logid, else
+	// the X-Tt-Logid header.
+	LogID string
+	// RetryAfter is the server's Retry-After, 0 when absent.
+	RetryAfter time.Duration
+	// Duration is the wall time of the call.
+	Duration time.Duration
+	// Err is the transport or body problem when there is one.
+	Err error
+}
+
+// Error is returned for every answer other than [ClassDeleted].
+type Error struct {
+	ConversationID string
+	Result         Result
+}
+
+// Error describes the answer without anything secret: the URL path, the
+// class, the code, msg, HTTP status and log id.
+func (e *Error) Error() string {
+	r := e.Result
+	var b strings.Builder
+	fmt.Fprintf(&b, "coze: delete conversation %s: %s", e.ConversationID, r.Class)
+	if r.HasCode {
+		fmt.Fprintf(&b, ": code %d", r.Code)
+		if r.Msg != "" {
+			fmt.Fprintf(&b, " %q", r.Msg)
+		}
+	}
+	if r.HTTPStatus != 0 {
+		fmt.Fprintf(&b, " (HTTP %d", r.HTTPStatus)
+		if r.LogID != "" {
+			fmt.Fprintf(&b, ", logid %s", r.LogID)
+		}
+		b.WriteString(")")
+	}
+	if r.Err != nil {
+		fmt.Fprintf(&b, ": %v", r.Err)
+	}
+	return b.String()
+}
+
+// DeleteConversation sends DELETE {base}/v1/conversations/{id}. The result is
+// always filled in; the error is an [*Error] whenever the class is not
+// [ClassDeleted].
+//
+// The caller is expected to pass a validated id (tasks.ValidateID); the id is
+// path-escaped regardless.
+func (c *Client) DeleteConversation(ctx context.Context, conversationID string) (Result, error) {
+	start := time.Now()
+	res := c.deleteConversation(ctx, conversationID)
+	res.Duration = time.Since(start)
+	if res.Class == ClassDeleted {
+		return res, nil
+	}
+	return res, &Error{ConversationID: conversationID, Result: res}
+}
+
+func (c *Client) deleteConversation(ctx context.Context, conversationID string) Result {
+	token, err := c.tokens.Token()
+	if err != nil {
+		return Result{Class: ClassAuth, Err: err}
+	}
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	// PathEscape keeps the id one path segment whatever it holds; JoinPath
+	// would clean "a/../b" into another path.
+	endpoint := c.base.String() + "/v1/conversations/" + url.PathEscape(conversationID)
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, endpoint, nil)
+	if err != nil {
+		return Result{Class: ClassPermanent, Err: err}
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return Result{Class: ClassTransient, Err: scrubURLError(err)}
+	}
+	defer resp.Body.Close()
+	body, readErr := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
+	redactToken(resp.Header, &body, token)
+	return Parse(resp.StatusCode, resp.Header, body, readErr, c.maxBody)
+}
+
+// redactToken removes the token from what a server sent back, should a
+// broken proxy echo the request: the msg, the body excerpt and the log id
+// end up in logs and in the ledger.
+func redactToken(header http.Header, body *[]byte, token string) {
+	const mask = "[REDACTED]"
+	if bytes.Contains(*body, []byte(token)) {
+		*body = bytes.ReplaceAll(*body, []byte(token), []byte(mask))
+	}
+	if v := header.Get(LogIDHeader); strings.Contains(v, token) {
+		header.Set(LogIDHeader, strings.ReplaceAll(v, token, mask))
+	}
+}
+
+// Parse classifies a response from its status, headers and (possibly cut)
+// body. readErr is the error that ended reading the body, if any; maxBody is
+// the read limit, and a body longer than it is not parsed. It is exported for
+// fuzzing and for callers that make the request themselves.
+func Parse(status int, header http.Header, body []byte, readErr error, maxBody int64) Result {
+	res := Result{
+		HTTPStatus: status,
+		LogID:      header.Get(LogIDHeader),
+		RetryAfter: parseRetryAfter(header.Get("Retry-After"), time.Now()),
+	}
+	if readErr != nil {
+		// The answer was cut: whatever the status said, the outcome is unknown
+		// to us, and the call is worth repeating.
+		res.Class = ClassTransient
+		res.Err = fmt.Errorf("reading the response body: %w", scrubURLError(readErr))
+		return res
+	}
+	if int64(len(body)) > maxBody {
+		res.Class = ClassifyStatus(status)
+		res.Err = fmt.Errorf("response body longer than %d bytes, not parsed", maxBody)
+		return res
+	}
+	var parsed struct {
+		Code   *int64 `json:"code"`
+		Msg    string `json:"msg"`
+		Detail struct {
+			LogID string `json:"logid"`
+		} `json:"detail"`
+	}
+	if err := json.Unmarshal(body, &parsed); err != nil || parsed.Code == nil {
+		res.Class = ClassifyStatus(status)
+		res.Err = fmt.Errorf("response body is not a JSON answer with a code: %s", describeBody(body))
+		return res
+	}
+	res.Code, res.HasCode, res.Msg = *parsed.Code, true, parsed.Msg
+	if parsed.Detail.LogID != "" {
+		res.LogID = parsed.Detail.LogID
+	}
+	res.Class = ClassifyCode(res.Code, status)
+	return res
+}
+
+// parseRetryAfter reads a Retry-After header: delay seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		const maxSecs = int64(24 * time.Hour / time.Second)
+		return time.Duration(min(secs, maxSecs)) * time.Second
+	}
+	if at, err := http.ParseTime(v); err == nil && at.After(now) {
+		return min(at.Sub(now), 24*time.Hour)
+	}
+	return 0
+}
+
+// describeBody summarises a body that could not be parsed, for the error
+// message: its length and the first bytes, printable only.
+func describeBody(body []byte) string {
+	if len(body) == 0 {
+		return "empty"
+	}
+	const show = 40
+	head := body
+	if len(head) > show {
+		head = head[:show]
+	}
+	head = bytes.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, head)
+	return fmt.Sprintf("%d bytes starting %q", len(body), head)
+}
+
+// scrubURLError keeps a transport error's cause and the URL (which holds no
+// secret) and nothing else; it exists so that an error from a custom
+// transport cannot carry request headers into a log line.
+func scrubURLError(err error) error {
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		return fmt.Errorf("%s %s: %w", urlErr.Op, urlErr.URL, urlErr.Err)
+	}
+	return err
+}

@@ -1,0 +1,182 @@
+package enqueue
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/coze-eraser/coze-eraser/tasks"
+)
+
+// MaxLineBytes is the longest input line read as a candidate id; a longer
+// line is reported invalid and skipped without being held in memory.
+const MaxLineBytes = 4096
+
+// Summary is the tally of a stream.
+type Summary struct {
+	Batch     string
+	Enqueued  int
+	Duplicate int
+	Invalid   int
+}
+
+// String formats the summary as the CLI prints it:
+// "enqueued=N duplicate=N invalid=N batch=NAME".
+func (s Summary) String() string {
+	return fmt.Sprintf("enqueued=%d duplicate=%d invalid=%d batch=%s", s.Enqueued, s.Duplicate, s.Invalid, s.Batch)
+}
+
+// EnqueueFrom reads one id per line from r and enqueues them as
+// [Client.EnqueueAll] does. Blank lines and surrounding whitespace are
+// ignored; CRLF line ends and a UTF-8 byte order mark are accepted. r is read
+// as a stream: memory does not grow with its length.
+func (c *Client) EnqueueFrom(ctx context.Context, r io.Reader, opts ...Option) (Summary, error) {
+	return c.enqueueLines(ctx, readLines(r), opts)
+}
+
+type line struct {
+	number int
+	text   string
+}
+
+// readLines reads r line by line, trimming each as [Client.EnqueueFrom]
+// does and skipping blank lines. A line over [MaxLineBytes] yields a
+// [*LineTooLongError] and reading goes on; a read error ends the sequence.
+func readLines(r io.Reader) iter.Seq2[line, error] {
+	return func(yield func(line, error) bool) {
+		br := bufio.NewReaderSize(r, 64<<10)
+		for n := 1; ; n++ {
+			raw, tooLong, err := readLine(br)
+			if n == 1 {
+				raw = bytes.TrimPrefix(raw, []byte("\xEF\xBB\xBF"))
+			}
+			switch text := strings.TrimSpace(string(raw)); {
+			case tooLong:
+				if !yield(line{number: n}, &LineTooLongError{Line: n}) {
+					return
+				}
+			case text != "":
+				if !yield(line{number: n, text: text}, nil) {
+					return
+				}
+			}
+			switch {
+			case err == io.EOF:
+				return
+			case err != nil:
+				yield(line{number: n}, fmt.Errorf("reading line %d: %w", n, err))
+				return
+			}
+		}
+	}
+}
+
+// LineTooLongError reports a line over [MaxLineBytes].
+type LineTooLongError struct{ Line int }
+
+func (e *LineTooLongError) Error() string {
+	return fmt.Sprintf("invalid conversation id: the line is longer than %d bytes", MaxLineBytes)
+}
+
+// readLine returns the next line, its end included. A line longer than
+// MaxLineBytes is consumed without being kept, and reported with tooLong.
+func readLine(br *bufio.Reader) (raw []byte, tooLong bool, err error) {
+	var buf []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if !tooLong {
+			if len(buf)+len(chunk) > MaxLineBytes+2 { // +2 for "\r\n"
+				tooLong, buf = true, nil
+			} else {
+				buf = append(buf, chunk...)
+			}
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return buf, tooLong, err
+		}
+	}
+}
+
+// enqueueLines validates lines in order on the calling goroutine and
+// enqueues the valid ones from a pool of goroutines.
+func (c *Client) enqueueLines(ctx context.Context, lines iter.Seq2[line, error], opts []Option) (Summary, error) {
+	o, err := c.options(opts)
+	if err != nil {
+		return Summary{}, err
+	}
+	asynqOpts := o.asynqOptions()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var enqueued, duplicate atomic.Int64
+	var firstErr error
+	var errOnce sync.Once
+	ids := make(chan string, o.concurrency*4)
+	var wg sync.WaitGroup
+	for range o.concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range ids {
+				status, err := c.enqueue(ctx, id, o, asynqOpts)
+				switch {
+				case err != nil:
+					errOnce.Do(func() { firstErr = err; cancel() })
+				case status == Enqueued:
+					enqueued.Add(1)
+				default:
+					duplicate.Add(1)
+				}
+			}
+		}()
+	}
+
+	sum := Summary{Batch: o.batch}
+	var readErr error
+	reject := func(n int, err error) {
+		sum.Invalid++
+		if o.onInvalid != nil {
+			o.onInvalid(Invalid{Line: n, Err: err})
+		}
+	}
+feed:
+	for l, err := range lines {
+		var tooLong *LineTooLongError
+		switch {
+		case errors.As(err, &tooLong):
+			reject(l.number, err)
+			continue
+		case err != nil:
+			readErr = err
+			break feed
+		}
+		if err := tasks.ValidateID(l.text); err != nil {
+			reject(l.number, err)
+			continue
+		}
+		select {
+		case ids <- l.text:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(ids)
+	wg.Wait()
+	sum.Enqueued, sum.Duplicate = int(enqueued.Load()), int(duplicate.Load())
+	switch {
+	case firstErr != nil:
+		return sum, firstErr
+	case readErr != nil:
+		return sum, readErr
+	case ctx.Err() != nil:
+		return sum, ctx.Err()
+	}
+	return sum, nil
+}

@@ -1,0 +1,34 @@
+package redistest_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/coze-eraser/coze-eraser/internal/redistest"
+)
+
+func TestStartRestartKeepsPort(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.WithArgs("--appendonly", "yes", "--appendfsync", "always"))
+	ctx := context.Background()
+	c := srv.Client()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	addr := srv.Addr
+	srv.Restart()
+	if srv.Addr != addr {
+		t.Errorf("address changed from %s to %s", addr, srv.Addr)
+	}
+	if got, err := c.Get(ctx, "k").Result(); err != nil || got != "v" {
+		t.Errorf("after restart with AOF: %q, %v", got, err)
+	}
+}
+
+func TestPassword(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.WithPassword("s3cret"))
+	if err := srv.Client().Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("ping with the URL's password: %v", err)
+	}
+}

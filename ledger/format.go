@@ -1,0 +1,89 @@
+package ledger
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
+)
+
+// FailureCSVHeader is the header row of the CSV failure listing.
+var FailureCSVHeader = []string{"conversation_id", "batch", "outcome", "code", "msg", "http_status", "logid", "attempts", "first_at", "last_at"}
+
+// FailureWriter writes failure records in one format. Call Flush at the end.
+type FailureWriter interface {
+	Write(Failure) error
+	Flush() error
+}
+
+// Formats lists the names NewFailureWriter accepts.
+var Formats = []string{"table", "csv", "jsonl"}
+
+// NewFailureWriter returns a writer for format: "table" (aligned columns for
+// a terminal), "csv" (with [FailureCSVHeader]) or "jsonl" (one JSON object a
+// line). Times are RFC 3339 in UTC.
+func NewFailureWriter(w io.Writer, format string) (FailureWriter, error) {
+	switch format {
+	case "csv":
+		cw := csv.NewWriter(w)
+		if err := cw.Write(FailureCSVHeader); err != nil {
+			return nil, err
+		}
+		return &csvFailures{w: cw}, nil
+	case "jsonl":
+		return &jsonFailures{enc: json.NewEncoder(w)}, nil
+	case "table", "":
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "CONVERSATION_ID\tBATCH\tOUTCOME\tCODE\tHTTP\tATTEMPTS\tLAST_AT\tLOGID\tMSG")
+		return &tableFailures{w: tw}, nil
+	}
+	return nil, fmt.Errorf("unknown format %q: use table, csv or jsonl", format)
+}
+
+func rfc3339(t time.Time) string {
+	if t.IsZero() || t.UnixMilli() == 0 {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+func statusText(s int) string {
+	if s == 0 {
+		return ""
+	}
+	return strconv.Itoa(s)
+}
+
+type csvFailures struct{ w *csv.Writer }
+
+func (c *csvFailures) Write(f Failure) error {
+	return c.w.Write([]string{f.ConversationID, f.Batch, string(f.Outcome), f.Code, f.Msg,
+		statusText(f.HTTPStatus), f.LogID, strconv.Itoa(f.Attempts), rfc3339(f.FirstAt), rfc3339(f.LastAt)})
+}
+
+func (c *csvFailures) Flush() error { c.w.Flush(); return c.w.Error() }
+
+type jsonFailures struct{ enc *json.Encoder }
+
+func (j *jsonFailures) Write(f Failure) error { return j.enc.Encode(f) }
+func (j *jsonFailures) Flush() error          { return nil }
+
+type tableFailures struct{ w *tabwriter.Writer }
+
+func (t *tableFailures) Write(f Failure) error {
+	_, err := fmt.Fprintf(t.w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", f.ConversationID, f.Batch, f.Outcome,
+		dash(f.Code), dash(statusText(f.HTTPStatus)), f.Attempts, rfc3339(f.LastAt), dash(f.LogID), f.Msg)
+	return err
+}
+
+func (t *tableFailures) Flush() error { return t.w.Flush() }
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

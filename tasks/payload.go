@@ -1,0 +1,120 @@
+package tasks
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// TypeDelete is the asynq task type of a conversation deletion.
+const TypeDelete = "conversation:delete"
+
+// DefaultMaxRetry is the retry budget of a task when the producer names none:
+// how many failed attempts (transient errors, unknown codes) are retried
+// before the conversation is recorded as failed.
+const DefaultMaxRetry = 25
+
+// Payload is the JSON body of a [TypeDelete] task. It holds what the worker
+// and the ledger need and nothing secret: the token lives only in the
+// worker's environment.
+type Payload struct {
+	// ConversationID is the conversation to delete; see [ValidateID].
+	ConversationID string `json:"id"`
+	// Batch names the request this deletion belongs to; see [ValidateBatch].
+	Batch string `json:"batch"`
+	// EnqueuedAt is when the producer enqueued the task, in Unix seconds.
+	EnqueuedAt int64 `json:"at"`
+}
+
+// TaskID returns the asynq task id of the deletion of conversationID. asynq
+// refuses a second task with the same id while the first is pending,
+// scheduled, retrying, active or archived, which is how duplicates are found.
+func TaskID(conversationID string) string { return "del:" + conversationID }
+
+// AsynqMaxRetry converts a retry budget into the asynq MaxRetry option value.
+// The extra retry is kept in reserve: see [RetryBudget].
+func AsynqMaxRetry(budget int) int { return budget + 1 }
+
+// RetryBudget is the inverse of [AsynqMaxRetry]: the number of failed attempts
+// the worker may retry, given the task's asynq MaxRetry.
+//
+// asynq archives a task that returns any error once its retry count reaches
+// MaxRetry, even an error that it is told is not a failure. Rate-limited and
+// auth answers must never archive a task, so the worker declares a task failed
+// itself one retry before asynq would, and the last asynq retry is never used
+// for a failure.
+func RetryBudget(asynqMaxRetry int) int {
+	if asynqMaxRetry < 1 {
+		return 0
+	}
+	return asynqMaxRetry - 1
+}
+
+// NewTask returns the asynq task that deletes p.ConversationID, with its task
+// id set. Callers add the queue, schedule and retry options.
+func NewTask(p Payload, opts ...asynq.Option) (*asynq.Task, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode payload: %w", err)
+	}
+	opts = append([]asynq.Option{asynq.TaskID(TaskID(p.ConversationID))}, opts...)
+	return asynq.NewTask(TypeDelete, body, opts...), nil
+}
+
+// ParsePayload decodes and validates a task payload. A payload written by
+// another producer that is not JSON, or whose id is not a conversation id,
+// is an error that names the problem.
+func ParsePayload(body []byte) (Payload, error) {
+	var p Payload
+	if err := json.Unmarshal(body, &p); err != nil {
+		return Payload{}, fmt.Errorf("payload is not a JSON task payload: %w", err)
+	}
+	if err := p.Validate(); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// Validate checks the conversation id and the batch name.
+func (p Payload) Validate() error {
+	if err := ValidateID(p.ConversationID); err != nil {
+		return err
+	}
+	return ValidateBatch(p.Batch)
+}
+
+// EnqueueTime returns EnqueuedAt as a time, or the zero time when unset.
+func (p Payload) EnqueueTime() time.Time {
+	if p.EnqueuedAt == 0 {
+		return time.Time{}
+	}
+	return time.Unix(p.EnqueuedAt, 0).UTC()
+}
+
+var batchPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+
+// ErrInvalidBatch is wrapped by the error [ValidateBatch] returns.
+var ErrInvalidBatch = errors.New("invalid batch name")
+
+// ValidateBatch checks a batch name: 1 to 128 characters from letters,
+// digits and ". _ : -", starting with a letter or digit. Batch names become
+// part of Redis keys and report file names, so they are kept plain.
+func ValidateBatch(name string) error {
+	if !batchPattern.MatchString(name) {
+		return fmt.Errorf("%w %s: use 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit", ErrInvalidBatch, quoteShort(name))
+	}
+	return nil
+}
+
+// NewBatchName returns a generated batch name such as
+// "b-20261127T174500Z-3fa2", unique enough for a human to tell runs apart.
+func NewBatchName(now time.Time, random uint16) string {
+	return fmt.Sprintf("b-%s-%04x", now.UTC().Format("20060102T150405Z"), random)
+}

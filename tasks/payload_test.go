@@ -1,0 +1,80 @@
+package tasks_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coze-eraser/coze-eraser/tasks"
+)
+
+func TestNewTaskRoundTrip(t *testing.T) {
+	t.Parallel()
+	p := tasks.Payload{ConversationID: "7379996104798150001", Batch: "gdpr-42", EnqueuedAt: 1795000000}
+	task, err := tasks.NewTask(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if task.Type() != tasks.TypeDelete {
+		t.Errorf("type = %q, want %q", task.Type(), tasks.TypeDelete)
+	}
+	got, err := tasks.ParsePayload(task.Payload())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != p {
+		t.Errorf("round trip = %+v, want %+v", got, p)
+	}
+	if want := time.Unix(1795000000, 0).UTC(); !got.EnqueueTime().Equal(want) {
+		t.Errorf("EnqueueTime = %v, want %v", got.EnqueueTime(), want)
+	}
+}
+
+func TestParsePayloadRejects(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, body, want string
+	}{
+		{"not json", "\x00\x01garbage", "not a JSON task payload"},
+		{"bad id", `{"id":"12/../x","batch":"b"}`, "invalid conversation id"},
+		{"missing id", `{"batch":"b"}`, "is empty"},
+		{"bad batch", `{"id":"1","batch":"a b"}`, "invalid batch name"},
+		{"missing batch", `{"id":"1"}`, "invalid batch name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := tasks.ParsePayload([]byte(tt.body))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("ParsePayload(%q) = %v, want an error containing %q", tt.body, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidateBatch(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{"b", "gdpr-2026-11-27", "ticket:JIRA-12", "a.b_c", tasks.NewBatchName(time.Now(), 0xbeef)} {
+		if err := tasks.ValidateBatch(ok); err != nil {
+			t.Errorf("ValidateBatch(%q) = %v, want nil", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "-x", "a b", "a/b", strings.Repeat("a", 129), "é"} {
+		if err := tasks.ValidateBatch(bad); !errors.Is(err, tasks.ErrInvalidBatch) {
+			t.Errorf("ValidateBatch(%q) = %v, want ErrInvalidBatch", bad, err)
+		}
+	}
+}
+
+func TestRetryBudgetKeepsOneInReserve(t *testing.T) {
+	t.Parallel()
+	for _, budget := range []int{0, 1, 25} {
+		if got := tasks.RetryBudget(tasks.AsynqMaxRetry(budget)); got != budget {
+			t.Errorf("RetryBudget(AsynqMaxRetry(%d)) = %d", budget, got)
+		}
+	}
+	if got := tasks.RetryBudget(0); got != 0 {
+		t.Errorf("RetryBudget(0) = %d, want 0", got)
+	}
+}
