@@ -1,0 +1,128 @@
+package worker
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/coze-eraser/coze-eraser/coze"
+)
+
+// authGate stops all calls while the token is rejected. An auth answer (4100,
+// 4101, 401, 403) closes the gate: from then on one call at a time, a probe,
+// is let through after each probe interval (doubling up to its cap), and
+// every other task waits. The first probe that gets any other answer opens
+// the gate again, so the worker resumes by itself once the token is fixed,
+// for example when the token file was replaced.
+type authGate struct {
+	backoff Backoff
+	now     func() time.Time
+	// onChange is called, outside the lock, when the gate closes or opens.
+	onChange func(closed bool, res coze.Result)
+
+	mu        sync.Mutex
+	closed    bool
+	probing   bool
+	failures  int
+	nextProbe time.Time
+	changed   chan struct{} // closed and replaced on every state change
+}
+
+func newAuthGate(b Backoff, now func() time.Time, onChange func(bool, coze.Result)) *authGate {
+	return &authGate{backoff: b, now: now, onChange: onChange, changed: make(chan struct{})}
+}
+
+// acquire returns when a call may be made: at once while the gate is open,
+// or as the probe when it is closed and the probe is due. It returns ctx's
+// error when ctx ends first.
+func (g *authGate) acquire(ctx context.Context) (probe bool, err error) {
+	for {
+		g.mu.Lock()
+		if !g.closed {
+			g.mu.Unlock()
+			return false, nil
+		}
+		wait := g.nextProbe.Sub(g.now())
+		if !g.probing && wait <= 0 {
+			g.probing = true
+			g.mu.Unlock()
+			return true, nil
+		}
+		if g.probing {
+			wait = 0 // the probe's report will wake us
+		}
+		changed := g.changed
+		g.mu.Unlock()
+		if err := waitChange(ctx, changed, wait); err != nil {
+			return false, err
+		}
+	}
+}
+
+// waitChange waits for changed to close, for d to pass (when d > 0), or for
+// ctx to end.
+func waitChange(ctx context.Context, changed <-chan struct{}, d time.Duration) error {
+	var timeout <-chan time.Time
+	if d > 0 {
+		timer := time.NewTimer(d)
+		defer timer.Stop()
+		timeout = timer.C
+	}
+	select {
+	case <-changed:
+	case <-timeout:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// report records the answer of a call made after acquire. Only auth answers
+// close the gate, and only a probe's answer opens it: a call that was already
+// in flight when the gate closed says nothing about the token now.
+func (g *authGate) report(probe bool, res coze.Result) {
+	g.mu.Lock()
+	wasClosed := g.closed
+	switch {
+	case res.Class == coze.ClassAuth && (probe || !g.closed):
+		g.closed = true
+		g.nextProbe = g.now().Add(g.backoff.ceiling(g.failures))
+		g.failures++
+	case probe && res.HTTPStatus == 0 && res.Class != coze.ClassAuth:
+		// The probe got no answer at all (a network error): nothing is
+		// known about the token. Probe again after the same interval
+		// rather than at once, so an outage does not become a busy loop.
+		g.nextProbe = g.now().Add(g.backoff.ceiling(g.failures - 1))
+	case probe:
+		// Any answer from the API other than auth means the token works.
+		g.closed, g.failures = false, 0
+	}
+	if probe {
+		g.probing = false
+	}
+	changed := g.closed != wasClosed
+	if changed || probe {
+		close(g.changed)
+		g.changed = make(chan struct{})
+	}
+	closed := g.closed
+	g.mu.Unlock()
+	if changed && g.onChange != nil {
+		g.onChange(closed, res)
+	}
+}
+
+// untilProbe is how long until the next probe, the delay a task that got an
+// auth answer waits before it is tried again.
+func (g *authGate) untilProbe() time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return max(g.nextProbe.Sub(g.now()), 0)
+}
+
+// isClosed reports whether calls are paused for auth.
+func (g *authGate) isClosed() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.closed
+}

@@ -1,0 +1,237 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/coze-eraser/coze-eraser/coze"
+	"github.com/coze-eraser/coze-eraser/ledger"
+	"github.com/coze-eraser/coze-eraser/tasks"
+)
+
+// API is the one call the worker makes; *coze.Client implements it.
+type API interface {
+	DeleteConversation(ctx context.Context, conversationID string) (coze.Result, error)
+}
+
+// waitMargin is how long before a task's deadline the handler stops waiting
+// for its turn and hands the task back: past the deadline asynq would count
+// the wait as a failure.
+const waitMargin = 5 * time.Second
+
+// ledgerWriteTimeout bounds the retries of one ledger write, so a Redis
+// outage shorter than this loses no outcome.
+const ledgerWriteTimeout = 30 * time.Second
+
+// Handler turns a conversation:delete task into an API call and a recorded
+// outcome. It implements asynq.Handler.
+type Handler struct {
+	api      API
+	ledger   *ledger.Ledger
+	metrics  *Metrics
+	throttle *throttle
+	auth     *authGate
+	log      *slog.Logger
+	now      func() time.Time
+	stopping <-chan struct{}
+}
+
+// ProcessTask handles one task. What it returns tells asynq what to do next:
+//
+//   - nil: done (deleted, or not found);
+//   - a SkipRetry error: archive (permanent error, retries used up, bad payload);
+//   - a failure retry: retry after the backoff, using up a retry (transient,
+//     unknown code);
+//   - a non-failure retry: retry after a given delay without using up a retry
+//     (rate limited, auth pause, shutdown while waiting).
+func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	h.metrics.TasksInFlight.Inc()
+	defer h.metrics.TasksInFlight.Dec()
+
+	p, err := tasks.ParsePayload(t.Payload())
+	if err != nil {
+		id, _ := asynq.GetTaskID(ctx)
+		h.metrics.InvalidTasks.Inc()
+		h.log.Error("task rejected without a call", "task_id", id, "error", err)
+		return giveUp(err)
+	}
+	queue, _ := asynq.GetQueueName(ctx)
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+
+	probe, err := h.waitTurn(ctx)
+	if err != nil {
+		h.metrics.Retries.WithLabelValues(reasonWaiting).Inc()
+		return retryLater(reasonWaiting, 0, err)
+	}
+	res, callErr := h.api.DeleteConversation(ctx, p.ConversationID)
+	h.auth.report(probe, res)
+	pause := h.throttle.observe(res)
+	h.metrics.observeCall(res)
+	if pause > 0 {
+		h.metrics.RateLimitPauses.Inc()
+	}
+
+	outcome, next := h.decide(res, callErr, pause, retried, tasks.RetryBudget(maxRetry))
+	recorded, err := h.record(ctx, p, queue, res, outcome)
+	h.logAttempt(p, queue, res, outcome, recorded, retried, next, err)
+	if err != nil {
+		h.metrics.LedgerErrors.Inc()
+		h.metrics.Retries.WithLabelValues(reasonLedger).Inc()
+		return retryLater(reasonLedger, time.Second, err)
+	}
+	if recorded.Terminal {
+		h.metrics.Deletions.WithLabelValues(string(outcome)).Inc()
+	}
+	var r *retryError
+	if errors.As(next, &r) {
+		h.metrics.Retries.WithLabelValues(r.reason).Inc()
+	}
+	return next
+}
+
+// waitTurn blocks while the throttle or the auth gate hold calls back, until
+// shortly before the task's deadline or until the worker stops.
+func (h *Handler) waitTurn(ctx context.Context) (probe bool, err error) {
+	if !h.throttle.paused() && !h.auth.isClosed() {
+		return false, nil // the common case: no contexts, no goroutine
+	}
+	waitCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if deadline, ok := ctx.Deadline(); ok {
+		var cancelDeadline context.CancelFunc
+		waitCtx, cancelDeadline = context.WithDeadline(waitCtx, deadline.Add(-waitMargin))
+		defer cancelDeadline()
+	}
+	go func() {
+		select {
+		case <-h.stopping:
+			cancel()
+		case <-waitCtx.Done():
+		}
+	}()
+	for {
+		if err := h.throttle.wait(waitCtx); err != nil {
+			return false, err
+		}
+		probe, err := h.auth.acquire(waitCtx)
+		if err != nil {
+			return false, err
+		}
+		// A rate-limit pause may have begun while we waited at the gate.
+		if probe || !h.throttle.paused() {
+			return probe, nil
+		}
+	}
+}
+
+// decide maps an answer to the ledger outcome and to what asynq should do.
+func (h *Handler) decide(res coze.Result, callErr error, pause time.Duration, retried, budget int) (ledger.Outcome, error) {
+	switch res.Class {
+	case coze.ClassDeleted:
+		return ledger.Deleted, nil
+	case coze.ClassNotFound:
+		return ledger.NotFound, nil
+	case coze.ClassRateLimited:
+		return ledger.Retrying, retryLater(reasonRateLimited, pause, callErr)
+	case coze.ClassAuth:
+		return ledger.Retrying, retryLater(reasonAuth, h.auth.untilProbe(), callErr)
+	case coze.ClassPermanent:
+		return ledger.Failed, giveUp(callErr)
+	}
+	// Transient and unknown: retry until the budget is spent.
+	if retried >= budget {
+		return ledger.Failed, giveUp(fmt.Errorf("%d retries used up: %w", budget, callErr))
+	}
+	reason := reasonTransient
+	if res.Class == coze.ClassUnknown {
+		reason = reasonUnknown
+	}
+	return ledger.Retrying, retryFailed(reason, callErr)
+}
+
+// record writes the attempt to the ledger, retrying through a short Redis
+// outage. It runs on a context detached from the task's, so that an outcome
+// learnt from the API is not dropped because asynq gave up on the task.
+func (h *Handler) record(ctx context.Context, p tasks.Payload, queue string, res coze.Result, outcome ledger.Outcome) (ledger.Recorded, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ledgerWriteTimeout)
+	defer cancel()
+	a := ledger.Attempt{
+		ConversationID: p.ConversationID,
+		Batch:          p.Batch,
+		Queue:          queue,
+		Outcome:        outcome,
+		Code:           res.Code,
+		HasCode:        res.HasCode,
+		Msg:            attemptMsg(res),
+		HTTPStatus:     res.HTTPStatus,
+		LogID:          res.LogID,
+		At:             h.now(),
+	}
+	backoff := Backoff{Base: 50 * time.Millisecond, Cap: 2 * time.Second}
+	for n := 0; ; n++ {
+		rec, err := h.ledger.Record(ctx, a)
+		if err == nil {
+			return rec, nil
+		}
+		select {
+		case <-ctx.Done():
+			return rec, err
+		case <-time.After(backoff.ceiling(n)):
+		}
+	}
+}
+
+// attemptMsg is the msg worth keeping: the API's own, else what went wrong
+// on the way (a network error, an HTML page).
+func attemptMsg(res coze.Result) string {
+	if res.Msg != "" || res.Err == nil {
+		return res.Msg
+	}
+	return res.Err.Error()
+}
+
+func (h *Handler) logAttempt(p tasks.Payload, queue string, res coze.Result, outcome ledger.Outcome,
+	rec ledger.Recorded, retried int, next, recordErr error) {
+	level := slog.LevelInfo
+	switch {
+	case recordErr != nil || outcome == ledger.Failed:
+		level = slog.LevelError
+	case outcome == ledger.Retrying:
+		level = slog.LevelWarn
+	}
+	attrs := []slog.Attr{
+		slog.String("conversation_id", p.ConversationID),
+		slog.String("batch", p.Batch),
+		slog.String("queue", queue),
+		slog.Int("attempt", max(rec.Attempts, retried+1)),
+		slog.String("class", string(res.Class)),
+		slog.String("code", coze.CodeLabel(res.Code, res.HasCode)),
+		slog.Int("http_status", res.HTTPStatus),
+		slog.String("logid", res.LogID),
+		slog.Duration("duration", res.Duration),
+		slog.String("outcome", string(outcome)),
+	}
+	if res.HasCode && !coze.DocumentedCode(res.Code) {
+		attrs = append(attrs, slog.Int64("raw_code", res.Code))
+	}
+	if msg := attemptMsg(res); msg != "" {
+		attrs = append(attrs, slog.String("msg", msg))
+	}
+	var r *retryError
+	if errors.As(next, &r) && !r.failure {
+		attrs = append(attrs, slog.Duration("retry_in", r.delay))
+	}
+	if !rec.Terminal && outcome.Terminal() && recordErr == nil {
+		attrs = append(attrs, slog.Bool("duplicate_run", true))
+	}
+	if recordErr != nil {
+		attrs = append(attrs, slog.String("ledger_error", recordErr.Error()))
+	}
+	h.log.LogAttrs(context.Background(), level, "attempt", attrs...)
+}

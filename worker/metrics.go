@@ -1,0 +1,141 @@
+package worker
+
+import (
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/coze-eraser/coze-eraser/coze"
+	"github.com/coze-eraser/coze-eraser/ledger"
+)
+
+// Metrics are the worker's Prometheus collectors. No label ever holds a
+// conversation id, a log id or a batch name: their number is unbounded.
+type Metrics struct {
+	Deletions       *prometheus.CounterVec
+	APIRequests     *prometheus.CounterVec
+	APIDuration     *prometheus.HistogramVec
+	Retries         *prometheus.CounterVec
+	TasksInFlight   prometheus.Gauge
+	AuthPaused      prometheus.Gauge
+	AuthPauses      prometheus.Counter
+	RateLimitPauses prometheus.Counter
+	InvalidTasks    prometheus.Counter
+	LedgerErrors    prometheus.Counter
+}
+
+// NewMetrics creates the collectors and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Deletions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coze_eraser_deletions_total",
+			Help: "Conversations that reached a terminal outcome, counted once per batch and id however often a task ran.",
+		}, []string{"outcome"}),
+		APIRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coze_eraser_api_requests_total",
+			Help: "Calls to the Coze API by answer class and body code (documented codes, other, or none).",
+		}, []string{"class", "code"}),
+		APIDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "coze_eraser_api_request_duration_seconds",
+			Help:    "Duration of Coze API calls, by answer class.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"class"}),
+		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coze_eraser_retries_total",
+			Help: "Tasks sent back to the queue for another attempt, by reason.",
+		}, []string{"reason"}),
+		TasksInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "coze_eraser_tasks_in_flight",
+			Help: "Tasks this worker is processing now, waiting for a turn included.",
+		}),
+		AuthPaused: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "coze_eraser_auth_paused",
+			Help: "1 while calls are paused because the API rejects the token, else 0.",
+		}),
+		AuthPauses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "coze_eraser_auth_pauses_total",
+			Help: "Times calls were paused because the API rejected the token.",
+		}),
+		RateLimitPauses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "coze_eraser_rate_limit_pauses_total",
+			Help: "Rate-limited answers that paused all of this worker's calls.",
+		}),
+		InvalidTasks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "coze_eraser_invalid_tasks_total",
+			Help: "Tasks archived without a call because their payload was not a valid deletion.",
+		}),
+		LedgerErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "coze_eraser_ledger_errors_total",
+			Help: "Outcomes that could not be written to the ledger; the task is retried.",
+		}),
+	}
+	reg.MustRegister(m.Deletions, m.APIRequests, m.APIDuration, m.Retries, m.TasksInFlight,
+		m.AuthPaused, m.AuthPauses, m.RateLimitPauses, m.InvalidTasks, m.LedgerErrors)
+	// Start every series an alert may watch at zero, so that rate() works
+	// from the first scrape.
+	for _, o := range []ledger.Outcome{ledger.Deleted, ledger.NotFound, ledger.Failed} {
+		m.Deletions.WithLabelValues(string(o))
+	}
+	for _, r := range []string{reasonRateLimited, reasonAuth, reasonTransient, reasonUnknown, reasonWaiting, reasonLedger} {
+		m.Retries.WithLabelValues(r)
+	}
+	return m
+}
+
+func (m *Metrics) observeCall(res coze.Result) {
+	m.APIRequests.WithLabelValues(string(res.Class), coze.CodeLabel(res.Code, res.HasCode)).Inc()
+	m.APIDuration.WithLabelValues(string(res.Class)).Observe(res.Duration.Seconds())
+}
+
+// queueCollector exports asynq's queue sizes and latency, read from Redis at
+// scrape time.
+type queueCollector struct {
+	inspector *asynq.Inspector
+	size      *prometheus.Desc
+	latency   *prometheus.Desc
+	paused    *prometheus.Desc
+}
+
+func newQueueCollector(inspector *asynq.Inspector) *queueCollector {
+	return &queueCollector{
+		inspector: inspector,
+		size: prometheus.NewDesc("coze_eraser_queue_tasks",
+			"Tasks in each asynq queue by state.", []string{"queue", "state"}, nil),
+		latency: prometheus.NewDesc("coze_eraser_queue_latency_seconds",
+			"Age of the oldest pending task of each asynq queue.", []string{"queue"}, nil),
+		paused: prometheus.NewDesc("coze_eraser_queue_paused",
+			"1 when the asynq queue is paused.", []string{"queue"}, nil),
+	}
+}
+
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.size
+	ch <- c.latency
+	ch <- c.paused
+}
+
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	queues, err := c.inspector.Queues()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.size, err)
+		return
+	}
+	for _, q := range queues {
+		info, err := c.inspector.GetQueueInfo(q)
+		if err != nil {
+			ch <- prometheus.NewInvalidMetric(c.size, err)
+			continue
+		}
+		for state, n := range map[string]int{
+			"pending": info.Pending, "active": info.Active, "scheduled": info.Scheduled,
+			"retry": info.Retry, "archived": info.Archived, "completed": info.Completed,
+		} {
+			ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(n), q, state)
+		}
+		ch <- prometheus.MustNewConstMetric(c.latency, prometheus.GaugeValue, info.Latency.Seconds(), q)
+		paused := 0.0
+		if info.Paused {
+			paused = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.paused, prometheus.GaugeValue, paused, q)
+	}
+}

@@ -1,0 +1,107 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// Backoff is an exponential backoff: Base doubling per step up to Cap.
+type Backoff struct {
+	Base time.Duration
+	Cap  time.Duration
+}
+
+// ceiling returns min(Cap, Base·2^n).
+func (b Backoff) ceiling(n int) time.Duration {
+	if n < 0 {
+		n = 0
+	}
+	d := b.Base
+	for range n {
+		if d >= b.Cap/2 {
+			return b.Cap
+		}
+		d *= 2
+	}
+	return min(d, b.Cap)
+}
+
+// FullJitter returns a random delay in [0, min(Cap, Base·2^n)): "full
+// jitter", which spreads the retries of many failed tasks over the whole
+// window instead of bunching them at its end.
+func (b Backoff) FullJitter(n int) time.Duration {
+	c := b.ceiling(n)
+	if c <= 0 {
+		return 0
+	}
+	return rand.N(c)
+}
+
+// Retry reasons, as the retries_total metric labels them.
+const (
+	reasonRateLimited = "rate_limited"
+	reasonAuth        = "auth"
+	reasonTransient   = "transient"
+	reasonUnknown     = "unknown"
+	reasonWaiting     = "waiting" // gave up waiting for the throttle or the auth gate
+	reasonLedger      = "ledger"  // the outcome could not be recorded
+)
+
+// retryError is what the handler returns for an attempt that must be tried
+// again. Failure errors use up one of the task's retries; others (rate
+// limits, auth pauses, shutdown) do not, so a task can wait out any number of
+// them.
+type retryError struct {
+	reason  string
+	failure bool
+	delay   time.Duration // used when not a failure; failures use the policy
+	cause   error
+}
+
+func (e *retryError) Error() string {
+	if e.cause == nil {
+		return "retry: " + e.reason
+	}
+	return fmt.Sprintf("retry (%s): %v", e.reason, e.cause)
+}
+
+func (e *retryError) Unwrap() error { return e.cause }
+
+// retryLater returns a non-failure retry after delay.
+func retryLater(reason string, delay time.Duration, cause error) error {
+	return &retryError{reason: reason, delay: delay, cause: cause}
+}
+
+// retryFailed returns a failure retry, delayed by the retry policy.
+func retryFailed(reason string, cause error) error {
+	return &retryError{reason: reason, failure: true, cause: cause}
+}
+
+// giveUp returns the error that archives a task without retrying it.
+func giveUp(cause error) error {
+	return fmt.Errorf("%w: %w", asynq.SkipRetry, cause)
+}
+
+// isFailure tells asynq whether err uses up a retry: everything does except
+// a non-failure retryError.
+func isFailure(err error) bool {
+	var r *retryError
+	if errors.As(err, &r) {
+		return r.failure
+	}
+	return true
+}
+
+// retryDelay is asynq's RetryDelayFunc: a non-failure retry waits its own
+// delay, a failure waits full-jitter backoff on the number of failures so far.
+func (b Backoff) retryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	var r *retryError
+	if errors.As(err, &r) && !r.failure {
+		return r.delay
+	}
+	return b.FullJitter(n)
+}

@@ -1,0 +1,278 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/coze-eraser/coze-eraser/coze"
+	"github.com/coze-eraser/coze-eraser/ledger"
+	"github.com/coze-eraser/coze-eraser/tasks"
+)
+
+// Defaults of a [Config].
+const (
+	DefaultConcurrency     = 20
+	DefaultShutdownTimeout = 20 * time.Second
+)
+
+// Default backoffs.
+var (
+	// DefaultRetryBackoff spaces the retries of transient failures.
+	DefaultRetryBackoff = Backoff{Base: 2 * time.Second, Cap: 10 * time.Minute}
+	// DefaultRateLimitBackoff is the pause after rate-limited answers that
+	// carry no Retry-After.
+	DefaultRateLimitBackoff = Backoff{Base: time.Second, Cap: time.Minute}
+	// DefaultAuthProbe spaces the probe calls while the token is rejected.
+	DefaultAuthProbe = Backoff{Base: 15 * time.Second, Cap: 5 * time.Minute}
+)
+
+// Config configures a [Server]. Redis and API are required.
+type Config struct {
+	Redis redis.UniversalClient
+	API   API
+	// Ledger records outcomes; default ledger.New(Redis).
+	Ledger *ledger.Ledger
+	// Queues and their weights; default {"default": 1}.
+	Queues      map[string]int
+	Concurrency int
+	// RetryBackoff spaces transient retries (full jitter).
+	RetryBackoff Backoff
+	// RateLimitBackoff is the pause after a rate-limited answer without
+	// Retry-After.
+	RateLimitBackoff Backoff
+	// AuthProbe spaces probe calls while the token is rejected.
+	AuthProbe Backoff
+	// ShutdownTimeout is how long in-flight calls may take to finish at
+	// shutdown before their tasks are handed back to the queue.
+	ShutdownTimeout time.Duration
+	Logger          *slog.Logger
+	// Registry receives the metrics; default a new registry with the Go and
+	// process collectors.
+	Registry *prometheus.Registry
+	// PollInterval is how often an idle worker looks for new tasks (asynq's
+	// TaskCheckInterval, default 1 s).
+	PollInterval time.Duration
+	// ForwardInterval is how often scheduled and retry tasks due now are moved
+	// to their queue (asynq's DelayedTaskCheckInterval, default 5 s).
+	ForwardInterval time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() error {
+	if c.Redis == nil || c.API == nil {
+		return errors.New("worker: Config.Redis and Config.API are required")
+	}
+	if c.Ledger == nil {
+		c.Ledger = ledger.New(c.Redis)
+	}
+	if len(c.Queues) == 0 {
+		c.Queues = map[string]int{"default": 1}
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	setBackoff(&c.RetryBackoff, DefaultRetryBackoff)
+	setBackoff(&c.RateLimitBackoff, DefaultRateLimitBackoff)
+	setBackoff(&c.AuthProbe, DefaultAuthProbe)
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+		c.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+func setBackoff(b *Backoff, def Backoff) {
+	if b.Base <= 0 {
+		b.Base = def.Base
+	}
+	if b.Cap < b.Base {
+		b.Cap = max(def.Cap, b.Base)
+	}
+}
+
+// Server runs the handler on an asynq server and serves /metrics, /healthz
+// and /readyz.
+type Server struct {
+	cfg      Config
+	asynq    *asynq.Server
+	handler  *Handler
+	metrics  *Metrics
+	stopping chan struct{}
+	stopOnce sync.Once
+}
+
+// New returns a server; Start or Run it.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, stopping: make(chan struct{})}
+	s.metrics = NewMetrics(cfg.Registry)
+	cfg.Registry.MustRegister(newQueueCollector(asynq.NewInspectorFromRedisClient(cfg.Redis)))
+	log := cfg.Logger
+	s.handler = &Handler{
+		api:      cfg.API,
+		ledger:   cfg.Ledger,
+		metrics:  s.metrics,
+		throttle: newThrottle(cfg.RateLimitBackoff, cfg.Now),
+		auth:     newAuthGate(cfg.AuthProbe, cfg.Now, s.authChanged),
+		log:      log,
+		now:      cfg.Now,
+		stopping: s.stopping,
+	}
+	s.asynq = asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
+		Concurrency:              cfg.Concurrency,
+		Queues:                   cfg.Queues,
+		RetryDelayFunc:           cfg.RetryBackoff.retryDelay,
+		IsFailure:                isFailure,
+		ShutdownTimeout:          cfg.ShutdownTimeout,
+		TaskCheckInterval:        cfg.PollInterval,
+		DelayedTaskCheckInterval: cfg.ForwardInterval,
+		Logger:                   asynqLogger{log.With("component", "asynq")},
+		LogLevel:                 asynq.WarnLevel,
+	})
+	return s, nil
+}
+
+func (s *Server) authChanged(closed bool, res coze.Result) {
+	if closed {
+		s.metrics.AuthPaused.Set(1)
+		s.metrics.AuthPauses.Inc()
+		s.cfg.Logger.Error("the API rejects the token: calls paused, probing once per interval until it is accepted",
+			"class", res.Class, "code", coze.CodeLabel(res.Code, res.HasCode), "http_status", res.HTTPStatus,
+			"logid", res.LogID, "probe_interval", s.cfg.AuthProbe.Base)
+		return
+	}
+	s.metrics.AuthPaused.Set(0)
+	s.cfg.Logger.Info("the API accepts the token again: calls resumed", "logid", res.LogID)
+}
+
+// Metrics returns the server's collectors.
+func (s *Server) Metrics() *Metrics { return s.metrics }
+
+// Handler returns the task handler, for callers that run their own asynq
+// server.
+func (s *Server) Handler() *Handler { return s.handler }
+
+// Start starts processing tasks in the background.
+func (s *Server) Start() error {
+	mux := asynq.NewServeMux()
+	mux.Handle(tasks.TypeDelete, s.handler)
+	if err := s.asynq.Start(mux); err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops fetching tasks, lets in-flight calls finish within the
+// shutdown timeout, and hands the remaining tasks back to the queue. Tasks
+// waiting for a turn (rate-limit pause, auth pause) go back at once, without
+// using up a retry.
+func (s *Server) Shutdown() {
+	s.stopOnce.Do(func() { close(s.stopping) })
+	s.asynq.Shutdown()
+}
+
+// Run starts the server, blocks until ctx ends, then shuts down.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Start(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	s.Shutdown()
+	return nil
+}
+
+// Ready returns nil when the worker can make progress: Redis answers and the
+// API accepts the token.
+func (s *Server) Ready(ctx context.Context) error {
+	select {
+	case <-s.stopping:
+		return errors.New("shutting down")
+	default:
+	}
+	if s.handler.auth.isClosed() {
+		return errors.New("paused: the Coze API rejects the token")
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := s.cfg.Redis.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	return nil
+}
+
+// HTTPHandler serves /metrics (Prometheus), /healthz (the process is up)
+// and /readyz (see [Server.Ready]; 503 with the reason when not ready).
+func (s *Server) HTTPHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.Ready(r.Context()); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
+
+// asynqLogger sends asynq's own log lines to slog.
+type asynqLogger struct{ log *slog.Logger }
+
+func (l asynqLogger) Debug(args ...any) { l.log.Debug(fmt.Sprint(args...)) }
+func (l asynqLogger) Info(args ...any)  { l.log.Info(fmt.Sprint(args...)) }
+func (l asynqLogger) Warn(args ...any)  { l.log.Warn(fmt.Sprint(args...)) }
+func (l asynqLogger) Error(args ...any) { l.log.Error(fmt.Sprint(args...)) }
+func (l asynqLogger) Fatal(args ...any) { l.log.Error(fmt.Sprint(args...)) }
+
+// ServeHTTP serves [Server.HTTPHandler] on addr until ctx ends. Give it a
+// loopback address unless the port is protected: metrics say how much was
+// deleted and when.
+func (s *Server) ServeHTTP(ctx context.Context, addr string) error {
+	return ServeHTTP(ctx, addr, s.HTTPHandler())
+}
+
+// ServeHTTP serves h on addr until ctx ends, then closes the listener.
+func ServeHTTP(ctx context.Context, addr string, h http.Handler) error {
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listener: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdownCtx)
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
