@@ -40,6 +40,7 @@ const (
 
 // Client enqueues deletions. It is safe for concurrent use.
 type Client struct {
+	rdb          redis.UniversalClient
 	asynq        *asynq.Client
 	defaultBatch string
 	now          func() time.Time
@@ -50,6 +51,7 @@ type Client struct {
 func NewClient(rdb redis.UniversalClient) *Client {
 	now := time.Now
 	return &Client{
+		rdb:          rdb,
 		asynq:        asynq.NewClientFromRedisClient(rdb),
 		defaultBatch: tasks.NewBatchName(now(), uint16(rand.Uint32())),
 		now:          now,

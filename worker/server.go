@@ -151,7 +151,7 @@ func New(cfg Config) (*Server, error) {
 		TaskCheckInterval:        cfg.PollInterval,
 		DelayedTaskCheckInterval: cfg.ForwardInterval,
 		Logger:                   asynqLogger{log.With("component", "asynq")},
-		LogLevel:                 asynq.WarnLevel,
+		LogLevel:                 asynq.ErrorLevel,
 	})
 	return s, nil
 }
@@ -251,26 +251,13 @@ func (l asynqLogger) Warn(args ...any)  { l.log.Warn(fmt.Sprint(args...)) }
 func (l asynqLogger) Error(args ...any) { l.log.Error(fmt.Sprint(args...)) }
 func (l asynqLogger) Fatal(args ...any) { l.log.Error(fmt.Sprint(args...)) }
 
-// ServeHTTP serves [Server.HTTPHandler] on addr until ctx ends. Give it a
+// ServeHTTP serves h on ln until ctx ends, then closes it. Listen on a
 // loopback address unless the port is protected: metrics say how much was
 // deleted and when.
-func (s *Server) ServeHTTP(ctx context.Context, addr string) error {
-	return ServeHTTP(ctx, addr, s.HTTPHandler())
-}
-
-// ServeHTTP serves h on addr until ctx ends, then closes the listener.
-func ServeHTTP(ctx context.Context, addr string, h http.Handler) error {
-	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("metrics listener: %w", err)
-	}
-	go func() {
-		<-ctx.Done()
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = srv.Shutdown(shutdownCtx)
-	}()
+func ServeHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
+	defer stop()
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

@@ -230,11 +230,15 @@ func (f *Fake) Script(id string, faults ...Fault) {
 }
 
 // ScriptForever makes every call for id answer with fault, after any
-// scripted answers.
+// scripted answers. An empty fault ends it: id is answered normally again.
 func (f *Fake) ScriptForever(id string, fault Fault) {
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	if fault == "" {
+		delete(f.forever, id)
+		return
+	}
 	f.forever[id] = fault
-	f.mu.Unlock()
 }
 
 // Deleted reports whether the fake deleted id, and how.

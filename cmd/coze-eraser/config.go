@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/coze-eraser/coze-eraser/coze"
+)
+
+// env looks environment variables up; tests pass a map.
+type env struct {
+	lookup func(string) (string, bool)
+}
+
+func (e env) get(name string) string {
+	v, _ := e.lookup(name)
+	return v
+}
+
+// envNames are the variables of flags whose names operators already know;
+// every other flag reads COZE_ERASER_<FLAG_NAME>.
+var envNames = map[string]string{
+	"redis-url":     "REDIS_URL",
+	"coze-base-url": "COZE_BASE_URL",
+}
+
+func envName(flag string) string {
+	if name, ok := envNames[flag]; ok {
+		return name
+	}
+	return "COZE_ERASER_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// bindEnv gives every flag of every command its environment variable: the
+// variable is shown in --help, and read before the command runs when the
+// flag was not given.
+func bindEnv(root *cobra.Command, e env) {
+	var walk func(*cobra.Command)
+	walk = func(cmd *cobra.Command) {
+		cmd.Flags().VisitAll(func(f *pflag.Flag) {
+			if f.Name == "help" || f.Name == "version" {
+				return
+			}
+			f.Usage += fmt.Sprintf(" [$%s]", envName(f.Name))
+		})
+		if cmd.RunE != nil {
+			runE := cmd.RunE
+			cmd.RunE = func(cmd *cobra.Command, args []string) error {
+				if err := applyEnv(cmd, e); err != nil {
+					return err
+				}
+				return runE(cmd, args)
+			}
+		}
+		for _, sub := range cmd.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+}
+
+func applyEnv(cmd *cobra.Command, e env) error {
+	var err error
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if err != nil || f.Changed || f.Name == "help" {
+			return
+		}
+		name := envName(f.Name)
+		v, ok := e.lookup(name)
+		if !ok || v == "" {
+			return
+		}
+		if setErr := f.Value.Set(v); setErr != nil {
+			err = setupError("%s=%q: %v", name, v, setErr)
+		}
+	})
+	return err
+}
+
+// tokenSource reads the Coze token from COZE_API_TOKEN or from the file
+// COZE_API_TOKEN_FILE names. No error says what the token is.
+func tokenSource(e env) (coze.TokenSource, error) {
+	tok, file := e.get("COZE_API_TOKEN"), e.get("COZE_API_TOKEN_FILE")
+	switch {
+	case tok != "" && file != "":
+		return nil, setupError("both COZE_API_TOKEN and COZE_API_TOKEN_FILE are set: keep one")
+	case tok != "":
+		src := coze.StaticToken(strings.TrimSpace(tok))
+		if _, err := src.Token(); err != nil {
+			return nil, setupError("COZE_API_TOKEN: %v", err)
+		}
+		return src, nil
+	case file != "":
+		src := coze.FileToken(file)
+		if _, err := src.Token(); err != nil {
+			return nil, setupError("COZE_API_TOKEN_FILE: %v", err)
+		}
+		return src, nil
+	}
+	return nil, setupError("no Coze token: set COZE_API_TOKEN, or COZE_API_TOKEN_FILE to a file holding it")
+}
+
+// redisFlags are the flags of every command that talks to Redis.
+type redisFlags struct {
+	url  string
+	wait time.Duration
+}
+
+func (f *redisFlags) register(cmd *cobra.Command, defaultWait time.Duration) {
+	cmd.Flags().StringVar(&f.url, "redis-url", "redis://127.0.0.1:6379/0",
+		"Redis to use: redis:// or rediss:// (TLS), with user:password@ and /db")
+	cmd.Flags().DurationVar(&f.wait, "redis-wait", defaultWait,
+		"how long to keep trying to reach Redis at start before giving up")
+}
+
+// connect opens the Redis client and checks that Redis answers, trying for
+// up to the wait. The error is one line with the URL, password hidden.
+func (f *redisFlags) connect(ctx context.Context) (*redis.Client, error) {
+	opt, err := redis.ParseURL(f.url)
+	if err != nil {
+		return nil, setupError("--redis-url %s: %v", redactURL(f.url), err)
+	}
+	rdb := redis.NewClient(opt)
+	deadline := time.Now().Add(f.wait)
+	for {
+		pingCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err = rdb.Ping(pingCtx).Err()
+		cancel()
+		if err == nil {
+			return rdb, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			_ = rdb.Close()
+			return nil, setupError("cannot reach Redis at %s: %v", redactURL(f.url), err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}
+
+// logFlags choose the log format and level.
+type logFlags struct {
+	format string
+	level  string
+}
+
+func (f *logFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.format, "log-format", "text", "log format: text or json")
+	cmd.Flags().StringVar(&f.level, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+// logger returns the logger the flags describe.
+func (f *logFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.level)); err != nil {
+		return nil, setupError("--log-level %q: use debug, info, warn or error", f.level)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var log *slog.Logger
+	switch f.format {
+	case "text":
+		log = slog.New(slog.NewTextHandler(w, opts))
+	case "json":
+		log = slog.New(slog.NewJSONHandler(w, opts))
+	default:
+		return nil, setupError("--log-format %q: use text or json", f.format)
+	}
+	return log, nil
+}
+
+// redisLogger sends go-redis's own messages (a connection pool's dial
+// errors, once per attempt) to the default slog logger at debug level: the
+// commands report a Redis outage themselves, in one line, and the worker's
+// /readyz and asynq's error lines cover it at run time.
+type redisLogger struct{}
+
+func (redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	slog.Default().DebugContext(ctx, fmt.Sprintf(format, v...), "component", "redis")
+}
+
+func version() string {
+	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" {
+		return info.Main.Version
+	}
+	return "devel"
+}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/coze-eraser/coze-eraser/enqueue"
+	"github.com/coze-eraser/coze-eraser/tasks"
+)
+
+type enqueueFlags struct {
+	redis    redisFlags
+	file     string
+	queue    string
+	batch    string
+	at       string
+	in       time.Duration
+	maxRetry int
+}
+
+func (a *app) enqueueCommand() *cobra.Command {
+	var f enqueueFlags
+	cmd := &cobra.Command{
+		Use:   "enqueue [ID...] [--file FILE|-]",
+		Short: "Queue conversations for deletion",
+		Long: `Queue conversations for deletion, from arguments or one id per line from
+--file (a path, or - for standard input). The file is streamed: blank lines
+and surrounding whitespace are ignored, CRLF line ends and a UTF-8 byte order
+mark are accepted.
+
+Each invalid id is reported on standard error as
+  line N: invalid conversation id "…": <reason>
+and the valid ones are still queued. An id that already has a task waiting
+is a duplicate, not an error. The last line on standard output is
+  enqueued=N duplicate=N invalid=N batch=NAME
+
+Exit status: 0 when every id was valid, 1 when some were not, 2 when the ids
+could not be queued (bad flags, Redis unreachable).`,
+		Example: `  coze-eraser enqueue 7379996104798150001 7379996104798150002
+  coze-eraser enqueue --file ids.txt --batch gdpr-2026-118 --queue gdpr
+  cut -d, -f1 export.csv | coze-eraser enqueue --file - --in 24h`,
+		RunE: func(cmd *cobra.Command, args []string) error { return a.runEnqueue(cmd.Context(), &f, args) },
+	}
+	f.redis.register(cmd, 0)
+	fl := cmd.Flags()
+	fl.StringVar(&f.file, "file", "", "read ids from this file, one per line; - reads standard input")
+	fl.StringVar(&f.queue, "queue", enqueue.DefaultQueue, "queue to put the deletions in")
+	fl.StringVar(&f.batch, "batch", "", "batch name stored with each deletion (default: generated and printed)")
+	fl.StringVar(&f.at, "at", "", "delete at this time instead of now (RFC 3339, e.g. 2026-12-01T02:00:00Z)")
+	fl.DurationVar(&f.in, "in", 0, "delete after this delay instead of now (e.g. 24h)")
+	fl.IntVar(&f.maxRetry, "max-retry", tasks.DefaultMaxRetry, "transient failures retried before an id is recorded as failed")
+	return cmd
+}
+
+func (a *app) runEnqueue(ctx context.Context, f *enqueueFlags, args []string) error {
+	opts, err := f.options()
+	if err != nil {
+		return err
+	}
+	switch {
+	case f.file != "" && len(args) > 0:
+		return setupError("give ids as arguments or with --file, not both")
+	case f.file == "" && len(args) == 0:
+		return setupError("no ids: give them as arguments or with --file FILE (- for standard input)")
+	}
+	var input io.Reader
+	if f.file == "-" {
+		input = a.stdin
+	} else if f.file != "" {
+		file, err := os.Open(f.file)
+		if err != nil {
+			return setupError("--file: %v", err)
+		}
+		defer file.Close()
+		input = file
+	}
+	rdb, err := f.redis.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	client := enqueue.NewClient(rdb)
+	defer client.Close()
+
+	label := "line"
+	if input == nil {
+		label = "argument"
+	}
+	opts = append(opts, enqueue.OnInvalid(func(inv enqueue.Invalid) {
+		fmt.Fprintf(a.stderr, "%s %d: %v\n", label, inv.Line, inv.Err)
+	}))
+	if f.batch == "" {
+		fmt.Fprintf(a.stderr, "batch %s\n", client.DefaultBatch())
+	}
+	var sum enqueue.Summary
+	if input != nil {
+		sum, err = client.EnqueueFrom(ctx, input, opts...)
+	} else {
+		sum, err = client.EnqueueAll(ctx, slices.Values(args), opts...)
+	}
+	fmt.Fprintln(a.stdout, sum)
+	switch {
+	case err != nil:
+		return &exitError{code: exitSetup, err: fmt.Errorf("%w (queueing again is safe: ids already queued count as duplicates)", err)}
+	case sum.Invalid > 0:
+		return &exitError{code: exitPartial}
+	}
+	return nil
+}
+
+func (f *enqueueFlags) options() ([]enqueue.Option, error) {
+	opts := []enqueue.Option{enqueue.Queue(f.queue), enqueue.MaxRetry(f.maxRetry)}
+	if f.batch != "" {
+		if err := tasks.ValidateBatch(f.batch); err != nil {
+			return nil, setupError("--batch: %v", err)
+		}
+		opts = append(opts, enqueue.Batch(f.batch))
+	}
+	if f.maxRetry < 0 {
+		return nil, setupError("--max-retry %d: must be 0 or more", f.maxRetry)
+	}
+	if f.at != "" && f.in != 0 {
+		return nil, setupError("give --at or --in, not both")
+	}
+	if f.at != "" {
+		at, err := time.Parse(time.RFC3339, f.at)
+		if err != nil {
+			return nil, setupError("--at %q: not an RFC 3339 time such as 2026-12-01T02:00:00Z", f.at)
+		}
+		opts = append(opts, enqueue.At(at))
+	}
+	if f.in < 0 {
+		return nil, setupError("--in %v: must not be negative", f.in)
+	}
+	if f.in > 0 {
+		opts = append(opts, enqueue.In(f.in))
+	}
+	return opts, nil
+}

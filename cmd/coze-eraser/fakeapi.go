@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/coze-eraser/coze-eraser/coze/cozetest"
+	"github.com/coze-eraser/coze-eraser/worker"
+)
+
+type fakeAPIFlags struct {
+	addr       string
+	latency    time.Duration
+	rateLimit  float64
+	burst      int
+	faults     []string
+	seed       uint64
+	retryAfter int
+	slowDelay  time.Duration
+}
+
+func (a *app) fakeAPICommand() *cobra.Command {
+	var f fakeAPIFlags
+	cmd := &cobra.Command{
+		Use:   "fake-api",
+		Short: "Serve a local stand-in for the Coze API, for trials and load tests",
+		Long: `Serve a fake of DELETE /v1/conversations/{id} that behaves as the real API is
+documented to: code 0 and a log id on success, 4002 for an id it already
+deleted, and, on request, latency, a server-side rate limit (429 above it) and
+random faults:
+
+  ` + faultNames() + `
+
+When COZE_API_TOKEN is set, only that token is accepted; others get 4100.
+Point a worker at it with --coze-base-url http://ADDR.`,
+		Example: `  coze-eraser fake-api --addr 127.0.0.1:8080 --rate-limit 300 --fault 5000=0.02 --fault reset=0.01`,
+		Args:    cobra.NoArgs,
+		RunE:    func(cmd *cobra.Command, _ []string) error { return a.runFakeAPI(cmd.Context(), &f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.addr, "addr", "127.0.0.1:8080", "address to listen on")
+	fl.DurationVar(&f.latency, "latency", 0, "delay of every answer")
+	fl.Float64Var(&f.rateLimit, "rate-limit", 0, "answer 429 above this many requests a second (0: no limit)")
+	fl.IntVar(&f.burst, "burst", 1, "burst allowed by --rate-limit")
+	fl.StringArrayVar(&f.faults, "fault", nil, "inject FAULT at RATE (0-1) of calls, as FAULT=RATE; repeatable")
+	fl.Uint64Var(&f.seed, "seed", 0, "seed of the random faults (0: random)")
+	fl.IntVar(&f.retryAfter, "retry-after", 1, "Retry-After seconds of the 429-retry-after fault")
+	fl.DurationVar(&f.slowDelay, "slow-delay", 5*time.Second, "how long the slow fault takes to answer")
+	return cmd
+}
+
+func faultNames() string {
+	names := make([]string, len(cozetest.Faults))
+	for i, f := range cozetest.Faults {
+		names[i] = string(f)
+	}
+	return strings.Join(names, ", ")
+}
+
+func (f *fakeAPIFlags) options(token string) ([]cozetest.Option, error) {
+	rates := map[cozetest.Fault]float64{}
+	known := map[string]bool{}
+	for _, fault := range cozetest.Faults {
+		known[string(fault)] = true
+	}
+	for _, spec := range f.faults {
+		name, rateText, ok := strings.Cut(spec, "=")
+		rate, err := strconv.ParseFloat(rateText, 64)
+		if !ok || err != nil || rate < 0 || rate > 1 {
+			return nil, setupError("--fault %q: use FAULT=RATE with a rate between 0 and 1", spec)
+		}
+		if !known[name] {
+			return nil, setupError("--fault %q: unknown fault %q; known: %s", spec, name, faultNames())
+		}
+		rates[cozetest.Fault(name)] += rate
+	}
+	var sum float64
+	for _, r := range rates {
+		sum += r
+	}
+	if sum > 1 {
+		return nil, setupError("--fault rates add up to %.3f, more than 1", sum)
+	}
+	opts := []cozetest.Option{
+		cozetest.WithFaults(rates), cozetest.WithLatency(f.latency), cozetest.WithRetryAfter(f.retryAfter),
+		cozetest.WithSlowDelay(f.slowDelay), cozetest.WithoutCallLog(),
+	}
+	if f.rateLimit > 0 {
+		opts = append(opts, cozetest.WithRateLimit(f.rateLimit, f.burst))
+	}
+	if f.seed != 0 {
+		opts = append(opts, cozetest.WithSeed(f.seed))
+	}
+	if token != "" {
+		opts = append(opts, cozetest.WithToken(token))
+	}
+	return opts, nil
+}
+
+func (a *app) runFakeAPI(ctx context.Context, f *fakeAPIFlags) error {
+	opts, err := f.options(strings.TrimSpace(a.env.get("COZE_API_TOKEN")))
+	if err != nil {
+		return err
+	}
+	fake := cozetest.NewFake(opts...)
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		return setupError("--addr: %v", err)
+	}
+	fmt.Fprintf(a.stderr, "fake Coze API on http://%s (Ctrl-C to stop)\n", ln.Addr())
+	if err := worker.ServeHTTP(ctx, ln, fake); err != nil {
+		return setupError("%v", err)
+	}
+	fmt.Fprintf(a.stderr, "answers: %v\n", fake.Counts())
+	return nil
+}

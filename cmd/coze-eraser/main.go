@@ -1,0 +1,117 @@
+// Command coze-eraser erases Coze conversations at scale and records the
+// outcome of every deletion.
+//
+//	coze-eraser worker                         work the queue until SIGTERM
+//	coze-eraser enqueue ID... | --file FILE    queue deletions
+//	coze-eraser failures list|retry            inspect and retry failures
+//	coze-eraser fake-api                       a local stand-in for the API
+//
+// Every flag also reads an environment variable, named in --help; a flag
+// given on the command line wins. The Coze token is read only from
+// COZE_API_TOKEN or from the file named by COZE_API_TOKEN_FILE.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitPartial = 1 // the command ran; some input was invalid or some work failed
+	exitSetup   = 2 // the command could not run: bad flags, no token, no Redis
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	redis.SetLogger(redisLogger{})
+	code := run(ctx, os.Args[1:], env{lookup: os.LookupEnv}, os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// app carries what a subcommand needs from the process: its streams and
+// its environment. Tests build one with their own.
+type app struct {
+	env    env
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// run executes the command line and returns the exit code.
+func run(ctx context.Context, args []string, e env, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &app{env: e, stdin: stdin, stdout: stdout, stderr: stderr}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	var exit *exitError
+	if errors.As(err, &exit) {
+		if exit.err != nil {
+			fmt.Fprintf(stderr, "coze-eraser: %v\n", exit.err)
+		}
+		return exit.code
+	}
+	// Cobra's own errors: unknown command or flag, wrong arguments.
+	fmt.Fprintf(stderr, "coze-eraser: %v\nRun 'coze-eraser help' for usage.\n", err)
+	return exitSetup
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "coze-eraser",
+		Short: "Erase Coze conversations at scale, and prove it",
+		Long: `coze-eraser deletes Coze conversations through a Redis-backed queue.
+
+Producers enqueue conversation ids; workers call DELETE /v1/conversations/{id}
+with retries and backoff, pause on rate limits and on a rejected token, and
+record the outcome of every id, with the API's log id for every failure.
+
+Every flag can also be set by the environment variable shown beside it; a
+flag on the command line wins. The Coze token is read from COZE_API_TOKEN, or
+from the file named by COZE_API_TOKEN_FILE; it is never a flag.`,
+		Version:           version(),
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
+	}
+	root.AddCommand(a.workerCommand(), a.enqueueCommand(), a.failuresCommand(), a.fakeAPICommand())
+	bindEnv(root, a.env)
+	return root
+}
+
+// exitError ends a command with a given exit code; err, when not nil, is
+// printed as one line.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+// setupError is a command that could not start: exit 2.
+func setupError(format string, args ...any) error {
+	return &exitError{code: exitSetup, err: fmt.Errorf(format, args...)}
+}

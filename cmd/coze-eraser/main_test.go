@@ -1,0 +1,322 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/coze-eraser/coze-eraser/coze/cozetest"
+	"github.com/coze-eraser/coze-eraser/internal/redistest"
+	"github.com/coze-eraser/coze-eraser/ledger"
+	"github.com/coze-eraser/coze-eraser/tasks"
+)
+
+// result is one run of the command.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// cli runs the command in-process with the given environment and stdin.
+type cli struct {
+	env   map[string]string
+	stdin string
+}
+
+func (c cli) run(ctx context.Context, args ...string) result {
+	var stdout, stderr syncBuffer
+	lookup := func(k string) (string, bool) { v, ok := c.env[k]; return v, ok }
+	code := run(ctx, args, env{lookup: lookup}, strings.NewReader(c.stdin), &stdout, &stderr)
+	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return lines[len(lines)-1]
+}
+
+// TestEnqueueBadInput is acceptance point 3: CRLF, a BOM, blanks,
+// duplicates and every kind of invalid id in one file.
+func TestEnqueueBadInput(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	input := "\xEF\xBB\xBF7379996104798150001\r\n" +
+		"\r\n" +
+		"  7379996104798150002\t\r\n" +
+		"abc\r\n" +
+		"123/../x\n" +
+		"-5\n" +
+		"73799961047981500011\n" +
+		"１２３\n" +
+		"0123\n" +
+		"\n" +
+		"7379996104798150001\n" +
+		"7379996104798150003\n"
+	path := filepath.Join(t.TempDir(), "ids.txt")
+	if err := os.WriteFile(path, []byte(input), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := cli{env: map[string]string{"REDIS_URL": srv.URL}}
+	res := c.run(context.Background(), "enqueue", "--file", path, "--batch", "bad-input")
+
+	if res.code != exitPartial {
+		t.Errorf("exit %d, want 1; stderr:\n%s", res.code, res.stderr)
+	}
+	if got, want := lastLine(res.stdout), "enqueued=3 duplicate=1 invalid=6 batch=bad-input"; got != want {
+		t.Errorf("summary %q, want %q", got, want)
+	}
+	wantErrors := []string{
+		`line 4: invalid conversation id "abc": has 'a' at byte 1; only ASCII digits 0-9 are allowed`,
+		`line 5: invalid conversation id "123/../x": has '/' at byte 4; only ASCII digits 0-9 are allowed`,
+		`line 6: invalid conversation id "-5": has '-' at byte 1; only ASCII digits 0-9 are allowed`,
+		`line 7: invalid conversation id "73799961047981500011": has 20 digits; at most 19 are allowed`,
+		`line 8: invalid conversation id "１２３": has the non-ASCII character U+FF11 at byte 1; only ASCII digits 0-9 are allowed`,
+		`line 9: invalid conversation id "0123": has a leading zero`,
+	}
+	if got := strings.Split(strings.TrimSpace(res.stderr), "\n"); !slices.Equal(got, wantErrors) {
+		t.Errorf("stderr:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantErrors, "\n"))
+	}
+
+	inspector := asynq.NewInspectorFromRedisClient(srv.Client())
+	pending, err := inspector.ListPendingTasks("default", asynq.PageSize(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, task := range pending {
+		p, err := tasks.ParsePayload(task.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, p.ConversationID)
+	}
+	slices.Sort(got)
+	if want := []string{"7379996104798150001", "7379996104798150002", "7379996104798150003"}; !slices.Equal(got, want) {
+		t.Errorf("queued %v, want each valid id once: %v", got, want)
+	}
+}
+
+func TestEnqueueFromStdinAndArgs(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	c := cli{env: map[string]string{"REDIS_URL": srv.URL}, stdin: "11\n12\n"}
+	if res := c.run(context.Background(), "enqueue", "--file", "-"); res.code != 0 || !strings.HasPrefix(lastLine(res.stdout), "enqueued=2 duplicate=0 invalid=0 batch=b-") {
+		t.Errorf("stdin: %+v", res)
+	}
+	res := c.run(context.Background(), "enqueue", "12", "13", "x1", "--queue", "gdpr", "--in", "1h")
+	if res.code != exitPartial || !strings.HasPrefix(lastLine(res.stdout), "enqueued=2 duplicate=0 invalid=1") {
+		t.Errorf("args: %+v", res)
+	}
+	if !strings.Contains(res.stderr, `argument 3: invalid conversation id "x1"`) {
+		t.Errorf("stderr %q does not name the argument", res.stderr)
+	}
+	info, err := asynq.NewInspectorFromRedisClient(srv.Client()).GetQueueInfo("gdpr")
+	if err != nil || info.Scheduled != 2 {
+		t.Errorf("gdpr queue: %+v, %v", info, err)
+	}
+}
+
+// TestSetupErrors: every way a command cannot start is one line on stderr
+// and exit 2.
+func TestSetupErrors(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadRedis := "redis://" + ln.Addr().String() + "/0"
+	ln.Close()
+	srv := redistest.Start(t)
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"no token", nil, []string{"worker"}, "no Coze token: set COZE_API_TOKEN"},
+		{"both token sources", map[string]string{"COZE_API_TOKEN": "a", "COZE_API_TOKEN_FILE": "/x"}, []string{"worker"}, "keep one"},
+		{"token file missing", map[string]string{"COZE_API_TOKEN_FILE": "/nonexistent/token"}, []string{"worker"}, "COZE_API_TOKEN_FILE: token file"},
+		{"redis unreachable (worker)", map[string]string{"COZE_API_TOKEN": "pat_x"}, []string{"worker", "--redis-url", deadRedis, "--redis-wait", "0"}, "cannot reach Redis at redis://127.0.0.1:"},
+		{"redis unreachable (enqueue)", nil, []string{"enqueue", "1", "--redis-url", deadRedis}, "cannot reach Redis"},
+		{"password hidden", nil, []string{"enqueue", "1", "--redis-url", "redis://:hunter2@" + strings.TrimPrefix(deadRedis, "redis://")}, "cannot reach Redis at redis://:xxxxx@"},
+		{"bad redis url", nil, []string{"enqueue", "1", "--redis-url", "http://x"}, "--redis-url"},
+		{"bad queues", map[string]string{"COZE_API_TOKEN": "pat_x"}, []string{"worker", "--queues", "gdpr=0"}, "--queues"},
+		{"bad base url", map[string]string{"COZE_API_TOKEN": "pat_x"}, []string{"worker", "--coze-base-url", "api.coze.cn"}, "--coze-base-url"},
+		{"no ids", nil, []string{"enqueue", "--redis-url", srv.URL}, "no ids"},
+		{"ids and file", nil, []string{"enqueue", "1", "--file", "x"}, "not both"},
+		{"bad --at", nil, []string{"enqueue", "1", "--at", "tomorrow"}, "--at \"tomorrow\""},
+		{"bad batch", nil, []string{"enqueue", "1", "--batch", "a b"}, "--batch"},
+		{"bad env value", map[string]string{"COZE_ERASER_CONCURRENCY": "many", "COZE_API_TOKEN": "x"}, []string{"worker"}, "COZE_ERASER_CONCURRENCY=\"many\""},
+		{"unknown flag", nil, []string{"enqueue", "--nope"}, "unknown flag: --nope"},
+		{"unknown command", nil, []string{"erase-everything"}, "unknown command"},
+		{"bad fault", nil, []string{"fake-api", "--fault", "boom=0.1"}, "unknown fault"},
+		{"bad outcome", nil, []string{"failures", "list", "--outcome", "deleted"}, "--outcome"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			res := cli{env: tt.env}.run(context.Background(), tt.args...)
+			if res.code != exitSetup {
+				t.Errorf("exit %d, want 2", res.code)
+			}
+			first := strings.SplitN(res.stderr, "\n", 2)[0]
+			if !strings.HasPrefix(first, "coze-eraser: ") || !strings.Contains(first, tt.want) {
+				t.Errorf("stderr %q, want one line containing %q", res.stderr, tt.want)
+			}
+			if strings.Contains(res.stderr, "hunter2") {
+				t.Error("the Redis password is in the error")
+			}
+		})
+	}
+}
+
+func TestEnvAndFlagPrecedence(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	// The env names a dead Redis; the flag names the live one and wins.
+	c := cli{env: map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0", "COZE_ERASER_QUEUE": "fromenv"}}
+	res := c.run(context.Background(), "enqueue", "5", "--redis-url", srv.URL)
+	if res.code != 0 {
+		t.Fatalf("%+v", res)
+	}
+	if _, err := asynq.NewInspectorFromRedisClient(srv.Client()).GetTaskInfo("fromenv", tasks.TaskID("5")); err != nil {
+		t.Errorf("COZE_ERASER_QUEUE was not used: %v", err)
+	}
+}
+
+func TestHelpDescribesEveryFlag(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"help"}, {"--help"}, {"worker", "--help"}, {"enqueue", "--help"}, {"failures", "--help"},
+		{"failures", "list", "--help"}, {"failures", "retry", "--help"}, {"fake-api", "--help"}, {"help", "worker"},
+	} {
+		res := cli{}.run(context.Background(), args...)
+		if res.code != 0 || !strings.Contains(res.stdout, "Usage:") {
+			t.Errorf("%v: exit %d, stdout %q", args, res.code, res.stdout)
+		}
+	}
+	res := cli{}.run(context.Background(), "worker", "--help")
+	for _, flag := range []string{"--redis-url", "$REDIS_URL", "--coze-base-url", "$COZE_BASE_URL", "--concurrency",
+		"--request-timeout", "--metrics-addr", "127.0.0.1:9464", "--queues", "--shutdown-timeout", "--log-format",
+		"--retry-base", "--retry-cap", "$COZE_ERASER_CONCURRENCY", "COZE_API_TOKEN"} {
+		if !strings.Contains(res.stdout, flag) {
+			t.Errorf("worker --help does not mention %s", flag)
+		}
+	}
+}
+
+// TestWorkerCommandEndToEnd runs the real subcommands against a fake API:
+// enqueue, worker until cancelled, failures list and retry.
+func TestWorkerCommandEndToEnd(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	fake := cozetest.NewServer(cozetest.WithToken("pat_cli_TOKEN"))
+	t.Cleanup(fake.Close)
+	fake.ScriptForever("7379996104798150003", cozetest.BadParameter)
+	c := cli{env: map[string]string{
+		"REDIS_URL":      srv.URL,
+		"COZE_BASE_URL":  fake.URL,
+		"COZE_API_TOKEN": "pat_cli_TOKEN",
+	}}
+	ctx := context.Background()
+	if res := c.run(ctx, "enqueue", "7379996104798150001", "7379996104798150002", "7379996104798150003", "--batch", "cli"); res.code != 0 {
+		t.Fatalf("enqueue: %+v", res)
+	}
+
+	workerCtx, stop := context.WithCancel(ctx)
+	t.Cleanup(stop)
+	done := make(chan result, 1)
+	go func() {
+		done <- c.run(workerCtx, "worker", "--metrics-addr", "127.0.0.1:0", "--log-format", "json", "--shutdown-timeout", "2s")
+	}()
+	led := ledger.New(srv.Client())
+	waitUntil(t, 20*time.Second, func() bool {
+		select {
+		case res := <-done:
+			t.Fatalf("worker ended early: %+v", res)
+		default:
+		}
+		n := 0
+		_ = led.Finals(ctx, "cli", func(ledger.Final) error { n++; return nil })
+		return n == 3
+	})
+	stop()
+	res := <-done
+	if res.code != 0 {
+		t.Fatalf("worker exit %d: %s", res.code, res.stderr)
+	}
+	if !strings.Contains(res.stderr, `"msg":"attempt"`) || !strings.Contains(res.stderr, `"logid":"`) {
+		t.Errorf("no JSON attempt lines with log ids in:\n%s", res.stderr)
+	}
+	if strings.Contains(res.stderr, "pat_cli_TOKEN") {
+		t.Error("the token is in the worker's log")
+	}
+
+	list := c.run(ctx, "failures", "list", "--format", "csv")
+	rows, err := csv.NewReader(strings.NewReader(list.stdout)).ReadAll()
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("failures list: %q, %v", list.stdout, err)
+	}
+	if rows[0][0] != "conversation_id" || rows[1][0] != "7379996104798150003" || rows[1][2] != "failed" || rows[1][3] != "4000" || rows[1][6] == "" {
+		t.Errorf("failures csv rows %q", rows)
+	}
+
+	// Fix the cause, retry, and work again.
+	fake.ScriptForever("7379996104798150003", "")
+	if res := c.run(ctx, "failures", "retry", "--dry-run"); lastLine(res.stdout) != "retried=1 already_queued=0" {
+		t.Errorf("dry run: %+v", res)
+	}
+	if res := c.run(ctx, "failures", "retry", "--batch", "cli"); res.code != 0 || lastLine(res.stdout) != "retried=1 already_queued=0" {
+		t.Fatalf("retry: %+v", res)
+	}
+	workerCtx, stop = context.WithCancel(ctx)
+	t.Cleanup(stop)
+	go func() { done <- c.run(workerCtx, "worker", "--metrics-addr", "") }()
+	waitUntil(t, 20*time.Second, func() bool {
+		f, ok, _ := led.Final(ctx, "cli", "7379996104798150003")
+		return ok && f.Outcome == ledger.Deleted
+	})
+	stop()
+	<-done
+	if list := c.run(ctx, "failures", "list", "--format", "jsonl"); strings.TrimSpace(list.stdout) != "" {
+		t.Errorf("failures left after the retry: %s", list.stdout)
+	}
+}
+
+func waitUntil(t *testing.T, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}

@@ -1,0 +1,95 @@
+package enqueue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/coze-eraser/coze-eraser/ledger"
+	"github.com/coze-eraser/coze-eraser/tasks"
+)
+
+// RetrySummary is the tally of [Client.RetryFailures].
+type RetrySummary struct {
+	// Retried ids got a new task.
+	Retried int
+	// AlreadyQueued ids had a task waiting and were left alone.
+	AlreadyQueued int
+}
+
+// String formats the summary as the CLI prints it.
+func (s RetrySummary) String() string {
+	return fmt.Sprintf("retried=%d already_queued=%d", s.Retried, s.AlreadyQueued)
+}
+
+// RetryFailures queues again every failure record that matches filter, in
+// the record's batch and queue, with the retry budget of opts (MaxRetry).
+// An archived task of the id is deleted first, since its task id would
+// refuse the new one; an id whose task is still pending, scheduled,
+// retrying or running is left alone. With dryRun nothing is changed and the
+// summary says what would be.
+//
+// Each id is reopened in the ledger before its new task is enqueued, so the
+// new task's outcome is recorded. Should Redis fail between the two, the
+// record stays retrying without a task; filtering on ledger.Retrying
+// queues those.
+func (c *Client) RetryFailures(ctx context.Context, filter ledger.Filter, dryRun bool, opts ...Option) (RetrySummary, error) {
+	led := ledger.New(c.rdb)
+	inspector := asynq.NewInspectorFromRedisClient(c.rdb)
+	var sum RetrySummary
+	var selected []ledger.Failure
+	err := led.Failures(ctx, filter, func(f ledger.Failure) error {
+		selected = append(selected, f)
+		return nil
+	})
+	if err != nil {
+		return sum, err
+	}
+	for _, f := range selected {
+		queued, err := c.retryOne(ctx, led, inspector, f, filter.Outcome, dryRun, opts)
+		if err != nil {
+			return sum, err
+		}
+		if queued {
+			sum.Retried++
+		} else {
+			sum.AlreadyQueued++
+		}
+	}
+	return sum, nil
+}
+
+func (c *Client) retryOne(ctx context.Context, led *ledger.Ledger, inspector *asynq.Inspector, f ledger.Failure,
+	from ledger.Outcome, dryRun bool, opts []Option) (bool, error) {
+	queue := f.Queue
+	if queue == "" {
+		queue = DefaultQueue
+	}
+	taskID := tasks.TaskID(f.ConversationID)
+	info, err := inspector.GetTaskInfo(queue, taskID)
+	switch {
+	case err == nil && info.State != asynq.TaskStateArchived:
+		return false, nil // a task is on its way already
+	case dryRun:
+		return true, nil
+	case err == nil:
+		if err := inspector.DeleteTask(queue, taskID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			return false, fmt.Errorf("retry %s: delete archived task: %w", f.ConversationID, err)
+		}
+	case !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound):
+		return false, fmt.Errorf("retry %s: %w", f.ConversationID, err)
+	}
+	if from == "" {
+		from = f.Outcome
+	}
+	if _, err := led.Reopen(ctx, f, from); err != nil {
+		return false, err
+	}
+	status, err := c.Enqueue(ctx, f.ConversationID, append([]Option{Queue(queue), Batch(f.Batch)}, opts...)...)
+	if err != nil {
+		return false, err
+	}
+	return status == Enqueued, nil
+}
