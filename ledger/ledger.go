@@ -224,3 +224,31 @@ func truncate(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// Tally counts a batch's terminal outcomes.
+type Tally struct {
+	Deleted  int
+	NotFound int
+	Failed   int
+}
+
+// Done is the number of ids with a terminal outcome.
+func (t Tally) Done() int { return t.Deleted + t.NotFound + t.Failed }
+
+// Tally counts the terminal outcomes of batch by reading them all; its cost
+// grows with the batch.
+func (l *Ledger) Tally(ctx context.Context, batch string) (Tally, error) {
+	var t Tally
+	err := l.Finals(ctx, batch, func(f Final) error {
+		switch f.Outcome {
+		case Deleted:
+			t.Deleted++
+		case NotFound:
+			t.NotFound++
+		case Failed:
+			t.Failed++
+		}
+		return nil
+	})
+	return t, err
+}

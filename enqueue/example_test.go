@@ -1,0 +1,39 @@
+package enqueue_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/coze-eraser/coze-eraser/enqueue"
+)
+
+// Queue ids from a stream; invalid lines are reported with their line
+// number and the rest are still queued. (The example uses an embedded Redis
+// so that it runs anywhere; give NewClient your own.)
+func ExampleClient_EnqueueFrom() {
+	mini, err := miniredis.Run()
+	if err != nil {
+		panic(err)
+	}
+	defer mini.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: mini.Addr()})
+	defer rdb.Close()
+
+	client := enqueue.NewClient(rdb)
+	defer client.Close()
+	input := strings.NewReader("7379996104798150001\n\nnot-an-id\n7379996104798150002\n7379996104798150001\n")
+	sum, err := client.EnqueueFrom(context.Background(), input,
+		enqueue.Batch("gdpr-118"),
+		enqueue.OnInvalid(func(inv enqueue.Invalid) { fmt.Printf("line %d: %v\n", inv.Line, inv.Err) }))
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(sum)
+	// Output:
+	// line 3: invalid conversation id "not-an-id": has 'n' at byte 1; only ASCII digits 0-9 are allowed
+	// enqueued=2 duplicate=1 invalid=1 batch=gdpr-118
+}
