@@ -81,6 +81,7 @@ func readLines(r io.Reader) iter.Seq2[line, error] {
 // LineTooLongError reports a line over [MaxLineBytes].
 type LineTooLongError struct{ Line int }
 
+// Error says the line is too long to be a conversation id.
 func (e *LineTooLongError) Error() string {
 	return fmt.Sprintf("invalid conversation id: the line is longer than %d bytes", MaxLineBytes)
 }

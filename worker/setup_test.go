@@ -1,13 +1,11 @@
 package worker_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/coze-eraser/coze-eraser/coze"
 	"github.com/coze-eraser/coze-eraser/coze/cozetest"
 	"github.com/coze-eraser/coze-eraser/enqueue"
+	"github.com/coze-eraser/coze-eraser/internal/logbuf"
 	"github.com/coze-eraser/coze-eraser/internal/redistest"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/worker"
@@ -33,7 +32,7 @@ type bundle struct {
 	enqueue   *enqueue.Client
 	ledger    *ledger.Ledger
 	inspector *asynq.Inspector
-	logs      *syncBuffer
+	logs      *logbuf.Buffer
 	token     string
 }
 
@@ -53,7 +52,7 @@ func setup(t *testing.T, fakeOpts ...cozetest.Option) *bundle {
 		enqueue:   enq,
 		ledger:    ledger.New(rdb),
 		inspector: asynq.NewInspectorFromRedisClient(rdb),
-		logs:      &syncBuffer{},
+		logs:      &logbuf.Buffer{},
 		token:     "pat_TEST_" + strconv.FormatInt(time.Now().UnixNano(), 36) + "_DO_NOT_LEAK",
 	}
 }
@@ -172,21 +171,4 @@ func ids(n int, base int64) []string {
 		out[i] = strconv.FormatInt(base+int64(i)*7919, 10)
 	}
 	return out
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
 }
