@@ -120,7 +120,9 @@ func TestRateLimitSlowsEveryCall(t *testing.T) {
 	cfg := b.fastConfig(t, nil)
 	cfg.Concurrency = 5
 	w := b.startWorker(t, cfg)
-	waitFor(t, 5*time.Second, "the first 429", func() bool { return b.fake.Counts()[string(cozetest.RateLimitedRetryAfter)] == 1 })
+	waitFor(t, 5*time.Second, "the worker to see the first 429", func() bool {
+		return testutil.ToFloat64(w.Metrics().RateLimitPauses) == 1
+	})
 	others := ids(30, 7200000000000000101)
 	if _, err := b.enqueue.EnqueueAll(b.ctx, slices.Values(others), enqueue.Batch("rl"), enqueue.MaxRetry(0)); err != nil {
 		t.Fatal(err)
