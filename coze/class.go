@@ -69,6 +69,8 @@ func DocumentedCode(code int64) bool {
 func ClassifyCode(code int64, status int) Class {
 	if code == 0 {
 		if status >= 200 && status < 300 {
+			// Only a 2xx: a 3xx that carried a success body is still a
+			// redirect, not this request's answer.
 			return ClassDeleted
 		}
 		// A success code on an error status is a contradiction: believe
@@ -91,7 +93,9 @@ func ClassifyCode(code int64, status int) Class {
 // ClassifyStatus returns the class an HTTP status implies when the body
 // carries no usable code (a gateway's HTML page, an empty or oversized body).
 // A 2xx without a readable body is unknown: the delete may or may not have
-// happened, and a retry will tell (a deleted id answers 4002).
+// happened, and a retry will tell (a deleted id answers 4002). So is a
+// redirect (a base URL that moved): retried until the configuration is
+// fixed, never taken for a success.
 func ClassifyStatus(status int) Class {
 	switch status {
 	case http.StatusTooManyRequests:

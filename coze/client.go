@@ -39,7 +39,8 @@ type Client struct {
 type Option func(*Client)
 
 // WithHTTPClient sets the HTTP client. Its own Timeout should be zero: the
-// per-request timeout is [WithTimeout]'s.
+// per-request timeout is [WithTimeout]'s. Its redirect policy is replaced:
+// the client never follows redirects.
 func WithHTTPClient(c *http.Client) Option { return func(cl *Client) { cl.http = c } }
 
 // WithTimeout bounds each request, from dialling to the last byte of the
@@ -77,6 +78,12 @@ func NewClient(baseURL string, tokens TokenSource, opts ...Option) (*Client, err
 	if c.http == nil {
 		c.http = &http.Client{Transport: NewTransport()}
 	}
+	// Never follow a redirect: Go would turn the DELETE into a GET and carry
+	// the token along, and a success code from the redirect's target would
+	// be taken for a deletion. A 3xx is classified by its status (unknown).
+	client := *c.http
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.http = &client
 	return c, nil
 }
 

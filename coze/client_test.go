@@ -259,3 +259,30 @@ func TestNewClientRejectsBadBaseURL(t *testing.T) {
 		}
 	}
 }
+
+// TestRedirectIsNeverFollowed: a redirect must not turn the DELETE into a
+// GET whose success is taken for a deletion, nor carry the token along.
+func TestRedirectIsNeverFollowed(t *testing.T) {
+	t.Parallel()
+	var followed bool
+	target := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		followed = true
+		fmt.Fprint(w, `{"code":0}`)
+	})
+	url := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Location", target+"/elsewhere")
+		w.WriteHeader(http.StatusMovedPermanently)
+		fmt.Fprint(w, `{"code":0}`)
+	})
+	res, err := newClient(t, url).DeleteConversation(context.Background(), "1")
+	if followed {
+		t.Error("the redirect was followed")
+	}
+	if res.Class == coze.ClassDeleted || err == nil {
+		t.Errorf("a 301 was classified %s", res.Class)
+	}
+	if res.Class != coze.ClassUnknown || res.HTTPStatus != 301 {
+		t.Errorf("class %s status %d, want unknown 301", res.Class, res.HTTPStatus)
+	}
+}

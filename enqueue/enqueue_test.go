@@ -108,8 +108,12 @@ func TestEnqueueFrom(t *testing.T) {
 		"0042\n" +
 		"7379996104798150003" // no final newline
 	var invalid []int
+	var messages []string
 	sum, err := b.client.EnqueueFrom(b.ctx, strings.NewReader(input), enqueue.Batch("file-1"),
-		enqueue.OnInvalid(func(inv enqueue.Invalid) { invalid = append(invalid, inv.Line) }))
+		enqueue.OnInvalid(func(inv enqueue.Invalid) {
+			invalid = append(invalid, inv.Line)
+			messages = append(messages, inv.Err.Error())
+		}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,6 +123,9 @@ func TestEnqueueFrom(t *testing.T) {
 	}
 	if !slices.Equal(invalid, []int{4, 7, 8}) {
 		t.Errorf("invalid lines = %v, want [4 7 8]", invalid)
+	}
+	if want := `invalid conversation id "` + strings.Repeat("9", 64) + `": the line is longer than 4096 bytes`; len(messages) < 2 || messages[1] != want {
+		t.Errorf("long line message = %q, want %q", messages, want)
 	}
 	if sum.String() != "enqueued=3 duplicate=1 invalid=3 batch=file-1" {
 		t.Errorf("String() = %q", sum.String())

@@ -59,7 +59,7 @@ func readLines(r io.Reader) iter.Seq2[line, error] {
 			}
 			switch text := strings.TrimSpace(string(raw)); {
 			case tooLong:
-				if !yield(line{number: n}, &LineTooLongError{Line: n}) {
+				if !yield(line{number: n}, &LineTooLongError{Line: n, Start: string(raw)}) {
 					return
 				}
 			case text != "":
@@ -79,22 +79,29 @@ func readLines(r io.Reader) iter.Seq2[line, error] {
 }
 
 // LineTooLongError reports a line over [MaxLineBytes].
-type LineTooLongError struct{ Line int }
+type LineTooLongError struct {
+	Line int
+	// Start is the beginning of the line.
+	Start string
+}
 
-// Error says the line is too long to be a conversation id.
+// Error says the line is too long to be a conversation id, in the same form
+// as a *tasks.InvalidIDError.
 func (e *LineTooLongError) Error() string {
-	return fmt.Sprintf("invalid conversation id: the line is longer than %d bytes", MaxLineBytes)
+	return (&tasks.InvalidIDError{Input: e.Start, Reason: fmt.Sprintf("the line is longer than %d bytes", MaxLineBytes)}).Error()
 }
 
 // readLine returns the next line, its end included. A line longer than
-// MaxLineBytes is consumed without being kept, and reported with tooLong.
+// MaxLineBytes is consumed without being kept whole: tooLong is set and raw
+// holds its first 64 bytes.
 func readLine(br *bufio.Reader) (raw []byte, tooLong bool, err error) {
 	var buf []byte
 	for {
 		chunk, err := br.ReadSlice('\n')
 		if !tooLong {
 			if len(buf)+len(chunk) > MaxLineBytes+2 { // +2 for "\r\n"
-				tooLong, buf = true, nil
+				tooLong = true
+				buf = append(buf, chunk...)[:64]
 			} else {
 				buf = append(buf, chunk...)
 			}

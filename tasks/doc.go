@@ -10,6 +10,6 @@
 //   - the asynq task id is [TaskID] of the conversation id, so that the same id
 //     enqueued twice while the first task is still pending, scheduled or
 //     retrying is refused by asynq as a duplicate;
-//   - the asynq MaxRetry is [AsynqMaxRetry] of the wanted retry budget, which
-//     keeps one retry in reserve (see [RetryBudget] for why).
+//   - the asynq MaxRetry is [AsynqMaxRetry] of the wanted retry budget: the
+//     budget plus [RetryReserve] (see [RetryBudget] for why).
 package tasks

@@ -35,23 +35,26 @@ type Payload struct {
 // scheduled, retrying, active or archived, which is how duplicates are found.
 func TaskID(conversationID string) string { return "del:" + conversationID }
 
-// AsynqMaxRetry converts a retry budget into the asynq MaxRetry option value.
-// The extra retry is kept in reserve: see [RetryBudget].
-func AsynqMaxRetry(budget int) int { return budget + 1 }
+// RetryReserve is how many asynq retries each task holds beyond its
+// budget; see [RetryBudget].
+const RetryReserve = 100
+
+// AsynqMaxRetry converts a retry budget into the asynq MaxRetry option value:
+// the budget plus [RetryReserve].
+func AsynqMaxRetry(budget int) int { return budget + RetryReserve }
 
 // RetryBudget is the inverse of [AsynqMaxRetry]: the number of failed attempts
 // the worker may retry, given the task's asynq MaxRetry.
 //
 // asynq archives a task that returns any error once its retry count reaches
-// MaxRetry, even an error that it is told is not a failure. Rate-limited and
-// auth answers must never archive a task, so the worker declares a task failed
-// itself one retry before asynq would, and the last asynq retry is never used
-// for a failure.
+// MaxRetry, even an error it is told is not a failure, and its count also
+// grows when a worker dies holding the task (the lease expires). Rate-limited
+// and auth answers must never archive a task, so the worker declares a task
+// failed itself when the count reaches the budget, and the reserve above it
+// absorbs worker crashes: asynq archives a task on its own only after
+// RetryReserve of them.
 func RetryBudget(asynqMaxRetry int) int {
-	if asynqMaxRetry < 1 {
-		return 0
-	}
-	return asynqMaxRetry - 1
+	return max(asynqMaxRetry-RetryReserve, 0)
 }
 
 // NewTask returns the asynq task that deletes p.ConversationID, with its task

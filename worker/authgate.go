@@ -17,7 +17,8 @@ import (
 type authGate struct {
 	backoff Backoff
 	now     func() time.Time
-	// onChange is called, outside the lock, when the gate closes or opens.
+	// onChange is called when the gate closes or opens, under the gate's
+	// lock so that the calls come in the order of the changes.
 	onChange func(closed bool, res coze.Result)
 
 	mu        sync.Mutex
@@ -79,22 +80,22 @@ func waitChange(ctx context.Context, changed <-chan struct{}, d time.Duration) e
 
 // report records the answer of a call made after acquire. Only auth answers
 // close the gate, and only a probe's answer opens it: a call that was already
-// in flight when the gate closed says nothing about the token now.
+// in flight when the gate closed says nothing about the token now. Nor does a
+// probe answer without a body code (a network error, a gateway's page): the
+// probe is tried again after the same interval.
 func (g *authGate) report(probe bool, res coze.Result) {
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	wasClosed := g.closed
 	switch {
 	case res.Class == coze.ClassAuth && (probe || !g.closed):
 		g.closed = true
 		g.nextProbe = g.now().Add(g.backoff.ceiling(g.failures))
 		g.failures++
-	case probe && res.HTTPStatus == 0 && res.Class != coze.ClassAuth:
-		// The probe got no answer at all (a network error): nothing is
-		// known about the token. Probe again after the same interval
-		// rather than at once, so an outage does not become a busy loop.
+	case probe && !res.HasCode:
 		g.nextProbe = g.now().Add(g.backoff.ceiling(g.failures - 1))
 	case probe:
-		// Any answer from the API other than auth means the token works.
+		// The API answered with a code other than auth: the token works.
 		g.closed, g.failures = false, 0
 	}
 	if probe {
@@ -105,10 +106,8 @@ func (g *authGate) report(probe bool, res coze.Result) {
 		close(g.changed)
 		g.changed = make(chan struct{})
 	}
-	closed := g.closed
-	g.mu.Unlock()
 	if changed && g.onChange != nil {
-		g.onChange(closed, res)
+		g.onChange(g.closed, res)
 	}
 }
 

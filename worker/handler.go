@@ -21,8 +21,10 @@ type API interface {
 
 // waitMargin is how long before a task's deadline the handler stops waiting
 // for its turn and hands the task back: past the deadline asynq would count
-// the wait as a failure.
-const waitMargin = 5 * time.Second
+// the task as failed. It leaves room for the call (whose own timeout is
+// shorter) and for the ledger write. asynq's default deadline is 30 minutes
+// after the task starts.
+const waitMargin = time.Minute
 
 // ledgerWriteTimeout bounds the retries of one ledger write, so a Redis
 // outage shorter than this loses no outcome.
@@ -69,8 +71,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		h.metrics.Retries.WithLabelValues(reasonWaiting).Inc()
 		return retryLater(reasonWaiting, 0, err)
 	}
-	res, callErr := h.api.DeleteConversation(ctx, p.ConversationID)
-	h.auth.report(probe, res)
+	res, callErr := h.call(ctx, p.ConversationID, probe)
 	pause := h.throttle.observe(res)
 	h.metrics.observeCall(res)
 	if pause > 0 {
@@ -93,6 +94,21 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		h.metrics.Retries.WithLabelValues(r.reason).Inc()
 	}
 	return next
+}
+
+// call makes the API call and reports its answer to the auth gate, even if
+// the call panics, so that a probe turn is never left taken.
+func (h *Handler) call(ctx context.Context, id string, probe bool) (res coze.Result, err error) {
+	reported := false
+	defer func() {
+		if !reported {
+			h.auth.report(probe, coze.Result{Class: coze.ClassTransient})
+		}
+	}()
+	res, err = h.api.DeleteConversation(ctx, id)
+	h.auth.report(probe, res)
+	reported = true
+	return res, err
 }
 
 // waitTurn blocks while the throttle or the auth gate hold calls back, until

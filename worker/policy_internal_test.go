@@ -140,7 +140,7 @@ func TestAuthGate(t *testing.T) {
 		changes = append(changes, closed)
 	})
 	auth := coze.Result{Class: coze.ClassAuth, HTTPStatus: 200, HasCode: true, Code: 4100}
-	ok := coze.Result{Class: coze.ClassDeleted, HTTPStatus: 200}
+	ok := coze.Result{Class: coze.ClassDeleted, HTTPStatus: 200, HasCode: true}
 	blocked := func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 		defer cancel()
@@ -182,6 +182,12 @@ func TestAuthGate(t *testing.T) {
 	g.report(probe, coze.Result{Class: coze.ClassTransient, Err: errors.New("connection refused")})
 	if !g.isClosed() || g.untilProbe() != 20*time.Second {
 		t.Errorf("a probe without an answer: closed=%v next in %v, want closed, 20s", g.isClosed(), g.untilProbe())
+	}
+	clock.Advance(20 * time.Second)
+	probe, _ = g.acquire(context.Background())
+	g.report(probe, coze.Result{Class: coze.ClassTransient, HTTPStatus: 502})
+	if !g.isClosed() {
+		t.Error("a gateway's 502 page opened the gate: it says nothing about the token")
 	}
 
 	clock.Advance(20 * time.Second)

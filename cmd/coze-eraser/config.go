@@ -128,7 +128,8 @@ func (f *redisFlags) register(cmd *cobra.Command, defaultWait time.Duration) {
 func (f *redisFlags) connect(ctx context.Context) (*redis.Client, error) {
 	opt, err := redis.ParseURL(f.url)
 	if err != nil {
-		return nil, setupError("--redis-url %s: %v", redactURL(f.url), err)
+		// The parser's message can quote the URL, password included.
+		return nil, setupError("--redis-url %s: not a Redis URL; use redis://[user:password@]host:port/db or rediss://…", redactURL(f.url))
 	}
 	rdb := redis.NewClient(opt)
 	deadline := time.Now().Add(f.wait)
@@ -153,7 +154,7 @@ func (f *redisFlags) connect(ctx context.Context) (*redis.Client, error) {
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "(unparsable URL)"
+		return "(unparsable URL, not shown)"
 	}
 	return u.Redacted()
 }

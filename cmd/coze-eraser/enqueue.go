@@ -20,8 +20,9 @@ type enqueueFlags struct {
 	queue    string
 	batch    string
 	at       string
-	in       time.Duration
-	maxRetry int
+	in          time.Duration
+	maxRetry    int
+	concurrency int
 }
 
 func (a *app) enqueueCommand() *cobra.Command {
@@ -55,6 +56,7 @@ could not be queued (bad flags, Redis unreachable).`,
 	fl.StringVar(&f.at, "at", "", "delete at this time instead of now (RFC 3339, e.g. 2026-12-01T02:00:00Z)")
 	fl.DurationVar(&f.in, "in", 0, "delete after this delay instead of now (e.g. 24h)")
 	fl.IntVar(&f.maxRetry, "max-retry", tasks.DefaultMaxRetry, "transient failures retried before an id is recorded as failed")
+	fl.IntVar(&f.concurrency, "concurrency", enqueue.DefaultConcurrency, "enqueue calls kept in flight")
 	return cmd
 }
 
@@ -115,7 +117,10 @@ func (a *app) runEnqueue(ctx context.Context, f *enqueueFlags, args []string) er
 }
 
 func (f *enqueueFlags) options() ([]enqueue.Option, error) {
-	opts := []enqueue.Option{enqueue.Queue(f.queue), enqueue.MaxRetry(f.maxRetry)}
+	if f.concurrency < 1 {
+		return nil, setupError("--concurrency %d: must be 1 or more", f.concurrency)
+	}
+	opts := []enqueue.Option{enqueue.Queue(f.queue), enqueue.MaxRetry(f.maxRetry), enqueue.Concurrency(f.concurrency)}
 	if f.batch != "" {
 		if err := tasks.ValidateBatch(f.batch); err != nil {
 			return nil, setupError("--batch: %v", err)

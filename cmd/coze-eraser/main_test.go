@@ -149,6 +149,7 @@ func TestSetupErrors(t *testing.T) {
 		{"redis unreachable (enqueue)", nil, []string{"enqueue", "1", "--redis-url", deadRedis}, "cannot reach Redis"},
 		{"password hidden", nil, []string{"enqueue", "1", "--redis-url", "redis://:hunter2@" + strings.TrimPrefix(deadRedis, "redis://")}, "cannot reach Redis at redis://:xxxxx@"},
 		{"bad redis url", nil, []string{"enqueue", "1", "--redis-url", "http://x"}, "--redis-url"},
+		{"unparsable redis url", nil, []string{"enqueue", "1", "--redis-url", "redis://:hunter2%zz@127.0.0.1:1/0"}, "not a Redis URL"},
 		{"bad queues", map[string]string{"COZE_API_TOKEN": "pat_x"}, []string{"worker", "--queues", "gdpr=0"}, "--queues"},
 		{"bad base url", map[string]string{"COZE_API_TOKEN": "pat_x"}, []string{"worker", "--coze-base-url", "api.coze.cn"}, "--coze-base-url"},
 		{"no ids", nil, []string{"enqueue", "--redis-url", srv.URL}, "no ids"},
