@@ -15,11 +15,11 @@ import (
 )
 
 type enqueueFlags struct {
-	redis    redisFlags
-	file     string
-	queue    string
-	batch    string
-	at       string
+	redis       redisFlags
+	file        string
+	queue       string
+	batch       string
+	at          string
 	in          time.Duration
 	maxRetry    int
 	concurrency int
