@@ -1,12 +1,14 @@
 // Package enqueue is the producer side: it turns conversation ids into
 // conversation:delete tasks in Redis, one at a time or from a stream of
-// millions, and says what it did with each.
+// millions, as members of a batch, and says what it did with each.
 //
-// An id that is not a conversation id is reported (with its line number when
-// it came from a stream) and skipped; the valid ones are still enqueued. An id
-// that already has a task waiting (pending, scheduled, retrying, running or
-// archived) is counted as a duplicate, not an error: enqueueing the same file
-// twice is safe.
+// A batch is an erasure request: a name, a due time, a note, the ids in it.
+// Enqueueing into an existing batch adds to it. An id that is not a
+// conversation id is reported (with its line number when it came from a
+// stream) and skipped; the valid ones are still enqueued. An id already in the
+// batch, or that already has a task waiting, is counted as a duplicate, not an
+// error: enqueueing the same file twice is safe, and an id already finished in
+// the batch is not sent to the API again.
 package enqueue
 
 import (
@@ -20,6 +22,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/tasks"
 )
 
@@ -34,28 +37,47 @@ type Status string
 
 // The statuses of an enqueued id.
 const (
-	Enqueued  Status = "enqueued"
+	// Enqueued: a task was queued for the id.
+	Enqueued Status = "enqueued"
+	// Duplicate: the id was in the batch already, or a task for it was
+	// already queued (it will record its outcome in this batch too).
 	Duplicate Status = "duplicate"
+	// Finished: the id already has its outcome in the batch; nothing was
+	// queued.
+	Finished Status = "finished"
 )
 
 // Client enqueues deletions. It is safe for concurrent use.
 type Client struct {
 	rdb          redis.UniversalClient
 	asynq        *asynq.Client
+	inspector    *asynq.Inspector
+	ledger       *ledger.Ledger
 	defaultBatch string
 	now          func() time.Time
 }
 
-// NewClient returns a client that writes tasks through rdb. The client does
-// not close rdb.
-func NewClient(rdb redis.UniversalClient) *Client {
-	now := time.Now
-	return &Client{
-		rdb:          rdb,
-		asynq:        asynq.NewClientFromRedisClient(rdb),
-		defaultBatch: tasks.NewBatchName(now(), uint16(rand.Uint32())),
-		now:          now,
+// ClientOption configures a [Client].
+type ClientOption func(*Client)
+
+// WithClock sets the clock that stamps batches and tasks (default time.Now).
+func WithClock(now func() time.Time) ClientOption { return func(c *Client) { c.now = now } }
+
+// NewClient returns a client that writes tasks and batches through rdb. The
+// client does not close rdb.
+func NewClient(rdb redis.UniversalClient, opts ...ClientOption) *Client {
+	c := &Client{
+		rdb:       rdb,
+		asynq:     asynq.NewClientFromRedisClient(rdb),
+		inspector: asynq.NewInspectorFromRedisClient(rdb),
+		ledger:    ledger.New(rdb),
+		now:       time.Now,
 	}
+	for _, opt := range opts {
+		opt(c)
+	}
+	c.defaultBatch = tasks.NewBatchName(c.now(), uint16(rand.Uint32()))
+	return c
 }
 
 // Close releases the client. It does not close the Redis client.
@@ -73,6 +95,11 @@ type options struct {
 	processIn   time.Duration
 	concurrency int
 	onInvalid   func(Invalid)
+	due         time.Time
+	dueIn       time.Duration
+	note        string
+	callbackURL string
+	retention   time.Duration
 }
 
 // Option configures an enqueue call.
@@ -103,11 +130,28 @@ func Concurrency(n int) Option { return func(o *options) { o.concurrency = n } }
 // each input that is not a conversation id.
 func OnInvalid(fn func(Invalid)) Option { return func(o *options) { o.onInvalid = fn } }
 
+// Due sets the batch's due time when the call creates the batch (default
+// ledger.DefaultDueIn after creation).
+func Due(t time.Time) Option { return func(o *options) { o.due = t } }
+
+// DueIn sets the batch's due time relative to its creation.
+func DueIn(d time.Duration) Option { return func(o *options) { o.dueIn = d } }
+
+// Note sets the batch's free-text note (a ticket, a data subject reference).
+func Note(s string) Option { return func(o *options) { o.note = s } }
+
+// CallbackURL makes the batch POST its summary to url when it completes.
+func CallbackURL(url string) Option { return func(o *options) { o.callbackURL = url } }
+
+// Retention sets how long the batch's records are kept after its last
+// activity (default ledger.DefaultTTL).
+func Retention(d time.Duration) Option { return func(o *options) { o.retention = d } }
+
 // Invalid is one rejected input.
 type Invalid struct {
 	// Line is the input's 1-based line number (or position in a sequence).
 	Line int
-	// Err says why; it is a *tasks.InvalidIDError or a line-level problem.
+	// Err says why; it is a *tasks.InvalidIDError or a *LineTooLongError.
 	Err error
 }
 
@@ -116,18 +160,19 @@ func (c *Client) options(opts []Option) (options, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if err := tasks.ValidateBatch(o.batch); err != nil {
-		return o, err
-	}
-	if o.maxRetry < 0 {
+	switch {
+	case tasks.ValidateBatch(o.batch) != nil:
+		return o, tasks.ValidateBatch(o.batch)
+	case o.maxRetry < 0:
 		return o, fmt.Errorf("max retry %d: must be 0 or more", o.maxRetry)
-	}
-	if !o.processAt.IsZero() && o.processIn != 0 {
+	case !o.processAt.IsZero() && o.processIn != 0:
 		return o, errors.New("give a time (At) or a delay (In), not both")
+	case !o.due.IsZero() && o.dueIn != 0:
+		return o, errors.New("give a due time (Due) or a delay (DueIn), not both")
+	case o.dueIn < 0:
+		return o, fmt.Errorf("due in %v: must not be negative", o.dueIn)
 	}
-	if o.concurrency < 1 {
-		o.concurrency = 1
-	}
+	o.concurrency = max(o.concurrency, 1)
 	return o, nil
 }
 
@@ -142,41 +187,34 @@ func (o options) asynqOptions() []asynq.Option {
 	return opts
 }
 
-// Enqueue enqueues the deletion of one conversation. An invalid id is a
-// *tasks.InvalidIDError; an id that already has a task is [Duplicate] with a
-// nil error.
-func (c *Client) Enqueue(ctx context.Context, conversationID string, opts ...Option) (Status, error) {
-	o, err := c.options(opts)
-	if err != nil {
-		return "", err
+// openBatch creates the batch of o unless it exists.
+func (c *Client) openBatch(ctx context.Context, o options) error {
+	now := c.now()
+	spec := ledger.BatchSpec{Name: o.batch, Created: now, Due: o.due, Note: o.note, CallbackURL: o.callbackURL, TTL: o.retention}
+	if o.dueIn > 0 {
+		spec.Due = now.Add(o.dueIn)
 	}
+	_, err := c.ledger.OpenBatch(ctx, spec)
+	return err
+}
+
+// Enqueue enqueues the deletion of one conversation. An invalid id is a
+// *tasks.InvalidIDError.
+func (c *Client) Enqueue(ctx context.Context, conversationID string, opts ...Option) (Status, error) {
 	if err := tasks.ValidateID(conversationID); err != nil {
 		return "", err
 	}
-	return c.enqueue(ctx, conversationID, o, o.asynqOptions())
-}
-
-func (c *Client) enqueue(ctx context.Context, id string, o options, asynqOpts []asynq.Option) (Status, error) {
-	task, err := tasks.NewTask(tasks.Payload{ConversationID: id, Batch: o.batch, EnqueuedAt: c.now().Unix()}, asynqOpts...)
-	if err != nil {
-		return "", err
-	}
-	_, err = c.asynq.EnqueueContext(ctx, task)
-	switch {
-	case err == nil:
-		return Enqueued, nil
-	case errors.Is(err, asynq.ErrTaskIDConflict):
-		return Duplicate, nil
-	default:
-		return "", fmt.Errorf("enqueue %s: %w", id, err)
-	}
+	var status Status
+	_, err := c.enqueueLines(ctx, func(yield func(line, error) bool) {
+		yield(line{number: 1, text: conversationID}, nil)
+	}, opts, func(s Status) { status = s })
+	return status, err
 }
 
 // EnqueueAll enqueues every id of the sequence, several at a time, and
 // returns the tally. Invalid ids go to the OnInvalid callback with their
 // 1-based position. It stops at the first Redis error, returning the tally so
-// far: enqueueing the same ids again is safe, as those already enqueued are
-// duplicates.
+// far: enqueueing the same ids again is safe.
 func (c *Client) EnqueueAll(ctx context.Context, ids iter.Seq[string], opts ...Option) (Summary, error) {
 	return c.enqueueLines(ctx, func(yield func(line, error) bool) {
 		n := 0
@@ -186,5 +224,43 @@ func (c *Client) EnqueueAll(ctx context.Context, ids iter.Seq[string], opts ...O
 				return
 			}
 		}
-	}, opts)
+	}, opts, nil)
+}
+
+// enqueueOne queues the task of one id that is pending in the batch; isNew
+// says whether the id just joined the batch.
+func (c *Client) enqueueOne(ctx context.Context, id string, isNew bool, o options, asynqOpts []asynq.Option) (Status, error) {
+	task, err := tasks.NewTask(tasks.Payload{ConversationID: id, Batch: o.batch, EnqueuedAt: c.now().Unix()}, asynqOpts...)
+	if err != nil {
+		return "", err
+	}
+	for range 3 {
+		_, err = c.asynq.EnqueueContext(ctx, task)
+		switch {
+		case err == nil:
+			return Enqueued, nil
+		case !errors.Is(err, asynq.ErrTaskIDConflict):
+			return "", fmt.Errorf("enqueue %s: %w", id, err)
+		case !isNew:
+			// Already in the batch with a task: a plain duplicate.
+			return Duplicate, nil
+		}
+		// The id is new to this batch but a task for it is queued, from
+		// another batch: link it so that its outcome is recorded here too.
+		state, err := c.ledger.Link(ctx, o.batch, id, o.queue, tasks.TaskID(id))
+		if err != nil {
+			return "", err
+		}
+		switch state {
+		case "pending", "scheduled", "retry", "active":
+			return Duplicate, nil
+		case "archived":
+			// It failed in its batch; this batch asks for a new attempt.
+			if err := c.inspector.DeleteTask(o.queue, tasks.TaskID(id)); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+				return "", fmt.Errorf("enqueue %s: replace the archived task: %w", id, err)
+			}
+		}
+		// Gone, or deleted just now: queue ours.
+	}
+	return "", fmt.Errorf("enqueue %s: a task for it keeps appearing and disappearing", id)
 }

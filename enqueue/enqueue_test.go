@@ -127,7 +127,7 @@ func TestEnqueueFrom(t *testing.T) {
 	if want := `invalid conversation id "` + strings.Repeat("9", 64) + `": the line is longer than 4096 bytes`; len(messages) < 2 || messages[1] != want {
 		t.Errorf("long line message = %q, want %q", messages, want)
 	}
-	if sum.String() != "enqueued=3 duplicate=1 invalid=3 batch=file-1" {
+	if sum.String() != "enqueued=3 duplicate=1 invalid=3 batch=file-1 finished=0" {
 		t.Errorf("String() = %q", sum.String())
 	}
 	for _, id := range []string{"7379996104798150001", "7379996104798150002", "7379996104798150003"} {

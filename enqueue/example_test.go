@@ -35,5 +35,5 @@ func ExampleClient_EnqueueFrom() {
 	fmt.Println(sum)
 	// Output:
 	// line 3: invalid conversation id "not-an-id": has 'n' at byte 1; only ASCII digits 0-9 are allowed
-	// enqueued=2 duplicate=1 invalid=1 batch=gdpr-118
+	// enqueued=2 duplicate=1 invalid=1 batch=gdpr-118 finished=0
 }

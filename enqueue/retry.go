@@ -36,8 +36,7 @@ func (s RetrySummary) String() string {
 // record stays retrying without a task; filtering on ledger.Retrying
 // queues those.
 func (c *Client) RetryFailures(ctx context.Context, filter ledger.Filter, dryRun bool, opts ...Option) (RetrySummary, error) {
-	led := ledger.New(c.rdb)
-	inspector := asynq.NewInspectorFromRedisClient(c.rdb)
+	led, inspector := c.ledger, c.inspector
 	var sum RetrySummary
 	var selected []ledger.Failure
 	err := led.Failures(ctx, filter, func(f ledger.Failure) error {
@@ -81,11 +80,13 @@ func (c *Client) retryOne(ctx context.Context, led *ledger.Ledger, inspector *as
 	case !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound):
 		return false, fmt.Errorf("retry %s: %w", f.ConversationID, err)
 	}
-	if from == "" {
+	if from == "" || from == ledger.Retrying {
 		from = f.Outcome
 	}
-	if _, err := led.Reopen(ctx, f, from); err != nil {
-		return false, err
+	if from == ledger.Failed || from == ledger.NotFound {
+		if _, err := led.Reopen(ctx, f.Batch, f.ConversationID, from); err != nil {
+			return false, err
+		}
 	}
 	status, err := c.Enqueue(ctx, f.ConversationID, append([]Option{Queue(queue), Batch(f.Batch)}, opts...)...)
 	if err != nil {

@@ -12,6 +12,9 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/hibiken/asynq"
+
+	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/tasks"
 )
 
@@ -25,12 +28,16 @@ type Summary struct {
 	Enqueued  int
 	Duplicate int
 	Invalid   int
+	// Finished counts duplicates that already had their outcome in the
+	// batch; they are included in Duplicate.
+	Finished int
 }
 
 // String formats the summary as the CLI prints it:
-// "enqueued=N duplicate=N invalid=N batch=NAME".
+// "enqueued=N duplicate=N invalid=N batch=NAME finished=N".
 func (s Summary) String() string {
-	return fmt.Sprintf("enqueued=%d duplicate=%d invalid=%d batch=%s", s.Enqueued, s.Duplicate, s.Invalid, s.Batch)
+	return fmt.Sprintf("enqueued=%d duplicate=%d invalid=%d batch=%s finished=%d",
+		s.Enqueued, s.Duplicate, s.Invalid, s.Batch, s.Finished)
 }
 
 // EnqueueFrom reads one id per line from r and enqueues them as
@@ -38,12 +45,15 @@ func (s Summary) String() string {
 // ignored; CRLF line ends and a UTF-8 byte order mark are accepted. r is read
 // as a stream: memory does not grow with its length.
 func (c *Client) EnqueueFrom(ctx context.Context, r io.Reader, opts ...Option) (Summary, error) {
-	return c.enqueueLines(ctx, readLines(r), opts)
+	return c.enqueueLines(ctx, readLines(r), opts, nil)
 }
 
 type line struct {
 	number int
 	text   string
+	// idle is true when no more input is buffered: the next line may take
+	// a while, so what was read should be sent now.
+	idle bool
 }
 
 // readLines reads r line by line, trimming each as [Client.EnqueueFrom]
@@ -63,7 +73,7 @@ func readLines(r io.Reader) iter.Seq2[line, error] {
 					return
 				}
 			case text != "":
-				if !yield(line{number: n, text: text}, nil) {
+				if !yield(line{number: n, text: text, idle: br.Buffered() == 0}, nil) {
 					return
 				}
 			}
@@ -112,35 +122,38 @@ func readLine(br *bufio.Reader) (raw []byte, tooLong bool, err error) {
 	}
 }
 
-// enqueueLines validates lines in order on the calling goroutine and
-// enqueues the valid ones from a pool of goroutines.
-func (c *Client) enqueueLines(ctx context.Context, lines iter.Seq2[line, error], opts []Option) (Summary, error) {
+// chunkSize is how many ids are added to the batch in one round trip.
+const chunkSize = 256
+
+// enqueueLines opens the batch, validates lines in order on the calling
+// goroutine, and hands chunks of valid ids to a pool of goroutines that add
+// them to the batch and queue their tasks. onStatus, when set, sees each
+// valid id's status.
+func (c *Client) enqueueLines(ctx context.Context, lines iter.Seq2[line, error], opts []Option, onStatus func(Status)) (Summary, error) {
 	o, err := c.options(opts)
 	if err != nil {
 		return Summary{}, err
+	}
+	if err := c.openBatch(ctx, o); err != nil {
+		return Summary{Batch: o.batch}, err
 	}
 	asynqOpts := o.asynqOptions()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	var enqueued, duplicate atomic.Int64
+	var counts [3]atomic.Int64 // enqueued, duplicate, finished
 	var firstErr error
 	var errOnce sync.Once
-	ids := make(chan string, o.concurrency*4)
+	fail := func(err error) { errOnce.Do(func() { firstErr = err; cancel() }) }
+	chunks := make(chan []string, o.concurrency)
 	var wg sync.WaitGroup
 	for range o.concurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for id := range ids {
-				status, err := c.enqueue(ctx, id, o, asynqOpts)
-				switch {
-				case err != nil:
-					errOnce.Do(func() { firstErr = err; cancel() })
-				case status == Enqueued:
-					enqueued.Add(1)
-				default:
-					duplicate.Add(1)
+			for chunk := range chunks {
+				if err := c.enqueueChunk(ctx, chunk, o, asynqOpts, &counts, onStatus); err != nil {
+					fail(err)
 				}
 			}
 		}()
@@ -148,6 +161,19 @@ func (c *Client) enqueueLines(ctx context.Context, lines iter.Seq2[line, error],
 
 	sum := Summary{Batch: o.batch}
 	var readErr error
+	var chunk []string
+	send := func() bool {
+		if len(chunk) == 0 {
+			return true
+		}
+		select {
+		case chunks <- chunk:
+			chunk = nil
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	reject := func(n int, err error) {
 		sum.Invalid++
 		if o.onInvalid != nil {
@@ -169,15 +195,15 @@ feed:
 			reject(l.number, err)
 			continue
 		}
-		select {
-		case ids <- l.text:
-		case <-ctx.Done():
+		chunk = append(chunk, l.text)
+		if (len(chunk) >= chunkSize || l.idle) && !send() {
 			break feed
 		}
 	}
-	close(ids)
+	send()
+	close(chunks)
 	wg.Wait()
-	sum.Enqueued, sum.Duplicate = int(enqueued.Load()), int(duplicate.Load())
+	sum.Enqueued, sum.Duplicate, sum.Finished = int(counts[0].Load()), int(counts[1].Load()), int(counts[2].Load())
 	switch {
 	case firstErr != nil:
 		return sum, firstErr
@@ -187,4 +213,35 @@ feed:
 		return sum, ctx.Err()
 	}
 	return sum, nil
+}
+
+// enqueueChunk adds a chunk of ids to the batch in one round trip, then
+// queues a task for each id that is not finished in it.
+func (c *Client) enqueueChunk(ctx context.Context, ids []string, o options, asynqOpts []asynq.Option,
+	counts *[3]atomic.Int64, onStatus func(Status)) error {
+	members, err := c.ledger.AddIDs(ctx, o.batch, ids)
+	if err != nil {
+		return err
+	}
+	for i, id := range ids {
+		status := Finished
+		if members[i] != ledger.FinishedMember {
+			if status, err = c.enqueueOne(ctx, id, members[i] == ledger.NewMember, o, asynqOpts); err != nil {
+				return err
+			}
+		}
+		switch status {
+		case Enqueued:
+			counts[0].Add(1)
+		case Finished:
+			counts[1].Add(1)
+			counts[2].Add(1)
+		default:
+			counts[1].Add(1)
+		}
+		if onStatus != nil {
+			onStatus(status)
+		}
+	}
+	return nil
 }

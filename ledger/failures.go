@@ -2,15 +2,17 @@ package ledger
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// Failure is the record of a conversation that did not end deleted.
+// Failure is the record of an id that did not end deleted in a batch.
 type Failure struct {
 	ConversationID string    `json:"conversation_id"`
 	Batch          string    `json:"batch"`
@@ -35,60 +37,92 @@ func (f Filter) match(r Failure) bool {
 	return (f.Batch == "" || r.Batch == f.Batch) && (f.Outcome == "" || r.Outcome == f.Outcome)
 }
 
+// failurePage is how many records Failures reads per round trip.
+const failurePage = 500
+
 // Failures calls fn for each failure record that matches filter, oldest last
-// attempt first, reading a page at a time.
+// attempt first, reading a page at a time. Workers may move records while it
+// reads: it pages by last-attempt time rather than by rank, so a record that
+// stays is never skipped, and each record is shown once.
 func (l *Ledger) Failures(ctx context.Context, filter Filter, fn func(Failure) error) error {
-	const page = 500
-	seen := map[string]bool{} // records can move while we page; show each once
-	for start := int64(0); ; start += page {
-		ids, err := l.rdb.ZRange(ctx, l.failureIndexKey(), start, start+page-1).Result()
+	seen := map[string]bool{}
+	from, skip := "-inf", 0 // skip: members at score `from` already read
+	for {
+		page, err := l.rdb.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
+			Key: l.key("failures"), Start: from, Stop: "+inf", ByScore: true, Offset: int64(skip), Count: failurePage,
+		}).Result()
 		if err != nil {
 			return fmt.Errorf("ledger: %w", err)
 		}
-		if len(ids) == 0 {
+		if len(page) == 0 {
 			return nil
 		}
-		records, err := l.failures(ctx, ids)
+		members := make([]string, len(page))
+		for i, z := range page {
+			members[i] = z.Member.(string)
+		}
+		records, err := l.failures(ctx, members)
 		if err != nil {
 			return err
 		}
 		for _, r := range records {
-			if seen[r.ConversationID] || !filter.match(r) {
+			key := r.Batch + "/" + r.ConversationID
+			if seen[key] || !filter.match(r) {
+				seen[key] = true
 				continue
 			}
-			seen[r.ConversationID] = true
+			seen[key] = true
 			if err := fn(r); err != nil {
 				return err
 			}
 		}
+		last := page[len(page)-1].Score
+		lastText := strconv.FormatFloat(last, 'f', -1, 64)
+		if lastText == from {
+			skip += len(page)
+		} else {
+			skip = 0
+			for _, z := range page {
+				if z.Score == last {
+					skip++
+				}
+			}
+			from = lastText
+		}
 	}
 }
 
-// Failure returns the failure record of id; ok is false when there is none.
-func (l *Ledger) Failure(ctx context.Context, id string) (f Failure, ok bool, err error) {
-	records, err := l.failures(ctx, []string{id})
+// Failure returns the failure record of id in batch; ok is false when there
+// is none.
+func (l *Ledger) Failure(ctx context.Context, batch, id string) (f Failure, ok bool, err error) {
+	records, err := l.failures(ctx, []string{batch + "/" + id})
 	if err != nil || len(records) == 0 {
 		return Failure{}, false, err
 	}
 	return records[0], true, nil
 }
 
-func (l *Ledger) failures(ctx context.Context, ids []string) ([]Failure, error) {
+// failures reads the records of index members "batch/id", dropping from the
+// index those whose record expired.
+func (l *Ledger) failures(ctx context.Context, members []string) ([]Failure, error) {
 	pipe := l.rdb.Pipeline()
-	cmds := make([]*redis.MapStringStringCmd, len(ids))
-	for i, id := range ids {
-		cmds[i] = pipe.HGetAll(ctx, l.failureKey(id))
+	cmds := make([]*redis.MapStringStringCmd, len(members))
+	for i, m := range members {
+		batch, id, _ := strings.Cut(m, "/")
+		cmds[i] = pipe.HGetAll(ctx, l.failureKey(batch, id))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
-	out := make([]Failure, 0, len(ids))
+	out := make([]Failure, 0, len(members))
 	for i, cmd := range cmds {
 		h := cmd.Val()
 		if len(h) == 0 {
-			continue // deleted between the index read and now
+			l.rdb.ZRem(ctx, l.key("failures"), members[i]) // expired
+			continue
 		}
-		out = append(out, decodeFailure(ids[i], h))
+		_, id, _ := strings.Cut(members[i], "/")
+		out = append(out, decodeFailure(id, h))
 	}
 	return out, nil
 }
@@ -114,26 +148,112 @@ func decodeFailure(id string, h map[string]string) Failure {
 	}
 }
 
-var reopenScript = redis.NewScript(`
--- KEYS[1] failure hash, KEYS[2] the batch's outcome hash. ARGV[1] id,
--- ARGV[2] the outcome the record must have. Returns 1 when reopened.
-if redis.call('HGET', KEYS[1], 'outcome') ~= ARGV[2] then
-  return 0
-end
-redis.call('HSET', KEYS[1], 'outcome', 'retrying')
-redis.call('HDEL', KEYS[2], ARGV[1])
-return 1
-`)
+//go:embed lua/reopen.lua
+var reopenSource string
 
-// Reopen moves a conversation whose failure record has outcome from back to
-// retrying and clears its terminal outcome in the record's batch, so that a
-// new task for it can record a new outcome. It reports false when the record
-// is not (or no longer) in that outcome.
-func (l *Ledger) Reopen(ctx context.Context, f Failure, from Outcome) (bool, error) {
-	keys := []string{l.failureKey(f.ConversationID), l.outcomesKey(f.Batch)}
-	n, err := reopenScript.Run(ctx, l.rdb, keys, f.ConversationID, string(from)).Int()
+var reopenScript = script(reopenSource)
+
+// Reopen moves id of batch from a terminal outcome (Failed or NotFound)
+// back to pending, so that a new task for it can record a new outcome, and
+// marks its failure record retrying. It reports false when the id is not (or
+// no longer) in that outcome.
+func (l *Ledger) Reopen(ctx context.Context, batch, id string, from Outcome) (bool, error) {
+	letter := outcomeLetters[from]
+	if from != Failed && from != NotFound {
+		return false, fmt.Errorf("ledger: only failed and not_found ids can be reopened, not %s", from)
+	}
+	n, err := l.run(ctx, reopenScript, batch, id, letter).Int()
 	if err != nil {
-		return false, fmt.Errorf("ledger: reopen %s: %w", f.ConversationID, err)
+		return false, fmt.Errorf("ledger: reopen %s: %w", id, err)
 	}
 	return n == 1, nil
+}
+
+//go:embed lua/link.lua
+var linkSource string
+
+var linkScript = script(linkSource)
+
+// AsynqTaskKey is where asynq v0.26 keeps a task: the ledger reads the
+// task's state there. A test holds it against asynq itself.
+func AsynqTaskKey(queue, taskID string) string { return "asynq:{" + queue + "}:t:" + taskID }
+
+// Link asks the task already queued for id in queue (task id taskID) to
+// record its outcome in batch as well. It returns the task's state:
+// "pending", "scheduled", "retry" or "active" (linked), or "archived",
+// "gone" and the like (not linked: the caller should queue a new task).
+func (l *Ledger) Link(ctx context.Context, batch, id, queue, taskID string) (string, error) {
+	state, err := l.run(ctx, linkScript, id, batch, queue, AsynqTaskKey(queue, taskID)).Text()
+	if err != nil {
+		return "", fmt.Errorf("ledger: link %s: %w", id, err)
+	}
+	return state, nil
+}
+
+//go:embed lua/repair.lua
+var repairSource string
+
+var repairScript = script(repairSource)
+
+// Orphan is a link whose task finished before the link was made: the id is
+// still pending in Batch, and needs a new task in Queue.
+type Orphan struct {
+	ConversationID string
+	Batch          string
+	Queue          string
+}
+
+// Orphans finds the links whose task is gone while the id is still pending
+// in the linked batch, removes them, and returns them. It reads the links a
+// page at a time; there are only as many as ids enqueued into a second batch
+// while their task was queued.
+func (l *Ledger) Orphans(ctx context.Context, taskID func(string) string) ([]Orphan, error) {
+	var out []Orphan
+	iter := l.rdb.HScan(ctx, l.key("also"), 0, "", 500).Iterator()
+	var ids []string
+	for iter.Next(ctx) {
+		ids = append(ids, iter.Val())
+		iter.Next(ctx) // skip the value
+	}
+	if err := iter.Err(); err != nil {
+		return nil, fmt.Errorf("ledger: %w", err)
+	}
+	for _, id := range ids {
+		entries, err := l.run(ctx, repairScript, id, "asynq:{", "}:t:"+taskID(id)).StringSlice()
+		if err != nil {
+			return out, fmt.Errorf("ledger: repair links of %s: %w", id, err)
+		}
+		for _, e := range entries {
+			batch, queue, _ := strings.Cut(e, "@")
+			out = append(out, Orphan{ConversationID: id, Batch: batch, Queue: queue})
+		}
+	}
+	return out, nil
+}
+
+// Completion is one completion of a batch whose callback is not queued yet.
+type Completion struct {
+	Batch string
+	N     int
+}
+
+// PendingCallbacks lists the completions whose callback still has to be
+// queued.
+func (l *Ledger) PendingCallbacks(ctx context.Context) ([]Completion, error) {
+	members, err := l.rdb.SMembers(ctx, l.key("callbacks")).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: %w", err)
+	}
+	out := make([]Completion, 0, len(members))
+	for _, m := range members {
+		batch, n, _ := strings.Cut(m, "/")
+		c, _ := strconv.Atoi(n)
+		out = append(out, Completion{Batch: batch, N: c})
+	}
+	return out, nil
+}
+
+// CallbackQueued removes a completion from the pending callbacks.
+func (l *Ledger) CallbackQueued(ctx context.Context, c Completion) error {
+	return l.rdb.SRem(ctx, l.key("callbacks"), c.Batch+"/"+strconv.Itoa(c.N)).Err()
 }

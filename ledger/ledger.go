@@ -1,42 +1,52 @@
-// Package ledger is the durable record of what happened to each conversation:
-// one terminal outcome per batch and id, and a detailed failure record for
-// every conversation that did not end deleted.
+// Package ledger is the durable record of erasure requests: batches, the
+// outcome of every id in them, and the details of every failure.
 //
-// asynq's own archive keeps at most 10,000 tasks for 90 days and loses
-// successful tasks at once, which cannot prove anything a month later. The
-// ledger keeps, in Redis:
+// asynq's own archive keeps at most 10,000 tasks for 90 days and forgets a
+// successful task at once, which proves nothing a month later. The ledger
+// keeps, in Redis, under a key prefix (default "coze-eraser:"):
 //
-//   - per batch, a hash from conversation id to its terminal outcome (deleted,
-//     not_found or failed), the final attempt's code and log id, the number of
-//     attempts and the finishing time. An outcome is written once: a task that
-//     runs twice, as asynq's at-least-once delivery allows, cannot change it
-//     or count it twice;
-//   - per conversation that is failing or failed, a record with the last code,
-//     msg, HTTP status, log id, attempts, and first and last attempt times,
-//     indexed by last attempt time. A later deletion removes it.
+//   - batch:{name}: a hash with the batch's created and due times, note,
+//     callback URL, retention, and its tallies (total, deleted, not_found,
+//     failed; pending is what is left), completion time and count, and
+//     counts of finished ids over the last minute for its rate;
+//   - batch:{name}:ids:{k}: the batch's ids, spread over hashes by the last
+//     digits of the id (the bucket k), each id mapped to "p" while pending or
+//     to "outcome|code|logid|attempts|finished" once done. Small buckets stay
+//     in Redis's compact listpack encoding: about 70 bytes an id;
+//   - failure:{batch}:{id}: for each id that did not end deleted, the last
+//     code, msg, HTTP status and log id, the attempts and first and last
+//     attempt times, indexed by last attempt in the "failures" sorted set;
+//   - batches (by creation) and batches:open (open batches by due time)
+//     indexes; "also", ids whose queued task must also record its outcome in
+//     other batches; "callbacks", completions whose callback is not queued yet.
 //
-// Every write is one Lua script, so a record is never half written.
+// Every write is one Lua script, so tallies and records never disagree, and
+// outcomes only move forward: a task that runs twice, or an id enqueued
+// twice, is counted once per batch. Every key expires after the batch's
+// retention (default 400 days) without activity.
+//
+// The scripts build key names from the prefix, so the ledger needs a single
+// Redis server (or a primary with replicas), not Redis Cluster.
 package ledger
 
 import (
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// Outcome is where a conversation stands.
+// Outcome is where a conversation stands in a batch.
 type Outcome string
 
-// The outcomes. Deleted, NotFound and Failed are terminal; Retrying is the
-// state of a conversation whose last attempt failed and which still has
-// retries.
+// The outcomes. Deleted, NotFound and Failed are terminal; Pending is every
+// id not finished yet; Retrying is the failure record's word for a pending id
+// whose last attempt failed.
 const (
+	Pending  Outcome = "pending"
 	Deleted  Outcome = "deleted"
 	NotFound Outcome = "not_found"
 	Failed   Outcome = "failed"
@@ -49,25 +59,41 @@ func (o Outcome) Terminal() bool { return o == Deleted || o == NotFound || o == 
 // ParseOutcome reads an outcome name.
 func ParseOutcome(s string) (Outcome, error) {
 	switch o := Outcome(s); o {
-	case Deleted, NotFound, Failed, Retrying:
+	case Pending, Deleted, NotFound, Failed, Retrying:
 		return o, nil
 	}
-	return "", fmt.Errorf("unknown outcome %q: use deleted, not_found, failed or retrying", s)
+	return "", fmt.Errorf("unknown outcome %q: use pending, deleted, not_found, failed or retrying", s)
 }
 
 var outcomeLetters = map[Outcome]string{Deleted: "d", NotFound: "n", Failed: "f", Retrying: "r"}
 
-func outcomeFromLetter(l string) Outcome {
-	for o, letter := range outcomeLetters {
-		if letter == l {
-			return o
-		}
+func outcomeFromLetter(l byte) Outcome {
+	switch l {
+	case 'd':
+		return Deleted
+	case 'n':
+		return NotFound
+	case 'f':
+		return Failed
 	}
-	return ""
+	return Pending
 }
 
-// DefaultPrefix starts every key the ledger writes.
-const DefaultPrefix = "coze-eraser:"
+// Defaults of a [Ledger].
+const (
+	DefaultPrefix = "coze-eraser:"
+	// DefaultTTL keeps records 400 days after a batch's last activity: longer
+	// than GDPR's one-month deadline with its two-month extension, and a
+	// year of audits.
+	DefaultTTL = 400 * 24 * time.Hour
+	// DefaultDueIn is a batch's due time after its creation: GDPR's month.
+	DefaultDueIn = 30 * 24 * time.Hour
+	// Buckets is how many hashes a batch's ids are spread over. A batch of
+	// up to about 500,000 ids keeps every bucket under Redis's default
+	// listpack limit of 128 entries; larger ones still work, with a larger
+	// encoding.
+	Buckets = 4096
+)
 
 // maxMsgBytes bounds the msg kept per failure: a gateway can send anything.
 const maxMsgBytes = 512
@@ -76,6 +102,7 @@ const maxMsgBytes = 512
 type Ledger struct {
 	rdb    redis.UniversalClient
 	prefix string
+	ttl    time.Duration
 }
 
 // Option configures a [Ledger].
@@ -84,136 +111,49 @@ type Option func(*Ledger)
 // WithPrefix changes the key prefix (default [DefaultPrefix]).
 func WithPrefix(p string) Option { return func(l *Ledger) { l.prefix = p } }
 
+// WithTTL sets the retention of batches this ledger creates without being
+// told one (default [DefaultTTL]).
+func WithTTL(d time.Duration) Option { return func(l *Ledger) { l.ttl = d } }
+
 // New returns a ledger stored in rdb.
 func New(rdb redis.UniversalClient, opts ...Option) *Ledger {
-	l := &Ledger{rdb: rdb, prefix: DefaultPrefix}
+	l := &Ledger{rdb: rdb, prefix: DefaultPrefix, ttl: DefaultTTL}
 	for _, opt := range opts {
 		opt(l)
 	}
 	return l
 }
 
-func (l *Ledger) outcomesKey(batch string) string { return l.prefix + "outcome:" + batch }
-func (l *Ledger) failureKey(id string) string     { return l.prefix + "failure:" + id }
-func (l *Ledger) failureIndexKey() string         { return l.prefix + "failures" }
+func (l *Ledger) metaKey(batch string) string { return l.prefix + "batch:" + batch }
+func (l *Ledger) idsKey(batch string, bucket int) string {
+	return l.prefix + "batch:" + batch + ":ids:" + strconv.Itoa(bucket)
+}
+func (l *Ledger) failureKey(batch, id string) string {
+	return l.prefix + "failure:" + batch + ":" + id
+}
+func (l *Ledger) key(name string) string { return l.prefix + name }
 
-// Attempt is one API call's outcome for a conversation.
-type Attempt struct {
-	ConversationID string
-	Batch          string
-	Queue          string
-	Outcome        Outcome
-	// Code is the body code; HasCode is false when the answer had none.
-	Code       int64
-	HasCode    bool
-	Msg        string
-	HTTPStatus int
-	LogID      string
-	At         time.Time
+// bucket spreads ids over a batch's hashes by their last six digits; the
+// Lua prelude's bucket() must agree.
+func bucket(id string, n int) int {
+	tail := id
+	if len(tail) > 6 {
+		tail = tail[len(tail)-6:]
+	}
+	v, _ := strconv.Atoi(tail)
+	return v % n
 }
 
-// Recorded is what [Ledger.Record] did.
-type Recorded struct {
-	// Terminal is true when this attempt gave the conversation its terminal
-	// outcome in the batch: exactly once per batch and id.
-	Terminal bool
-	// Attempts is the number of attempts recorded for the conversation,
-	// this one included. It is 0 when the attempt was ignored because the
-	// batch already has a terminal outcome for the id.
-	Attempts int
+//go:embed lua/prelude.lua
+var prelude string
+
+func script(body string) *redis.Script { return redis.NewScript(prelude + body) }
+
+func (l *Ledger) run(ctx context.Context, s *redis.Script, args ...any) *redis.Cmd {
+	return s.Run(ctx, l.rdb, nil, append([]any{l.prefix}, args...)...)
 }
 
-//go:embed record.lua
-var recordSource string
-
-var recordScript = redis.NewScript(recordSource)
-
-// Record stores an attempt. Outcomes only move forward: once the batch has a
-// terminal outcome for the id, later attempts (a duplicate execution) are
-// ignored, and only [Ledger.Reopen] moves a failure back.
-func (l *Ledger) Record(ctx context.Context, a Attempt) (Recorded, error) {
-	letter, ok := outcomeLetters[a.Outcome]
-	if !ok {
-		return Recorded{}, fmt.Errorf("ledger: cannot record outcome %q", a.Outcome)
-	}
-	code := ""
-	if a.HasCode {
-		code = strconv.FormatInt(a.Code, 10)
-	}
-	keys := []string{l.outcomesKey(a.Batch), l.failureKey(a.ConversationID), l.failureIndexKey()}
-	res, err := recordScript.Run(ctx, l.rdb, keys,
-		a.ConversationID, letter, code, truncate(a.Msg, maxMsgBytes), a.HTTPStatus, a.LogID,
-		a.At.UnixMilli(), a.Batch, a.Queue, string(a.Outcome)).Int64Slice()
-	if err != nil {
-		return Recorded{}, fmt.Errorf("ledger: record %s: %w", a.ConversationID, err)
-	}
-	return Recorded{Terminal: res[0] == 1, Attempts: int(res[1])}, nil
-}
-
-// Final is a conversation's terminal outcome in a batch.
-type Final struct {
-	ConversationID string
-	Outcome        Outcome
-	Code           string
-	LogID          string
-	Attempts       int
-	FinishedAt     time.Time
-}
-
-// Final returns the terminal outcome of id in batch; ok is false when it has
-// none yet.
-func (l *Ledger) Final(ctx context.Context, batch, id string) (f Final, ok bool, err error) {
-	v, err := l.rdb.HGet(ctx, l.outcomesKey(batch), id).Result()
-	if errors.Is(err, redis.Nil) {
-		return Final{}, false, nil
-	}
-	if err != nil {
-		return Final{}, false, fmt.Errorf("ledger: %w", err)
-	}
-	f, err = decodeFinal(id, v)
-	return f, err == nil, err
-}
-
-// Finals calls fn for every terminal outcome of the batch, in no particular
-// order, reading the batch a page at a time.
-func (l *Ledger) Finals(ctx context.Context, batch string, fn func(Final) error) error {
-	iter := l.rdb.HScan(ctx, l.outcomesKey(batch), 0, "", 1000).Iterator()
-	for iter.Next(ctx) {
-		id := iter.Val()
-		if !iter.Next(ctx) {
-			break
-		}
-		f, err := decodeFinal(id, iter.Val())
-		if err != nil {
-			return err
-		}
-		if err := fn(f); err != nil {
-			return err
-		}
-	}
-	if err := iter.Err(); err != nil {
-		return fmt.Errorf("ledger: %w", err)
-	}
-	return nil
-}
-
-// decodeFinal reads "o|code|logid|attempts|finished_ms".
-func decodeFinal(id, v string) (Final, error) {
-	parts := strings.Split(v, "|")
-	if len(parts) != 5 {
-		return Final{}, fmt.Errorf("ledger: malformed outcome for %s: %q", id, v)
-	}
-	attempts, _ := strconv.Atoi(parts[3])
-	ms, _ := strconv.ParseInt(parts[4], 10, 64)
-	return Final{
-		ConversationID: id,
-		Outcome:        outcomeFromLetter(parts[0]),
-		Code:           parts[1],
-		LogID:          parts[2],
-		Attempts:       attempts,
-		FinishedAt:     time.UnixMilli(ms).UTC(),
-	}, nil
-}
+func ttlSeconds(d time.Duration) int64 { return max(int64(d/time.Second), 1) }
 
 func truncate(s string, n int) string {
 	if len(s) <= n {
@@ -223,32 +163,4 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n]
-}
-
-// Tally counts a batch's terminal outcomes.
-type Tally struct {
-	Deleted  int
-	NotFound int
-	Failed   int
-}
-
-// Done is the number of ids with a terminal outcome.
-func (t Tally) Done() int { return t.Deleted + t.NotFound + t.Failed }
-
-// Tally counts the terminal outcomes of batch by reading them all; its cost
-// grows with the batch.
-func (l *Ledger) Tally(ctx context.Context, batch string) (Tally, error) {
-	var t Tally
-	err := l.Finals(ctx, batch, func(f Final) error {
-		switch f.Outcome {
-		case Deleted:
-			t.Deleted++
-		case NotFound:
-			t.NotFound++
-		case Failed:
-			t.Failed++
-		}
-		return nil
-	})
-	return t, err
 }

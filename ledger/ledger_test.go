@@ -1,13 +1,16 @@
 package ledger_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/csv"
-	"strings"
+	"errors"
+	"fmt"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/coze-eraser/coze-eraser/internal/redistest"
 	"github.com/coze-eraser/coze-eraser/ledger"
@@ -15,76 +18,168 @@ import (
 
 type bundle struct {
 	ctx    context.Context
+	rdb    *redis.Client
 	ledger *ledger.Ledger
+	now    time.Time
 }
 
 func setup(t *testing.T) bundle {
 	t.Helper()
 	srv := redistest.Start(t)
-	return bundle{ctx: context.Background(), ledger: ledger.New(srv.Client())}
+	rdb := srv.Client()
+	return bundle{ctx: context.Background(), rdb: rdb, ledger: ledger.New(rdb), now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
 }
 
-func attempt(id string, o ledger.Outcome, code int64, logID string) ledger.Attempt {
-	return ledger.Attempt{
-		ConversationID: id, Batch: "b1", Queue: "default", Outcome: o,
-		Code: code, HasCode: true, Msg: "msg " + string(o), HTTPStatus: 200, LogID: logID,
-		At: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC),
+// open creates a batch holding ids.
+func (b bundle) open(t *testing.T, spec ledger.BatchSpec, ids ...string) {
+	t.Helper()
+	if spec.Created.IsZero() {
+		spec.Created = b.now
 	}
+	if _, err := b.ledger.OpenBatch(b.ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) > 0 {
+		if _, err := b.ledger.AddIDs(b.ctx, spec.Name, ids); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (b bundle) batch(t *testing.T, name string) ledger.Batch {
+	t.Helper()
+	got, ok, err := b.ledger.Batch(b.ctx, name)
+	if err != nil || !ok {
+		t.Fatalf("batch %s: %v %v", name, ok, err)
+	}
+	return got
+}
+
+func (b bundle) record(t *testing.T, batch, id string, o ledger.Outcome, logID string) ledger.Recorded {
+	t.Helper()
+	code := int64(0)
+	switch o {
+	case ledger.NotFound:
+		code = 4002
+	case ledger.Failed, ledger.Retrying:
+		code = 5000
+	}
+	r, err := b.ledger.Record(b.ctx, ledger.Attempt{
+		ConversationID: id, Batch: batch, Queue: "default", Outcome: o,
+		Code: code, HasCode: true, Msg: "msg " + string(o), HTTPStatus: 200, LogID: logID, At: b.now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestOpenBatch(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	due := b.now.Add(72 * time.Hour)
+	spec := ledger.BatchSpec{Name: "gdpr-1", Created: b.now, Due: due, Note: "ticket 118", CallbackURL: "http://127.0.0.1:1/cb"}
+	if created, err := b.ledger.OpenBatch(b.ctx, spec); !created || err != nil {
+		t.Fatalf("first open: %v %v", created, err)
+	}
+	if created, err := b.ledger.OpenBatch(b.ctx, ledger.BatchSpec{Name: "gdpr-1", Created: b.now.Add(time.Hour)}); created || err != nil {
+		t.Errorf("open without settings: %v %v; want the existing batch", created, err)
+	}
+	if _, err := b.ledger.OpenBatch(b.ctx, ledger.BatchSpec{Name: "gdpr-1", Due: due.Add(time.Hour)}); !errors.Is(err, ledger.ErrBatchConflict) {
+		t.Errorf("another due time: %v, want ErrBatchConflict", err)
+	}
+	got := b.batch(t, "gdpr-1")
+	if !got.CreatedAt.Equal(b.now) || !got.DueAt.Equal(due) || got.Note != "ticket 118" || got.CallbackURL != spec.CallbackURL || got.TTL != ledger.DefaultTTL {
+		t.Errorf("batch = %+v", got)
+	}
+	b.open(t, ledger.BatchSpec{Name: "default-due"})
+	if got := b.batch(t, "default-due"); !got.DueAt.Equal(b.now.Add(ledger.DefaultDueIn)) {
+		t.Errorf("default due = %v, want 30 days after creation", got.DueAt)
+	}
+}
+
+func TestAddIDsCountsEachIDOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.open(t, ledger.BatchSpec{Name: "x"})
+	got, err := b.ledger.AddIDs(b.ctx, "x", []string{"1", "2", "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(membership(got)) != "nnp" {
+		t.Errorf("memberships %q, want nnp", membership(got))
+	}
+	b.record(t, "x", "2", ledger.Deleted, "L")
+	got, _ = b.ledger.AddIDs(b.ctx, "x", []string{"2", "3"})
+	if string(membership(got)) != "tn" {
+		t.Errorf("memberships %q, want tn", membership(got))
+	}
+	if bt := b.batch(t, "x"); bt.Total != 3 || bt.Pending() != 2 || bt.Deleted != 1 {
+		t.Errorf("batch %+v", bt)
+	}
+	if _, err := b.ledger.AddIDs(b.ctx, "nope", []string{"1"}); err == nil {
+		t.Error("adding to a batch that does not exist must fail")
+	}
+}
+
+func membership(m []ledger.Membership) []byte {
+	out := make([]byte, len(m))
+	for i, x := range m {
+		out[i] = byte(x)
+	}
+	return out
 }
 
 func TestRecordMovesOnlyForward(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
+	b.open(t, ledger.BatchSpec{Name: "b1"}, "11")
 	steps := []struct {
-		outcome      ledger.Outcome
-		wantTerminal bool
-		wantAttempts int
+		outcome         ledger.Outcome
+		wantTransitions int
+		wantAttempts    int
 	}{
-		{ledger.Retrying, false, 1},
-		{ledger.Retrying, false, 2},
-		{ledger.NotFound, true, 3},
-		{ledger.Deleted, false, 0}, // a duplicate run after the terminal outcome
-		{ledger.Failed, false, 0},
+		{ledger.Retrying, 0, 1},
+		{ledger.Retrying, 0, 2},
+		{ledger.NotFound, 1, 3},
+		{ledger.Deleted, 0, 0}, // a duplicate run after the terminal outcome
+		{ledger.Failed, 0, 0},
 	}
 	for i, s := range steps {
-		got, err := b.ledger.Record(b.ctx, attempt("11", s.outcome, 4002, "L"+string(rune('0'+i))))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got.Terminal != s.wantTerminal || got.Attempts != s.wantAttempts {
-			t.Errorf("step %d (%s): got %+v, want terminal=%v attempts=%d", i, s.outcome, got, s.wantTerminal, s.wantAttempts)
+		got := b.record(t, "b1", "11", s.outcome, "L"+strconv.Itoa(i))
+		if got.Transitions != s.wantTransitions || got.Attempts != s.wantAttempts {
+			t.Errorf("step %d (%s): got %+v, want transitions=%d attempts=%d", i, s.outcome, got, s.wantTransitions, s.wantAttempts)
 		}
 	}
-	final, ok, err := b.ledger.Final(b.ctx, "b1", "11")
+	e, ok, err := b.ledger.Entry(b.ctx, "b1", "11")
 	if err != nil || !ok {
-		t.Fatalf("Final: %v %v", ok, err)
+		t.Fatalf("Entry: %v %v", ok, err)
 	}
-	if final.Outcome != ledger.NotFound || final.LogID != "L2" || final.Attempts != 3 || final.Code != "4002" {
-		t.Errorf("final = %+v", final)
+	if e.Outcome != ledger.NotFound || e.LogID != "L2" || e.Attempts != 3 || e.Code != "4002" || !e.FinishedAt.Equal(b.now) {
+		t.Errorf("entry = %+v", e)
 	}
-	f, ok, err := b.ledger.Failure(b.ctx, "11")
+	f, ok, err := b.ledger.Failure(b.ctx, "b1", "11")
 	if err != nil || !ok {
 		t.Fatalf("Failure: %v %v", ok, err)
 	}
 	if f.Outcome != ledger.NotFound || f.Attempts != 3 || f.LogID != "L2" || f.Batch != "b1" || f.Queue != "default" {
 		t.Errorf("failure = %+v", f)
 	}
+	if bt := b.batch(t, "b1"); bt.NotFound != 1 || bt.Pending() != 0 || bt.Completions != 1 || !bt.CompletedAt.Equal(b.now) {
+		t.Errorf("batch %+v", bt)
+	}
 }
 
 func TestDeletionClearsTheFailureRecord(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	if _, err := b.ledger.Record(b.ctx, attempt("22", ledger.Retrying, 5000, "LA")); err != nil {
-		t.Fatal(err)
+	b.open(t, ledger.BatchSpec{Name: "b1"}, "22")
+	b.record(t, "b1", "22", ledger.Retrying, "LA")
+	got := b.record(t, "b1", "22", ledger.Deleted, "LB")
+	if got.Transitions != 1 || got.Attempts != 2 {
+		t.Errorf("deleted after one failure: %+v, want 1 transition after 2 attempts", got)
 	}
-	got, err := b.ledger.Record(b.ctx, attempt("22", ledger.Deleted, 0, "LB"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !got.Terminal || got.Attempts != 2 {
-		t.Errorf("deleted after one failure: %+v, want terminal with 2 attempts", got)
-	}
-	if _, ok, _ := b.ledger.Failure(b.ctx, "22"); ok {
+	if _, ok, _ := b.ledger.Failure(b.ctx, "b1", "22"); ok {
 		t.Error("failure record still there after the deletion")
 	}
 	var n int
@@ -92,9 +187,9 @@ func TestDeletionClearsTheFailureRecord(t *testing.T) {
 	if n != 0 {
 		t.Errorf("failure index lists %d records, want 0", n)
 	}
-	final, _, _ := b.ledger.Final(b.ctx, "b1", "22")
-	if final.Outcome != ledger.Deleted || final.LogID != "LB" {
-		t.Errorf("final = %+v", final)
+	e, _, _ := b.ledger.Entry(b.ctx, "b1", "22")
+	if e.Outcome != ledger.Deleted || e.LogID != "LB" || e.Code != "0" {
+		t.Errorf("entry = %+v", e)
 	}
 }
 
@@ -103,130 +198,333 @@ func TestDeletionClearsTheFailureRecord(t *testing.T) {
 func TestConcurrentRecordsGiveOneTerminalOutcome(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
+	b.open(t, ledger.BatchSpec{Name: "b1"}, "33")
 	outcomes := []ledger.Outcome{ledger.Deleted, ledger.NotFound, ledger.Failed, ledger.Retrying}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	terminal := 0
+	transitions := 0
 	for i := range 40 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got, err := b.ledger.Record(b.ctx, attempt("33", outcomes[i%len(outcomes)], 0, "L"))
+			got, err := b.ledger.Record(b.ctx, ledger.Attempt{ConversationID: "33", Batch: "b1", Outcome: outcomes[i%4], At: b.now})
 			if err != nil {
 				t.Error(err)
 				return
 			}
-			if got.Terminal {
-				mu.Lock()
-				terminal++
-				mu.Unlock()
-			}
+			mu.Lock()
+			transitions += got.Transitions
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	if terminal != 1 {
-		t.Errorf("%d attempts reported a terminal transition, want exactly 1", terminal)
+	if transitions != 1 {
+		t.Errorf("%d transitions, want exactly 1", transitions)
+	}
+	if bt := b.batch(t, "b1"); bt.Finished() != 1 || bt.Total != 1 {
+		t.Errorf("batch tallies %+v", bt)
 	}
 }
 
-func TestBatchesAreSeparate(t *testing.T) {
+// TestLinkedBatchGetsTheOutcome: an id enqueued into batch B while its task
+// (from batch A) was queued is recorded in both, once each.
+func TestLinkedBatchGetsTheOutcome(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	a := attempt("44", ledger.Deleted, 0, "L1")
-	if got, _ := b.ledger.Record(b.ctx, a); !got.Terminal {
-		t.Fatal("first batch: not terminal")
+	b.open(t, ledger.BatchSpec{Name: "A"}, "44", "45")
+	b.open(t, ledger.BatchSpec{Name: "B"}, "44")
+	taskKey := ledger.AsynqTaskKey("default", "del:44")
+	b.rdb.HSet(b.ctx, taskKey, "state", "pending")
+	if state, err := b.ledger.Link(b.ctx, "B", "44", "default", "del:44"); err != nil || state != "pending" {
+		t.Fatalf("Link = %q, %v", state, err)
 	}
-	a.Batch = "b2"
-	a.Outcome = ledger.NotFound
-	if got, _ := b.ledger.Record(b.ctx, a); !got.Terminal {
-		t.Error("the same id in another batch gets its own outcome")
+	got := b.record(t, "A", "44", ledger.Deleted, "L44")
+	if got.Transitions != 2 || len(got.Completed) != 1 || got.Completed[0] != "B" {
+		t.Errorf("record = %+v, want 2 transitions completing B", got)
+	}
+	for _, name := range []string{"A", "B"} {
+		if e, _, _ := b.ledger.Entry(b.ctx, name, "44"); e.Outcome != ledger.Deleted || e.LogID != "L44" {
+			t.Errorf("batch %s entry %+v", name, e)
+		}
+	}
+	if again := b.record(t, "B", "44", ledger.NotFound, "L2"); again.Transitions != 0 {
+		t.Errorf("B's own late task counted again: %+v", again)
+	}
+	if bt := b.batch(t, "B"); bt.Deleted != 1 || bt.NotFound != 0 || bt.Total != 1 {
+		t.Errorf("batch B %+v", bt)
 	}
 }
 
-func TestFailuresFilterAndReopen(t *testing.T) {
+// TestOrphanLinks: a link made while the task was finishing is found once
+// the task is gone, and only while the id is still pending.
+func TestOrphanLinks(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	rec := func(id, batch string, o ledger.Outcome) {
-		a := attempt(id, o, 4000, "L"+id)
-		a.Batch = batch
-		if _, err := b.ledger.Record(b.ctx, a); err != nil {
+	b.open(t, ledger.BatchSpec{Name: "A"}, "55", "56")
+	b.open(t, ledger.BatchSpec{Name: "B"}, "55", "56")
+	for _, id := range []string{"55", "56"} {
+		b.rdb.HSet(b.ctx, ledger.AsynqTaskKey("q", "del:"+id), "state", "active")
+		if _, err := b.ledger.Link(b.ctx, "B", id, "q", "del:"+id); err != nil {
 			t.Fatal(err)
 		}
 	}
-	rec("1", "x", ledger.Failed)
-	rec("2", "x", ledger.NotFound)
-	rec("3", "y", ledger.Failed)
-	rec("4", "y", ledger.Retrying)
-	list := func(f ledger.Filter) string {
+	taskID := func(id string) string { return "del:" + id }
+	if orphans, _ := b.ledger.Orphans(b.ctx, taskID); len(orphans) != 0 {
+		t.Errorf("orphans while the tasks exist: %+v", orphans)
+	}
+	b.rdb.Del(b.ctx, ledger.AsynqTaskKey("q", "del:55"), ledger.AsynqTaskKey("q", "del:56"))
+	b.record(t, "B", "56", ledger.Deleted, "L") // 56 got its outcome in B some other way
+	orphans, err := b.ledger.Orphans(b.ctx, taskID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(orphans) != 1 || orphans[0] != (ledger.Orphan{ConversationID: "55", Batch: "B", Queue: "q"}) {
+		t.Errorf("orphans %+v, want 55 in B on q", orphans)
+	}
+	if again, _ := b.ledger.Orphans(b.ctx, taskID); len(again) != 0 {
+		t.Errorf("orphans are returned once; again %+v", again)
+	}
+}
+
+func TestAsynqTaskKeyMatchesAsynq(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	client := asynq.NewClientFromRedisClient(b.rdb)
+	if _, err := client.Enqueue(asynq.NewTask("x", nil), asynq.TaskID("del:7"), asynq.Queue("gdpr")); err != nil {
+		t.Fatal(err)
+	}
+	if state := b.rdb.HGet(b.ctx, ledger.AsynqTaskKey("gdpr", "del:7"), "state").Val(); state != "pending" {
+		t.Errorf("state at %s = %q: asynq's key layout changed", ledger.AsynqTaskKey("gdpr", "del:7"), state)
+	}
+}
+
+func TestCompletionAndReopen(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.open(t, ledger.BatchSpec{Name: "c", CallbackURL: "http://127.0.0.1:1/"}, "1", "2")
+	if r := b.record(t, "c", "1", ledger.Deleted, "L1"); len(r.Completed) != 0 {
+		t.Errorf("completed with an id pending: %+v", r)
+	}
+	if r := b.record(t, "c", "2", ledger.Failed, "L2"); len(r.Completed) != 1 {
+		t.Errorf("not completed: %+v", r)
+	}
+	pending, _ := b.ledger.PendingCallbacks(b.ctx)
+	if len(pending) != 1 || pending[0] != (ledger.Completion{Batch: "c", N: 1}) {
+		t.Errorf("pending callbacks %+v", pending)
+	}
+	_ = b.ledger.CallbackQueued(b.ctx, pending[0])
+
+	if ok, err := b.ledger.Reopen(b.ctx, "c", "2", ledger.Failed); !ok || err != nil {
+		t.Fatalf("Reopen: %v %v", ok, err)
+	}
+	if ok, _ := b.ledger.Reopen(b.ctx, "c", "2", ledger.Failed); ok {
+		t.Error("Reopen twice must be a no-op")
+	}
+	bt := b.batch(t, "c")
+	if bt.Failed != 0 || bt.Pending() != 1 || bt.State(b.now) != ledger.StateOpen {
+		t.Errorf("after reopen: %+v state %s", bt, bt.State(b.now))
+	}
+	if f, _, _ := b.ledger.Failure(b.ctx, "c", "2"); f.Outcome != ledger.Retrying {
+		t.Errorf("failure record outcome %s, want retrying", f.Outcome)
+	}
+	b.record(t, "c", "2", ledger.Deleted, "L3")
+	bt = b.batch(t, "c")
+	if bt.Completions != 2 || bt.Deleted != 2 || bt.State(b.now) != ledger.StateComplete {
+		t.Errorf("after the second completion: %+v", bt)
+	}
+	if pending, _ := b.ledger.PendingCallbacks(b.ctx); len(pending) != 1 || pending[0].N != 2 {
+		t.Errorf("second completion's callback: %+v", pending)
+	}
+}
+
+// TestOverdueWithAnInjectedClock moves time through the clock the ledger is
+// given, not by sleeping.
+func TestOverdueWithAnInjectedClock(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.open(t, ledger.BatchSpec{Name: "due-soon", Due: b.now.Add(time.Hour)}, "1")
+	b.open(t, ledger.BatchSpec{Name: "due-later", Due: b.now.Add(48 * time.Hour)}, "2")
+	b.open(t, ledger.BatchSpec{Name: "done"}, "3")
+	b.record(t, "done", "3", ledger.Deleted, "L")
+
+	stats, err := b.ledger.OpenStats(b.ctx, b.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Open != 2 || stats.Overdue != 0 || stats.Complete != 1 || !stats.OldestDue.Equal(b.now.Add(time.Hour)) {
+		t.Errorf("now: %+v", stats)
+	}
+	later := b.now.Add(2 * time.Hour)
+	stats, _ = b.ledger.OpenStats(b.ctx, later)
+	if stats.Open != 1 || stats.Overdue != 1 || stats.Complete != 1 {
+		t.Errorf("two hours later: %+v", stats)
+	}
+	if s := b.batch(t, "due-soon").State(later); s != ledger.StateOverdue {
+		t.Errorf("state two hours later %s, want overdue", s)
+	}
+	if s := b.batch(t, "due-later").State(later); s != ledger.StateOpen {
+		t.Errorf("state %s, want open", s)
+	}
+}
+
+func TestRateAndETA(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var ids []string
+	for i := range 100 {
+		ids = append(ids, strconv.Itoa(1000+i))
+	}
+	b.open(t, ledger.BatchSpec{Name: "r"}, ids...)
+	for i, id := range ids[:60] { // 60 done over the last 30 s
+		_, err := b.ledger.Record(b.ctx, ledger.Attempt{ConversationID: id, Batch: "r", Outcome: ledger.Deleted,
+			At: b.now.Add(-30*time.Second + time.Duration(i)*500*time.Millisecond)})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	bt := b.batch(t, "r")
+	rate := bt.Rate(b.now)
+	if rate < 0.9 || rate > 1.3 {
+		t.Errorf("rate %.2f/s, want about 60 over the last minute", rate)
+	}
+	if eta, ok := bt.ETA(b.now); !ok || eta < 25*time.Second || eta > 50*time.Second {
+		t.Errorf("ETA %v %v for 40 pending at about 1/s", eta, ok)
+	}
+	if got := bt.Rate(b.now.Add(10 * time.Minute)); got != 0 {
+		t.Errorf("rate ten minutes later %.2f, want 0", got)
+	}
+}
+
+func TestEntriesStreamEveryID(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var ids []string
+	for i := range 3000 {
+		ids = append(ids, strconv.Itoa(7379996104798150000+i*13))
+	}
+	b.open(t, ledger.BatchSpec{Name: "s"}, ids...)
+	for _, id := range ids[:1000] {
+		b.record(t, "s", id, ledger.Deleted, "L"+id)
+	}
+	seen := map[string]ledger.Outcome{}
+	err := b.ledger.Entries(b.ctx, "s", func(e ledger.Entry) error {
+		if _, dup := seen[e.ConversationID]; dup {
+			return fmt.Errorf("%s twice", e.ConversationID)
+		}
+		seen[e.ConversationID] = e.Outcome
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted := 0
+	for _, o := range seen {
+		if o == ledger.Deleted {
+			deleted++
+		}
+	}
+	if len(seen) != 3000 || deleted != 1000 {
+		t.Errorf("%d entries, %d deleted", len(seen), deleted)
+	}
+}
+
+func TestRecordsExpire(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.open(t, ledger.BatchSpec{Name: "ttl", TTL: 48 * time.Hour}, "7")
+	b.record(t, "ttl", "7", ledger.Retrying, "L")
+	for _, key := range []string{"coze-eraser:batch:ttl", "coze-eraser:batch:ttl:ids:7", "coze-eraser:failure:ttl:7"} {
+		ttl := b.rdb.TTL(b.ctx, key).Val()
+		if ttl < 47*time.Hour || ttl > 48*time.Hour {
+			t.Errorf("%s TTL %v, want 48h", key, ttl)
+		}
+	}
+}
+
+func TestFailuresFilterAndPaging(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.open(t, ledger.BatchSpec{Name: "x"}, "1", "2")
+	b.open(t, ledger.BatchSpec{Name: "y"}, "3", "4")
+	b.record(t, "x", "1", ledger.Failed, "L1")
+	b.record(t, "x", "2", ledger.NotFound, "L2")
+	b.record(t, "y", "3", ledger.Failed, "L3")
+	b.record(t, "y", "4", ledger.Retrying, "L4")
+	list := func(f ledger.Filter) []string {
 		var ids []string
 		if err := b.ledger.Failures(b.ctx, f, func(r ledger.Failure) error { ids = append(ids, r.ConversationID); return nil }); err != nil {
 			t.Fatal(err)
 		}
-		return strings.Join(ids, ",")
+		return ids
 	}
 	for _, c := range []struct {
 		f    ledger.Filter
-		want string
+		want int
 	}{
-		{ledger.Filter{}, "1,2,3,4"},
-		{ledger.Filter{Batch: "x"}, "1,2"},
-		{ledger.Filter{Outcome: ledger.Failed}, "1,3"},
-		{ledger.Filter{Batch: "y", Outcome: ledger.Retrying}, "4"},
+		{ledger.Filter{}, 4},
+		{ledger.Filter{Batch: "x"}, 2},
+		{ledger.Filter{Outcome: ledger.Failed}, 2},
+		{ledger.Filter{Batch: "y", Outcome: ledger.Retrying}, 1},
 	} {
-		if got := list(c.f); got != c.want {
-			t.Errorf("Failures(%+v) = %s, want %s", c.f, got, c.want)
+		if got := list(c.f); len(got) != c.want {
+			t.Errorf("Failures(%+v) = %v, want %d", c.f, got, c.want)
 		}
 	}
 
-	f, _, _ := b.ledger.Failure(b.ctx, "1")
-	if ok, err := b.ledger.Reopen(b.ctx, f, ledger.Failed); err != nil || !ok {
-		t.Fatalf("Reopen failed record: %v, %v", ok, err)
+	// Many records at the same millisecond span pages: each is listed once.
+	var ids []string
+	for i := range 1300 {
+		ids = append(ids, strconv.Itoa(100000+i))
 	}
-	if ok, _ := b.ledger.Reopen(b.ctx, f, ledger.Failed); ok {
-		t.Error("Reopen twice: the second must be a no-op")
+	b.open(t, ledger.BatchSpec{Name: "z"}, ids...)
+	for _, id := range ids {
+		b.record(t, "z", id, ledger.Failed, "L")
 	}
-	if _, ok, _ := b.ledger.Final(b.ctx, "x", "1"); ok {
-		t.Error("reopened id still has a terminal outcome")
+	got := list(ledger.Filter{Batch: "z"})
+	unique := map[string]bool{}
+	for _, id := range got {
+		unique[id] = true
 	}
-	again := attempt("1", ledger.Deleted, 0, "LZ")
-	again.Batch = "x"
-	if got, _ := b.ledger.Record(b.ctx, again); !got.Terminal {
-		t.Error("after Reopen a new outcome must be recordable")
+	if len(got) != 1300 || len(unique) != 1300 {
+		t.Errorf("listed %d (%d unique) of 1300", len(got), len(unique))
 	}
 }
 
-func TestFailureCSV(t *testing.T) {
+// TestFailuresWhileWorkersMoveRecords: records re-scored to a later time
+// while the listing pages through are neither skipped nor listed twice.
+func TestFailuresWhileWorkersMoveRecords(t *testing.T) {
 	t.Parallel()
-	var buf bytes.Buffer
-	w, err := ledger.NewFailureWriter(&buf, "csv")
-	if err != nil {
-		t.Fatal(err)
+	b := setup(t)
+	var ids []string
+	for i := range 2000 {
+		ids = append(ids, strconv.Itoa(200000+i))
 	}
-	at := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	_ = w.Write(ledger.Failure{ConversationID: "7", Batch: "b", Outcome: ledger.Failed, Code: "4000", Msg: `bad, "quoted"`,
-		HTTPStatus: 200, LogID: "L", Attempts: 1, FirstAt: at, LastAt: at})
-	_ = w.Write(ledger.Failure{ConversationID: "8", Batch: "b", Outcome: ledger.Retrying, Attempts: 2, FirstAt: at, LastAt: at})
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	rows, err := csv.NewReader(&buf).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := [][]string{
-		{"conversation_id", "batch", "outcome", "code", "msg", "http_status", "logid", "attempts", "first_at", "last_at"},
-		{"7", "b", "failed", "4000", `bad, "quoted"`, "200", "L", "1", "2026-11-27T12:00:00Z", "2026-11-27T12:00:00Z"},
-		{"8", "b", "retrying", "", "", "", "", "2", "2026-11-27T12:00:00Z", "2026-11-27T12:00:00Z"},
-	}
-	if len(rows) != len(want) {
-		t.Fatalf("rows = %q", rows)
-	}
-	for i := range want {
-		if strings.Join(rows[i], "|") != strings.Join(want[i], "|") {
-			t.Errorf("row %d = %q, want %q", i, rows[i], want[i])
+	b.open(t, ledger.BatchSpec{Name: "m"}, ids...)
+	for i, id := range ids {
+		_, err := b.ledger.Record(b.ctx, ledger.Attempt{ConversationID: id, Batch: "m", Outcome: ledger.Retrying,
+			At: b.now.Add(time.Duration(i) * time.Millisecond)})
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
-	if _, err := ledger.NewFailureWriter(&buf, "xml"); err == nil {
-		t.Error("unknown format accepted")
+	seen := map[string]int{}
+	moved := 0
+	err := b.ledger.Failures(b.ctx, ledger.Filter{}, func(f ledger.Failure) error {
+		seen[f.ConversationID]++
+		if moved < 500 { // a worker records a later attempt of an id not yet listed
+			id := ids[len(ids)-1-moved]
+			moved++
+			_, err := b.ledger.Record(b.ctx, ledger.Attempt{ConversationID: id, Batch: "m", Outcome: ledger.Retrying, At: b.now.Add(time.Hour)})
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if seen[id] != 1 {
+			t.Errorf("id %s listed %d times", id, seen[id])
+		}
 	}
 }

@@ -39,14 +39,14 @@ type Config struct {
 
 // Progress is where a run stands.
 type Progress struct {
-	Batch   string
-	Total   int
-	Tally   ledger.Tally
+	// Batch holds the batch's tallies.
+	Batch   ledger.Batch
+	Summary enqueue.Summary
 	Elapsed time.Duration
 }
 
 // Run enqueues ids as one batch and works them until each has a terminal
-// outcome, or ctx ends. The ids must be distinct.
+// outcome, or ctx ends.
 func Run(ctx context.Context, cfg Config, ids iter.Seq[string]) (Progress, error) {
 	if cfg.ProgressEvery <= 0 {
 		cfg.ProgressEvery = time.Second
@@ -62,7 +62,7 @@ func Run(ctx context.Context, cfg Config, ids iter.Seq[string]) (Progress, error
 		opts = append(opts, enqueue.OnInvalid(cfg.OnInvalid))
 	}
 	sum, err := client.EnqueueAll(ctx, ids, opts...)
-	progress := Progress{Batch: sum.Batch, Total: sum.Enqueued + sum.Duplicate}
+	progress := Progress{Batch: ledger.Batch{Name: sum.Batch}, Summary: sum}
 	if err != nil {
 		return progress, err
 	}
@@ -86,12 +86,12 @@ func Run(ctx context.Context, cfg Config, ids iter.Seq[string]) (Progress, error
 	defer poll.Stop()
 	var reported time.Time
 	for {
-		tally, err := led.Tally(ctx, progress.Batch)
+		b, _, err := led.Batch(ctx, sum.Batch)
 		if err != nil && ctx.Err() == nil {
 			return progress, err
 		}
-		progress.Tally, progress.Elapsed = tally, time.Since(start)
-		finished := tally.Done() >= progress.Total || ctx.Err() != nil
+		progress.Batch, progress.Elapsed = b, time.Since(start)
+		finished := b.Pending() == 0 || ctx.Err() != nil
 		if cfg.OnProgress != nil && (finished || time.Since(reported) >= cfg.ProgressEvery) {
 			cfg.OnProgress(progress)
 			reported = time.Now()

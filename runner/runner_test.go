@@ -45,13 +45,13 @@ func TestRunWorksTheBatchToTheEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if progress.Total != 200 || progress.Tally.Done() != 200 || progress.Tally.Failed != 1 || progress.Batch != "r" {
+	if b := progress.Batch; b.Total != 200 || b.Finished() != 200 || b.Failed != 1 || b.Name != "r" {
 		t.Errorf("progress %+v", progress)
 	}
 	if reports == 0 {
 		t.Error("no progress reported")
 	}
-	if got := len(fake.Deletions()); got != progress.Tally.Deleted+progress.Tally.NotFound {
-		t.Errorf("fake deleted %d, tally %+v", got, progress.Tally)
+	if got := len(fake.Deletions()); got != progress.Batch.Deleted+progress.Batch.NotFound {
+		t.Errorf("fake deleted %d, tally %+v", got, progress.Batch)
 	}
 }

@@ -41,6 +41,8 @@ type Handler struct {
 	log      *slog.Logger
 	now      func() time.Time
 	stopping <-chan struct{}
+	// onComplete is called with the batches an attempt completed.
+	onComplete func(ctx context.Context, batches []string)
 }
 
 // ProcessTask handles one task. What it returns tells asynq what to do next:
@@ -86,8 +88,11 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		h.metrics.Retries.WithLabelValues(reasonLedger).Inc()
 		return retryLater(reasonLedger, time.Second, err)
 	}
-	if recorded.Terminal {
-		h.metrics.Deletions.WithLabelValues(string(outcome)).Inc()
+	if recorded.Transitions > 0 {
+		h.metrics.Deletions.WithLabelValues(string(outcome)).Add(float64(recorded.Transitions))
+	}
+	if len(recorded.Completed) > 0 && h.onComplete != nil {
+		h.onComplete(ctx, recorded.Completed)
 	}
 	var r *retryError
 	if errors.As(next, &r) {
@@ -243,7 +248,7 @@ func (h *Handler) logAttempt(p tasks.Payload, queue string, res coze.Result, out
 	if errors.As(next, &r) && !r.failure {
 		attrs = append(attrs, slog.Duration("retry_in", r.delay))
 	}
-	if !rec.Terminal && outcome.Terminal() && recordErr == nil {
+	if rec.Transitions == 0 && outcome.Terminal() && recordErr == nil {
 		attrs = append(attrs, slog.Bool("duplicate_run", true))
 	}
 	if recordErr != nil {

@@ -1,6 +1,9 @@
 package worker
 
 import (
+	"context"
+	"time"
+
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -137,5 +140,47 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 			paused = 1
 		}
 		ch <- prometheus.MustNewConstMetric(c.paused, prometheus.GaugeValue, paused, q)
+	}
+}
+
+// batchCollector exports how many batches are open, overdue and complete,
+// and how long until the earliest due time of an open batch, read from the
+// ledger's indexes at scrape time. No batch name is a label: there is no
+// bound on how many batches there are.
+type batchCollector struct {
+	ledger *ledger.Ledger
+	now    func() time.Time
+	count  *prometheus.Desc
+	due    *prometheus.Desc
+}
+
+func newBatchCollector(l *ledger.Ledger, now func() time.Time) *batchCollector {
+	return &batchCollector{
+		ledger: l,
+		now:    now,
+		count: prometheus.NewDesc("coze_eraser_batches",
+			"Batches by state: open (ids pending, due ahead), overdue (ids pending, due passed), complete.", []string{"state"}, nil),
+		due: prometheus.NewDesc("coze_eraser_oldest_open_batch_due_seconds",
+			"Seconds until the earliest due time of an open batch; negative when it is overdue. Absent when no batch is open.", nil, nil),
+	}
+}
+
+func (c *batchCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.count
+	ch <- c.due
+}
+
+func (c *batchCollector) Collect(ch chan<- prometheus.Metric) {
+	now := c.now()
+	stats, err := c.ledger.OpenStats(context.Background(), now)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.count, err)
+		return
+	}
+	for state, n := range map[ledger.State]int{ledger.StateOpen: stats.Open, ledger.StateOverdue: stats.Overdue, ledger.StateComplete: stats.Complete} {
+		ch <- prometheus.MustNewConstMetric(c.count, prometheus.GaugeValue, float64(n), string(state))
+	}
+	if !stats.OldestDue.IsZero() {
+		ch <- prometheus.MustNewConstMetric(c.due, prometheus.GaugeValue, stats.OldestDue.Sub(now).Seconds())
 	}
 }

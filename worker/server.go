@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/coze-eraser/coze-eraser/callback"
 	"github.com/coze-eraser/coze-eraser/coze"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/tasks"
@@ -69,6 +71,14 @@ type Config struct {
 	ForwardInterval time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// CallbackSecret signs batch completion callbacks (HMAC-SHA256) when set.
+	CallbackSecret []byte
+	// CallbackClient sends the callbacks; default a client with a 10 s
+	// timeout.
+	CallbackClient *http.Client
+	// JanitorInterval is how often the worker queues callbacks and tasks a
+	// crash may have left unqueued (default 30 s).
+	JanitorInterval time.Duration
 }
 
 func (c *Config) setDefaults() error {
@@ -80,6 +90,14 @@ func (c *Config) setDefaults() error {
 	}
 	if len(c.Queues) == 0 {
 		c.Queues = map[string]int{"default": 1}
+	}
+	if _, ok := c.Queues[callback.Queue]; !ok {
+		queues := maps.Clone(c.Queues)
+		queues[callback.Queue] = 1 // every worker delivers completion callbacks
+		c.Queues = queues
+	}
+	if c.JanitorInterval <= 0 {
+		c.JanitorInterval = DefaultJanitorInterval
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = DefaultConcurrency
@@ -119,8 +137,11 @@ type Server struct {
 	asynq    *asynq.Server
 	handler  *Handler
 	metrics  *Metrics
+	janitor  *janitor
+	client   *asynq.Client
 	stopping chan struct{}
 	stopOnce sync.Once
+	stopJan  context.CancelFunc
 }
 
 // New returns a server; Start or Run it.
@@ -130,7 +151,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, stopping: make(chan struct{})}
 	s.metrics = NewMetrics(cfg.Registry)
-	cfg.Registry.MustRegister(newQueueCollector(asynq.NewInspectorFromRedisClient(cfg.Redis)))
+	cfg.Registry.MustRegister(newQueueCollector(asynq.NewInspectorFromRedisClient(cfg.Redis)),
+		newBatchCollector(cfg.Ledger, cfg.Now))
+	s.client = asynq.NewClientFromRedisClient(cfg.Redis)
+	s.janitor = &janitor{ledger: cfg.Ledger, client: s.client, srv: s}
 	log := cfg.Logger
 	s.handler = &Handler{
 		api:      cfg.API,
@@ -141,6 +165,9 @@ func New(cfg Config) (*Server, error) {
 		log:      log,
 		now:      cfg.Now,
 		stopping: s.stopping,
+		onComplete: func(ctx context.Context, _ []string) {
+			s.janitor.queueCallbacks(context.WithoutCancel(ctx))
+		},
 	}
 	s.asynq = asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
 		Concurrency:              cfg.Concurrency,
@@ -180,9 +207,13 @@ func (s *Server) Handler() *Handler { return s.handler }
 func (s *Server) Start() error {
 	mux := asynq.NewServeMux()
 	mux.Handle(tasks.TypeDelete, s.handler)
+	mux.Handle(callback.TaskType, &callback.Sender{Client: s.cfg.CallbackClient, Secret: s.cfg.CallbackSecret, Now: s.cfg.Now})
 	if err := s.asynq.Start(mux); err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopJan = cancel
+	go s.janitor.run(ctx, s.cfg.JanitorInterval)
 	return nil
 }
 
@@ -191,7 +222,12 @@ func (s *Server) Start() error {
 // waiting for a turn (rate-limit pause, auth pause) go back at once, without
 // using up a retry.
 func (s *Server) Shutdown() {
-	s.stopOnce.Do(func() { close(s.stopping) })
+	s.stopOnce.Do(func() {
+		close(s.stopping)
+		if s.stopJan != nil {
+			s.stopJan()
+		}
+	})
 	s.asynq.Shutdown()
 }
 

@@ -139,14 +139,16 @@ func (b *bundle) archived(t *testing.T) int {
 }
 
 // finals returns the batch's terminal outcomes by id.
-func (b *bundle) finals(t *testing.T, batch string) map[string]ledger.Final {
+func (b *bundle) finals(t *testing.T, batch string) map[string]ledger.Entry {
 	t.Helper()
-	out := map[string]ledger.Final{}
-	err := b.ledger.Finals(b.ctx, batch, func(f ledger.Final) error {
-		if _, dup := out[f.ConversationID]; dup {
-			t.Errorf("id %s listed twice", f.ConversationID)
+	out := map[string]ledger.Entry{}
+	err := b.ledger.Entries(b.ctx, batch, func(e ledger.Entry) error {
+		if _, dup := out[e.ConversationID]; dup {
+			t.Errorf("id %s listed twice", e.ConversationID)
 		}
-		out[f.ConversationID] = f
+		if e.Outcome.Terminal() {
+			out[e.ConversationID] = e
+		}
 		return nil
 	})
 	if err != nil {

@@ -116,8 +116,9 @@ func (a *app) runDemo(ctx context.Context, f *demoFlags) error {
 			go func() { _ = worker.ServeHTTP(ctx, metricsLn, w.HTTPHandler()) }()
 		},
 		OnProgress: func(p runner.Progress) {
+			b := p.Batch
 			fmt.Fprintf(a.stderr, "progress: %d/%d done (deleted %d, not_found %d, failed %d) in %.1fs\n",
-				p.Tally.Done(), p.Total, p.Tally.Deleted, p.Tally.NotFound, p.Tally.Failed, p.Elapsed.Seconds())
+				b.Finished(), b.Total, b.Deleted, b.NotFound, b.Failed, p.Elapsed.Seconds())
 		},
 	}, func(yield func(string) bool) {
 		for _, id := range ids {
@@ -130,10 +131,10 @@ func (a *app) runDemo(ctx context.Context, f *demoFlags) error {
 	if err != nil {
 		return &exitError{code: exitPartial, err: err}
 	}
-	t := progress.Tally
+	b := progress.Batch
 	fmt.Fprintf(a.stdout, "\ndone in %.1fs: total=%d deleted=%d not_found=%d failed=%d (%d API calls, %s)\n",
-		progress.Elapsed.Seconds(), progress.Total, t.Deleted, t.NotFound, t.Failed, fake.Counts()["total"], answerSummary(fake.Counts()))
-	return a.printDemoFailures(ctx, rdb, progress.Batch)
+		progress.Elapsed.Seconds(), b.Total, b.Deleted, b.NotFound, b.Failed, fake.Counts()["total"], answerSummary(fake.Counts()))
+	return a.printDemoFailures(ctx, rdb, b.Name)
 }
 
 // printDemoFailures shows a few failure records: what an operator would

@@ -71,7 +71,7 @@ func TestEnqueueBadInput(t *testing.T) {
 	if res.code != exitPartial {
 		t.Errorf("exit %d, want 1; stderr:\n%s", res.code, res.stderr)
 	}
-	if got, want := lastLine(res.stdout), "enqueued=3 duplicate=1 invalid=6 batch=bad-input"; got != want {
+	if got, want := lastLine(res.stdout), "enqueued=3 duplicate=1 invalid=6 batch=bad-input finished=0"; got != want {
 		t.Errorf("summary %q, want %q", got, want)
 	}
 	wantErrors := []string{
@@ -246,9 +246,8 @@ func TestWorkerCommandEndToEnd(t *testing.T) {
 			t.Fatalf("worker ended early: %+v", res)
 		default:
 		}
-		n := 0
-		_ = led.Finals(ctx, "cli", func(ledger.Final) error { n++; return nil })
-		return n == 3
+		b, _, _ := led.Batch(ctx, "cli")
+		return b.Total == 3 && b.Pending() == 0
 	})
 	stop()
 	res := <-done
@@ -283,8 +282,8 @@ func TestWorkerCommandEndToEnd(t *testing.T) {
 	t.Cleanup(stop)
 	go func() { done <- c.run(workerCtx, "worker", "--metrics-addr", "") }()
 	waitUntil(t, 20*time.Second, func() bool {
-		f, ok, _ := led.Final(ctx, "cli", "7379996104798150003")
-		return ok && f.Outcome == ledger.Deleted
+		e, ok, _ := led.Entry(ctx, "cli", "7379996104798150003")
+		return ok && e.Outcome == ledger.Deleted
 	})
 	stop()
 	<-done

@@ -1,0 +1,155 @@
+package ledger
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Attempt is one API call's outcome for a conversation.
+type Attempt struct {
+	ConversationID string
+	Batch          string
+	Queue          string
+	// Outcome is Deleted, NotFound, Failed, or Retrying for a failed attempt
+	// that will be retried.
+	Outcome Outcome
+	// Code is the body code; HasCode is false when the answer had none.
+	Code       int64
+	HasCode    bool
+	Msg        string
+	HTTPStatus int
+	LogID      string
+	At         time.Time
+}
+
+// Recorded is what [Ledger.Record] did.
+type Recorded struct {
+	// Transitions counts the batches in which this attempt gave the id its
+	// terminal outcome: the task's own and any that were waiting for the
+	// same id. It is 0 for a duplicate run and for a retrying attempt.
+	Transitions int
+	// Attempts is the number of attempts recorded for the id in the task's
+	// batch, this one included; 0 for a duplicate run.
+	Attempts int
+	// Completed lists the batches this attempt completed.
+	Completed []string
+}
+
+//go:embed lua/record.lua
+var recordSource string
+
+var recordScript = script(recordSource)
+
+// Record stores an attempt. Outcomes only move forward: once the batch has a
+// terminal outcome for the id, later attempts (a duplicate run) change
+// nothing, and only [Ledger.Reopen] moves a failure back to pending.
+func (l *Ledger) Record(ctx context.Context, a Attempt) (Recorded, error) {
+	letter, ok := outcomeLetters[a.Outcome]
+	if !ok {
+		return Recorded{}, fmt.Errorf("ledger: cannot record outcome %q", a.Outcome)
+	}
+	code := ""
+	if a.HasCode {
+		code = strconv.FormatInt(a.Code, 10)
+	}
+	status := ""
+	if a.HTTPStatus != 0 {
+		status = strconv.Itoa(a.HTTPStatus)
+	}
+	res, err := l.run(ctx, recordScript, a.ConversationID, a.Batch, letter, code,
+		truncate(a.Msg, maxMsgBytes), status, strings.ReplaceAll(a.LogID, "|", "/"), a.At.UnixMilli(),
+		a.Queue, string(a.Outcome), ttlSeconds(l.ttl), DefaultDueIn.Milliseconds(), Buckets).Slice()
+	if err != nil {
+		return Recorded{}, fmt.Errorf("ledger: record %s: %w", a.ConversationID, err)
+	}
+	r := Recorded{Transitions: int(res[0].(int64)), Attempts: int(res[1].(int64))}
+	if done := res[2].(string); done != "" {
+		r.Completed = strings.Fields(done)
+	}
+	return r, nil
+}
+
+// Entry is one id of a batch: its outcome and, once finished, the final
+// attempt's code and log id.
+type Entry struct {
+	ConversationID string
+	Outcome        Outcome
+	Code           string
+	LogID          string
+	Attempts       int
+	FinishedAt     time.Time
+}
+
+// Entry returns one id's entry in a batch; ok is false when the id is not
+// in it.
+func (l *Ledger) Entry(ctx context.Context, batch, id string) (e Entry, ok bool, err error) {
+	b, ok, err := l.Batch(ctx, batch)
+	if err != nil || !ok {
+		return Entry{}, false, err
+	}
+	v, err := l.rdb.HGet(ctx, l.idsKey(batch, bucket(id, b.buckets())), id).Result()
+	if errors.Is(err, redis.Nil) {
+		return Entry{}, false, nil
+	}
+	if err != nil {
+		return Entry{}, false, fmt.Errorf("ledger: %w", err)
+	}
+	return decodeEntry(id, v), true, nil
+}
+
+// Entries calls fn for every id of the batch, bucket by bucket, in no
+// particular order. It reads a page at a time: memory does not grow with
+// the batch.
+func (l *Ledger) Entries(ctx context.Context, batch string, fn func(Entry) error) error {
+	b, ok, err := l.Batch(ctx, batch)
+	if err != nil || !ok {
+		return err
+	}
+	for k := range b.buckets() {
+		iter := l.rdb.HScan(ctx, l.idsKey(batch, k), 0, "", 1000).Iterator()
+		for iter.Next(ctx) {
+			id := iter.Val()
+			if !iter.Next(ctx) {
+				break
+			}
+			if err := fn(decodeEntry(id, iter.Val())); err != nil {
+				return err
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return fmt.Errorf("ledger: %w", err)
+		}
+	}
+	return nil
+}
+
+func (b Batch) buckets() int {
+	if b.nbuckets > 0 {
+		return b.nbuckets
+	}
+	return Buckets
+}
+
+// decodeEntry reads "p" or "o|code|logid|attempts|finished_unix".
+func decodeEntry(id, v string) Entry {
+	e := Entry{ConversationID: id, Outcome: Pending}
+	if v == "" || v == "p" {
+		return e
+	}
+	parts := strings.SplitN(v, "|", 5)
+	e.Outcome = outcomeFromLetter(v[0])
+	if len(parts) == 5 {
+		e.Code, e.LogID = parts[1], parts[2]
+		e.Attempts, _ = strconv.Atoi(parts[3])
+		secs, _ := strconv.ParseInt(parts[4], 10, 64)
+		e.FinishedAt = time.Unix(secs, 0).UTC()
+	}
+	return e
+}
