@@ -90,9 +90,13 @@ func (b Batch) Rate(now time.Time) float64 {
 			n += c
 		}
 	}
-	window := now.Sub(time.Unix(oldest*10, 0)).Seconds()
-	if window <= 0 {
-		return 0
+	start := time.Unix(oldest*10, 0)
+	if b.CreatedAt.After(start) {
+		start = b.CreatedAt // a young batch: its whole life so far
+	}
+	window := now.Sub(start).Seconds()
+	if window < 1 {
+		window = 1
 	}
 	return float64(n) / window
 }

@@ -374,7 +374,7 @@ func TestRateAndETA(t *testing.T) {
 	for i := range 100 {
 		ids = append(ids, strconv.Itoa(1000+i))
 	}
-	b.open(t, ledger.BatchSpec{Name: "r"}, ids...)
+	b.open(t, ledger.BatchSpec{Name: "r", Created: b.now.Add(-time.Hour)}, ids...)
 	for i, id := range ids[:60] { // 60 done over the last 30 s
 		_, err := b.ledger.Record(b.ctx, ledger.Attempt{ConversationID: id, Batch: "r", Outcome: ledger.Deleted,
 			At: b.now.Add(-30*time.Second + time.Duration(i)*500*time.Millisecond)})
@@ -392,6 +392,14 @@ func TestRateAndETA(t *testing.T) {
 	}
 	if got := bt.Rate(b.now.Add(10 * time.Minute)); got != 0 {
 		t.Errorf("rate ten minutes later %.2f, want 0", got)
+	}
+	// A batch ten seconds old is measured over its ten seconds, not a minute.
+	b.open(t, ledger.BatchSpec{Name: "young", Created: b.now.Add(-10 * time.Second)}, "1", "2")
+	for _, id := range []string{"1", "2"} {
+		_, _ = b.ledger.Record(b.ctx, ledger.Attempt{ConversationID: id, Batch: "young", Outcome: ledger.Deleted, At: b.now.Add(-time.Second)})
+	}
+	if got := b.batch(t, "young").Rate(b.now); got < 0.19 || got > 0.21 {
+		t.Errorf("young batch rate %.2f, want 2 ids over 10 s", got)
 	}
 }
 
@@ -526,5 +534,29 @@ func TestFailuresWhileWorkersMoveRecords(t *testing.T) {
 		if seen[id] != 1 {
 			t.Errorf("id %s listed %d times", id, seen[id])
 		}
+	}
+}
+
+// TestDuplicateRunServesLateLinks: a link made between two runs of the same
+// task is served by the second run.
+func TestDuplicateRunServesLateLinks(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.open(t, ledger.BatchSpec{Name: "A"}, "66")
+	b.open(t, ledger.BatchSpec{Name: "B"}, "66")
+	b.record(t, "A", "66", ledger.Deleted, "L1")
+	b.rdb.HSet(b.ctx, ledger.AsynqTaskKey("default", "del:66"), "state", "pending") // the task, not yet marked done, runs again
+	if _, err := b.ledger.Link(b.ctx, "B", "66", "default", "del:66"); err != nil {
+		t.Fatal(err)
+	}
+	got := b.record(t, "A", "66", ledger.NotFound, "L2")
+	if got.Transitions != 1 {
+		t.Errorf("duplicate run: %+v, want B served", got)
+	}
+	if e, _, _ := b.ledger.Entry(b.ctx, "A", "66"); e.Outcome != ledger.Deleted || e.LogID != "L1" {
+		t.Errorf("A changed: %+v", e)
+	}
+	if e, _, _ := b.ledger.Entry(b.ctx, "B", "66"); e.Outcome != ledger.NotFound {
+		t.Errorf("B: %+v", e)
 	}
 }

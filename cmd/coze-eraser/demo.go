@@ -16,6 +16,7 @@ import (
 	"github.com/coze-eraser/coze-eraser/coze"
 	"github.com/coze-eraser/coze-eraser/coze/cozetest"
 	"github.com/coze-eraser/coze-eraser/ledger"
+	"github.com/coze-eraser/coze-eraser/report"
 	"github.com/coze-eraser/coze-eraser/runner"
 	"github.com/coze-eraser/coze-eraser/worker"
 )
@@ -140,7 +141,7 @@ func (a *app) runDemo(ctx context.Context, f *demoFlags) error {
 // printDemoFailures shows a few failure records: what an operator would
 // send to Coze support.
 func (a *app) printDemoFailures(ctx context.Context, rdb *redis.Client, batch string) error {
-	w, err := ledger.NewFailureWriter(a.stdout, "table")
+	w, err := report.NewFailureWriter(a.stdout, "table")
 	if err != nil {
 		return err
 	}

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"slices"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/coze-eraser/coze-eraser/enqueue"
+	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/tasks"
 )
 
@@ -23,6 +26,11 @@ type enqueueFlags struct {
 	in          time.Duration
 	maxRetry    int
 	concurrency int
+	due         string
+	dueIn       time.Duration
+	note        string
+	callbackURL string
+	ledgerTTL   time.Duration
 }
 
 func (a *app) enqueueCommand() *cobra.Command {
@@ -41,6 +49,12 @@ and the valid ones are still queued. An id that already has a task waiting
 is a duplicate, not an error. The last line on standard output is
   enqueued=N duplicate=N invalid=N batch=NAME
 
+The ids belong to a batch (--batch, or a generated name that is printed): an
+erasure request with a due time (--due or --due-in, default 30 days), a
+--note, and a --callback-url told when it completes. Enqueueing into an
+existing batch adds to it; an id already finished in it is not sent again.
+Records are kept for --ledger-ttl after the batch's last activity.
+
 Exit status: 0 when every id was valid, 1 when some were not, 2 when the ids
 could not be queued (bad flags, Redis unreachable).`,
 		Example: `  coze-eraser enqueue 7379996104798150001 7379996104798150002
@@ -57,6 +71,11 @@ could not be queued (bad flags, Redis unreachable).`,
 	fl.DurationVar(&f.in, "in", 0, "delete after this delay instead of now (e.g. 24h)")
 	fl.IntVar(&f.maxRetry, "max-retry", tasks.DefaultMaxRetry, "transient failures retried before an id is recorded as failed")
 	fl.IntVar(&f.concurrency, "concurrency", enqueue.DefaultConcurrency, "enqueue calls kept in flight")
+	fl.StringVar(&f.due, "due", "", "when a new batch must be done (RFC 3339; default 30 days after creation)")
+	fl.DurationVar(&f.dueIn, "due-in", 0, "when a new batch must be done, from now (e.g. 720h)")
+	fl.StringVar(&f.note, "note", "", "free text kept with a new batch: a ticket, a data subject reference")
+	fl.StringVar(&f.callbackURL, "callback-url", "", "POST the batch's summary here when it completes (signed when COZE_ERASER_CALLBACK_SECRET is set on the workers)")
+	fl.DurationVar(&f.ledgerTTL, "ledger-ttl", ledger.DefaultTTL, "how long a new batch's records are kept after its last activity")
 	return cmd
 }
 
@@ -97,9 +116,11 @@ func (a *app) runEnqueue(ctx context.Context, f *enqueueFlags, args []string) er
 	opts = append(opts, enqueue.OnInvalid(func(inv enqueue.Invalid) {
 		fmt.Fprintf(a.stderr, "%s %d: %v\n", label, inv.Line, inv.Err)
 	}))
-	if f.batch == "" {
-		fmt.Fprintf(a.stderr, "batch %s\n", client.DefaultBatch())
+	batch := f.batch
+	if batch == "" {
+		batch = client.DefaultBatch()
 	}
+	fmt.Fprintf(a.stderr, "batch %s (coze-eraser status %s)\n", batch, batch)
 	var sum enqueue.Summary
 	if input != nil {
 		sum, err = client.EnqueueFrom(ctx, input, opts...)
@@ -108,6 +129,8 @@ func (a *app) runEnqueue(ctx context.Context, f *enqueueFlags, args []string) er
 	}
 	fmt.Fprintln(a.stdout, sum)
 	switch {
+	case errors.Is(err, ledger.ErrBatchConflict):
+		return setupError("%v", err)
 	case err != nil:
 		return &exitError{code: exitSetup, err: fmt.Errorf("%w (queueing again is safe: ids already queued count as duplicates)", err)}
 	case sum.Invalid > 0:
@@ -146,5 +169,40 @@ func (f *enqueueFlags) options() ([]enqueue.Option, error) {
 	if f.in > 0 {
 		opts = append(opts, enqueue.In(f.in))
 	}
-	return opts, nil
+	batchOpts, err := f.batchOptions()
+	return append(opts, batchOpts...), err
+}
+
+// batchOptions are the settings of a batch the call creates.
+func (f *enqueueFlags) batchOptions() ([]enqueue.Option, error) {
+	var opts []enqueue.Option
+	switch {
+	case f.due != "" && f.dueIn != 0:
+		return nil, setupError("give --due or --due-in, not both")
+	case f.dueIn < 0:
+		return nil, setupError("--due-in %v: must not be negative", f.dueIn)
+	case f.ledgerTTL < time.Hour:
+		return nil, setupError("--ledger-ttl %v: keep records at least an hour", f.ledgerTTL)
+	}
+	if f.due != "" {
+		due, err := time.Parse(time.RFC3339, f.due)
+		if err != nil {
+			return nil, setupError("--due %q: not an RFC 3339 time such as 2026-12-27T00:00:00Z", f.due)
+		}
+		opts = append(opts, enqueue.Due(due))
+	}
+	if f.dueIn > 0 {
+		opts = append(opts, enqueue.DueIn(f.dueIn))
+	}
+	if f.callbackURL != "" {
+		u, err := url.Parse(f.callbackURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, setupError("--callback-url: must be an absolute http or https URL")
+		}
+		opts = append(opts, enqueue.CallbackURL(f.callbackURL))
+	}
+	if f.note != "" {
+		opts = append(opts, enqueue.Note(f.note))
+	}
+	return append(opts, enqueue.Retention(f.ledgerTTL)), nil
 }

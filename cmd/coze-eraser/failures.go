@@ -8,6 +8,7 @@ import (
 
 	"github.com/coze-eraser/coze-eraser/enqueue"
 	"github.com/coze-eraser/coze-eraser/ledger"
+	"github.com/coze-eraser/coze-eraser/report"
 	"github.com/coze-eraser/coze-eraser/tasks"
 )
 
@@ -67,7 +68,7 @@ with times in RFC 3339, UTC; JSONL has the same fields, one object a line.`,
 			if err != nil {
 				return err
 			}
-			w, err := ledger.NewFailureWriter(a.stdout, format)
+			w, err := report.NewFailureWriter(a.stdout, format)
 			if err != nil {
 				return setupError("--format: %v", err)
 			}
@@ -84,7 +85,7 @@ with times in RFC 3339, UTC; JSONL has the same fields, one object a line.`,
 	}
 	rf.register(cmd, 0)
 	ff.register(cmd, "")
-	cmd.Flags().StringVar(&format, "format", "table", "output format: "+strings.Join(ledger.Formats, ", "))
+	cmd.Flags().StringVar(&format, "format", "table", "output format: "+strings.Join(report.FailureFormats, ", "))
 	return cmd
 }
 

@@ -82,7 +82,11 @@ func TestEnqueueBadInput(t *testing.T) {
 		`line 8: invalid conversation id "１２３": has the non-ASCII character U+FF11 at byte 1; only ASCII digits 0-9 are allowed`,
 		`line 9: invalid conversation id "0123": has a leading zero`,
 	}
-	if got := strings.Split(strings.TrimSpace(res.stderr), "\n"); !slices.Equal(got, wantErrors) {
+	stderr := strings.Split(strings.TrimSpace(res.stderr), "\n")
+	if stderr[0] != "batch bad-input (coze-eraser status bad-input)" {
+		t.Errorf("first stderr line %q does not name the batch", stderr[0])
+	}
+	if got := stderr[1:]; !slices.Equal(got, wantErrors) {
 		t.Errorf("stderr:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantErrors, "\n"))
 	}
 
@@ -229,7 +233,7 @@ func TestWorkerCommandEndToEnd(t *testing.T) {
 		"COZE_API_TOKEN": "pat_cli_TOKEN",
 	}}
 	ctx := context.Background()
-	if res := c.run(ctx, "enqueue", "7379996104798150001", "7379996104798150002", "7379996104798150003", "--batch", "cli"); res.code != 0 {
+	if res := c.run(ctx, "enqueue", "7379996104798150001", "7379996104798150002", "7379996104798150003", "--batch", "cli", "--note", "ticket 118"); res.code != 0 {
 		t.Fatalf("enqueue: %+v", res)
 	}
 
@@ -259,6 +263,31 @@ func TestWorkerCommandEndToEnd(t *testing.T) {
 	}
 	if strings.Contains(res.stderr, "pat_cli_TOKEN") {
 		t.Error("the token is in the worker's log")
+	}
+
+	status := c.run(ctx, "status", "cli", "--format", "json")
+	if status.code != 0 || !strings.Contains(status.stdout, `"state": "complete"`) || !strings.Contains(status.stdout, `"note": "ticket 118"`) {
+		t.Errorf("status: %+v", status)
+	}
+	if table := c.run(ctx, "status"); !strings.Contains(table.stdout, "cli") || !strings.Contains(table.stdout, "complete") {
+		t.Errorf("status table: %+v", table)
+	}
+	if watch := c.run(ctx, "status", "cli", "--watch"); watch.code != 0 || !strings.Contains(watch.stdout, "cli: 3/3 done (100.0%)") {
+		t.Errorf("status --watch of a complete batch must print a plain line and return: %+v", watch)
+	}
+	proofPath := filepath.Join(t.TempDir(), "proof.csv")
+	if res := c.run(ctx, "report", "cli", "--output", proofPath); res.code != 0 {
+		t.Fatalf("report: %+v", res)
+	}
+	proof, _ := os.ReadFile(proofPath)
+	if !strings.Contains(string(proof), "# total: 3") || strings.Count(string(proof), "\n7379996104798150") != 3 {
+		t.Errorf("proof:\n%s", proof)
+	}
+	if res := c.run(ctx, "report", "nope"); res.code != exitSetup {
+		t.Errorf("report of a missing batch: %+v", res)
+	}
+	if res := c.run(ctx, "enqueue", "7379996104798150009", "--batch", "cli", "--due-in", "1h"); res.code != exitSetup || !strings.Contains(res.stderr, "batch cli has due") {
+		t.Errorf("another due time for an existing batch: %+v", res)
 	}
 
 	list := c.run(ctx, "failures", "list", "--format", "csv")

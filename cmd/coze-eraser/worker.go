@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/coze-eraser/coze-eraser/coze"
+	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/worker"
 )
 
@@ -24,6 +25,7 @@ type workerFlags struct {
 	retryBase       time.Duration
 	retryCap        time.Duration
 	authProbe       time.Duration
+	ledgerTTL       time.Duration
 }
 
 func (a *app) workerCommand() *cobra.Command {
@@ -47,7 +49,10 @@ On SIGTERM the worker stops taking tasks, lets calls in flight finish within
 Metrics are on --metrics-addr at /metrics, with /healthz and /readyz.
 
 The token is read from COZE_API_TOKEN, or from the file COZE_API_TOKEN_FILE
-names (read again when it changes, so a rotated secret needs no restart).`,
+names (read again when it changes, so a rotated secret needs no restart).
+
+Workers also deliver the callbacks of completed batches (queue "callbacks"),
+signed with HMAC-SHA256 when COZE_ERASER_CALLBACK_SECRET is set.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runWorker(cmd.Context(), &f) },
 	}
@@ -62,6 +67,7 @@ names (read again when it changes, so a rotated secret needs no restart).`,
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9464", "address for /metrics, /healthz and /readyz; empty turns them off")
 	fl.DurationVar(&f.retryBase, "retry-base", worker.DefaultRetryBackoff.Base, "first backoff step of a transient retry")
 	fl.DurationVar(&f.retryCap, "retry-cap", worker.DefaultRetryBackoff.Cap, "longest backoff step of a transient retry")
+	fl.DurationVar(&f.ledgerTTL, "ledger-ttl", ledger.DefaultTTL, "retention of batches the worker creates for tasks of other producers")
 	fl.DurationVar(&f.authProbe, "auth-probe-interval", worker.DefaultAuthProbe.Base, "first interval between probes while the token is rejected (doubles up to 5m)")
 	return cmd
 }
@@ -102,6 +108,8 @@ func (a *app) runWorker(ctx context.Context, f *workerFlags) error {
 		AuthProbe:       worker.Backoff{Base: f.authProbe, Cap: max(worker.DefaultAuthProbe.Cap, f.authProbe)},
 		ShutdownTimeout: f.shutdownTimeout,
 		Logger:          log,
+		Ledger:          ledger.New(rdb, ledger.WithTTL(f.ledgerTTL)),
+		CallbackSecret:  []byte(a.env.get("COZE_ERASER_CALLBACK_SECRET")),
 	})
 	if err != nil {
 		return setupError("%v", err)

@@ -17,8 +17,9 @@ local m = redis.call('HMGET', meta, 'buckets', 'ttl', 'due')
 local ttl = tonumber(m[2])
 local key = idsKey(B, bucket(id, tonumber(m[1])))
 local cur = redis.call('HGET', key, id)
-if cur and cur ~= 'p' then
-  return {0, 0, ''} -- the batch has this id's outcome already: a duplicate run
+local duplicate = cur and cur ~= 'p' -- the batch has this id's outcome already: a duplicate run
+if duplicate and letter == 'r' then
+  return {0, 0, ''}
 end
 if not cur then
   redis.call('HSET', key, id, 'p')
@@ -35,20 +36,23 @@ local function writeFailure(b, fkey, attemptsValue, ttlValue)
 end
 
 local fkey = failKey(B, id)
-local attempts = tonumber(redis.call('HGET', fkey, 'attempts') or '0') + 1
-if letter == 'd' then
-  redis.call('DEL', fkey)
-  redis.call('ZREM', P .. 'failures', failMember(B, id))
-else
-  writeFailure(B, fkey, attempts, ttl)
-end
-redis.call('EXPIRE', key, ttl)
-redis.call('EXPIRE', meta, ttl)
-if letter == 'r' then
-  return {0, attempts, ''}
+local attempts = 0
+if not duplicate then
+  attempts = tonumber(redis.call('HGET', fkey, 'attempts') or '0') + 1
+  if letter == 'd' then
+    redis.call('DEL', fkey)
+    redis.call('ZREM', P .. 'failures', failMember(B, id))
+  else
+    writeFailure(B, fkey, attempts, ttl)
+  end
+  redis.call('EXPIRE', key, ttl)
+  redis.call('EXPIRE', meta, ttl)
+  if letter == 'r' then
+    return {0, attempts, ''}
+  end
 end
 
-local value = letter .. '|' .. ARGV[5] .. '|' .. ARGV[8] .. '|' .. attempts .. '|' .. math.floor(now / 1000)
+local value = letter .. '|' .. ARGV[5] .. '|' .. ARGV[8] .. '|' .. math.max(attempts, 1) .. '|' .. math.floor(now / 1000)
 local field = ({d = 'deleted', n = 'not_found', f = 'failed'})[letter]
 local slot = math.floor(now / 10000)
 local slotIndex = slot % 6
@@ -75,10 +79,13 @@ local function finish(b, bkey, bmeta)
   end
 end
 
-finish(B, key, meta)
+if not duplicate then
+  finish(B, key, meta)
+end
 
 -- Other batches waiting for this id (it was enqueued into them while this
--- task was already queued) get the same outcome.
+-- task was already queued) get the same outcome, even from a duplicate run:
+-- a link made between two runs of a task is served by the second.
 local alsoKey = P .. 'also'
 local also = redis.call('HGET', alsoKey, id)
 if also then
@@ -94,7 +101,7 @@ if also then
           redis.call('DEL', failKey(b, id))
           redis.call('ZREM', P .. 'failures', failMember(b, id))
         else
-          writeFailure(b, failKey(b, id), attempts, tonumber(bm[2]))
+          writeFailure(b, failKey(b, id), math.max(attempts, 1), tonumber(bm[2]))
         end
       end
     end

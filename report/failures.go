@@ -1,4 +1,4 @@
-package ledger
+package report
 
 import (
 	"encoding/csv"
@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"text/tabwriter"
 	"time"
+
+	"github.com/coze-eraser/coze-eraser/ledger"
 )
 
 // FailureCSVHeader is the header row of the CSV failure listing.
@@ -15,12 +17,12 @@ var FailureCSVHeader = []string{"conversation_id", "batch", "outcome", "code", "
 
 // FailureWriter writes failure records in one format. Call Flush at the end.
 type FailureWriter interface {
-	Write(Failure) error
+	Write(ledger.Failure) error
 	Flush() error
 }
 
-// Formats lists the names NewFailureWriter accepts.
-var Formats = []string{"table", "csv", "jsonl"}
+// FailureFormats lists the names NewFailureWriter accepts.
+var FailureFormats = []string{"table", "csv", "jsonl"}
 
 // NewFailureWriter returns a writer for format: "table" (aligned columns for
 // a terminal), "csv" (with [FailureCSVHeader]) or "jsonl" (one JSON object a
@@ -59,7 +61,7 @@ func statusText(s int) string {
 
 type csvFailures struct{ w *csv.Writer }
 
-func (c *csvFailures) Write(f Failure) error {
+func (c *csvFailures) Write(f ledger.Failure) error {
 	return c.w.Write([]string{f.ConversationID, f.Batch, string(f.Outcome), f.Code, f.Msg,
 		statusText(f.HTTPStatus), f.LogID, strconv.Itoa(f.Attempts), rfc3339(f.FirstAt), rfc3339(f.LastAt)})
 }
@@ -68,12 +70,12 @@ func (c *csvFailures) Flush() error { c.w.Flush(); return c.w.Error() }
 
 type jsonFailures struct{ enc *json.Encoder }
 
-func (j *jsonFailures) Write(f Failure) error { return j.enc.Encode(f) }
+func (j *jsonFailures) Write(f ledger.Failure) error { return j.enc.Encode(f) }
 func (j *jsonFailures) Flush() error          { return nil }
 
 type tableFailures struct{ w *tabwriter.Writer }
 
-func (t *tableFailures) Write(f Failure) error {
+func (t *tableFailures) Write(f ledger.Failure) error {
 	_, err := fmt.Fprintf(t.w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", f.ConversationID, f.Batch, f.Outcome,
 		dash(f.Code), dash(statusText(f.HTTPStatus)), f.Attempts, rfc3339(f.LastAt), dash(f.LogID), f.Msg)
 	return err

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/coze-eraser/coze-eraser/ledger"
+	"github.com/coze-eraser/coze-eraser/report"
+)
+
+type statusFlags struct {
+	redis  redisFlags
+	format string
+	watch  bool
+	limit  int
+}
+
+func (a *app) statusCommand() *cobra.Command {
+	var f statusFlags
+	cmd := &cobra.Command{
+		Use:   "status [BATCH]",
+		Short: "Show how far batches are: tallies, rate, ETA, state",
+		Long: `Show batches, newest first, or one batch: created and due times, total,
+deleted, not_found, failed and pending ids, the rate over the last minute,
+the ETA, and the state: open, complete, or overdue (ids pending past the due
+time).
+
+--watch redraws every second: a progress bar on a terminal, plain lines
+otherwise. --format json prints the same fields for programs.`,
+		Example: `  coze-eraser status
+  coze-eraser status gdpr-2026-118 --watch`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return a.runStatus(cmd.Context(), &f, args) },
+	}
+	f.redis.register(cmd, 0)
+	cmd.Flags().StringVar(&f.format, "format", "table", "output format: "+strings.Join(report.StatusFormats, ", "))
+	cmd.Flags().BoolVar(&f.watch, "watch", false, "redraw every second until interrupted (or until the batch completes)")
+	cmd.Flags().IntVar(&f.limit, "limit", 50, "show at most this many batches")
+	return cmd
+}
+
+func (a *app) runStatus(ctx context.Context, f *statusFlags, args []string) error {
+	if f.format != "table" && f.format != "json" {
+		return setupError("--format %q: use table or json", f.format)
+	}
+	rdb, err := f.redis.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	led := ledger.New(rdb)
+	read := func() ([]ledger.Batch, error) {
+		if len(args) == 0 {
+			return led.Batches(ctx, f.limit)
+		}
+		b, ok, err := led.Batch(ctx, args[0])
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, setupError("no batch %q (it may have expired)", args[0])
+		}
+		return []ledger.Batch{b}, nil
+	}
+	if !f.watch {
+		batches, err := read()
+		if err != nil {
+			return err
+		}
+		return report.WriteStatus(a.stdout, batches, time.Now(), f.format)
+	}
+	return a.watchStatus(ctx, read, len(args) == 1, f.format)
+}
+
+// watchStatus redraws every second. One batch on a terminal is a progress
+// bar redrawn in place; otherwise each refresh prints plain lines (or a
+// JSON array), which logs and pipes can keep.
+func (a *app) watchStatus(ctx context.Context, read func() ([]ledger.Batch, error), single bool, format string) error {
+	tty := isTerminal(a.stdout)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		batches, err := read()
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		switch {
+		case format == "json":
+			err = report.WriteStatus(a.stdout, batches, now, format)
+		case single && tty:
+			fmt.Fprintf(a.stdout, "\r\033[K%s", report.ProgressBar(batches[0], now, terminalWidth()))
+		case tty:
+			fmt.Fprint(a.stdout, "\033[H\033[2J")
+			err = report.WriteStatus(a.stdout, batches, now, "table")
+		default:
+			for _, b := range batches {
+				fmt.Fprintln(a.stdout, report.ProgressLine(b, now))
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if single && batches[0].State(now) == ledger.StateComplete {
+			if tty {
+				fmt.Fprintln(a.stdout)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if tty {
+				fmt.Fprintln(a.stdout)
+			}
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// isTerminal reports whether w is a character device, such as a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	info, err := f.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
+}
+
+// terminalWidth reads $COLUMNS, defaulting to 100.
+func terminalWidth() int {
+	var n int
+	if _, err := fmt.Sscan(os.Getenv("COLUMNS"), &n); err == nil && n > 40 {
+		return n
+	}
+	return 100
+}

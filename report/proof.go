@@ -1,0 +1,149 @@
+package report
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coze-eraser/coze-eraser/ledger"
+)
+
+// ProofCSVHeader is the header row of the CSV proof of erasure.
+var ProofCSVHeader = []string{"conversation_id", "outcome", "code", "logid", "attempts", "finished_at"}
+
+// ProofFormats lists the formats WriteProof accepts.
+var ProofFormats = []string{"csv", "jsonl"}
+
+// ErrNoBatch is returned for a batch that does not exist (or expired).
+var ErrNoBatch = fmt.Errorf("no such batch")
+
+// Summary is a batch's fields and tallies as a report states them.
+type Summary struct {
+	Batch       string     `json:"batch"`
+	Note        string     `json:"note"`
+	State       string     `json:"state"`
+	CreatedAt   time.Time  `json:"created_at"`
+	DueAt       time.Time  `json:"due_at"`
+	CompletedAt *time.Time `json:"completed_at"`
+	Total       int        `json:"total"`
+	Deleted     int        `json:"deleted"`
+	NotFound    int        `json:"not_found"`
+	Failed      int        `json:"failed"`
+	Pending     int        `json:"pending"`
+	GeneratedAt time.Time  `json:"generated_at"`
+}
+
+// SummaryOf states batch b at now.
+func SummaryOf(b ledger.Batch, now time.Time) Summary {
+	s := Summary{
+		Batch: b.Name, Note: b.Note, State: string(b.State(now)),
+		CreatedAt: b.CreatedAt, DueAt: b.DueAt,
+		Total: b.Total, Deleted: b.Deleted, NotFound: b.NotFound, Failed: b.Failed, Pending: b.Pending(),
+		GeneratedAt: now.UTC().Truncate(time.Second),
+	}
+	if !b.CompletedAt.IsZero() && b.Pending() == 0 {
+		at := b.CompletedAt
+		s.CompletedAt = &at
+	}
+	return s
+}
+
+// proofRow is one id in the JSONL proof.
+type proofRow struct {
+	ConversationID string     `json:"conversation_id"`
+	Outcome        string     `json:"outcome"`
+	Code           string     `json:"code"`
+	LogID          string     `json:"logid"`
+	Attempts       int        `json:"attempts"`
+	FinishedAt     *time.Time `json:"finished_at"`
+}
+
+// WriteProof writes batch's proof of erasure to w: one row per id with its
+// outcome, the final attempt's code and log id (the successful DELETE's too),
+// the number of attempts and the finishing time. CSV starts with the batch's
+// summary as "# " comment lines, then the header; JSONL ends with a
+// {"summary": …} line. Rows come in no particular order. The batch is read a
+// page at a time, so memory does not grow with it.
+func WriteProof(ctx context.Context, led *ledger.Ledger, batch, format string, w io.Writer, now time.Time) error {
+	b, ok, err := led.Batch(ctx, batch)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrNoBatch, batch)
+	}
+	sum := SummaryOf(b, now)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	switch format {
+	case "csv":
+		err = writeCSVProof(ctx, led, sum, bw)
+	case "jsonl":
+		err = writeJSONLProof(ctx, led, sum, bw)
+	default:
+		return fmt.Errorf("unknown format %q: use csv or jsonl", format)
+	}
+	if err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+func writeCSVProof(ctx context.Context, led *ledger.Ledger, s Summary, w *bufio.Writer) error {
+	completed := ""
+	if s.CompletedAt != nil {
+		completed = rfc3339(*s.CompletedAt)
+	}
+	for _, kv := range [][2]string{
+		{"batch", s.Batch}, {"note", strconv.Quote(s.Note)}, {"state", s.State},
+		{"created_at", rfc3339(s.CreatedAt)}, {"due_at", rfc3339(s.DueAt)}, {"completed_at", completed},
+		{"total", strconv.Itoa(s.Total)}, {"deleted", strconv.Itoa(s.Deleted)}, {"not_found", strconv.Itoa(s.NotFound)},
+		{"failed", strconv.Itoa(s.Failed)}, {"pending", strconv.Itoa(s.Pending)}, {"generated_at", rfc3339(s.GeneratedAt)},
+	} {
+		fmt.Fprintf(w, "# %s: %s\n", kv[0], kv[1])
+	}
+	cw := csv.NewWriter(w)
+	if err := cw.Write(ProofCSVHeader); err != nil {
+		return err
+	}
+	row := make([]string, 6)
+	err := led.Entries(ctx, s.Batch, func(e ledger.Entry) error {
+		row[0], row[1], row[2], row[3] = e.ConversationID, string(e.Outcome), e.Code, e.LogID
+		row[4], row[5] = "", ""
+		if e.Outcome.Terminal() {
+			row[4], row[5] = strconv.Itoa(e.Attempts), rfc3339(e.FinishedAt)
+		}
+		return cw.Write(row)
+	})
+	if err != nil {
+		return err
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+func writeJSONLProof(ctx context.Context, led *ledger.Ledger, s Summary, w *bufio.Writer) error {
+	enc := json.NewEncoder(w)
+	err := led.Entries(ctx, s.Batch, func(e ledger.Entry) error {
+		row := proofRow{ConversationID: e.ConversationID, Outcome: string(e.Outcome), Code: e.Code, LogID: e.LogID, Attempts: e.Attempts}
+		if e.Outcome.Terminal() {
+			at := e.FinishedAt
+			row.FinishedAt = &at
+		}
+		return enc.Encode(row)
+	})
+	if err != nil {
+		return err
+	}
+	return enc.Encode(struct {
+		Summary Summary `json:"summary"`
+	}{s})
+}
+
+// cleanLine keeps a free-text value on one line.
+func cleanLine(s string) string { return strings.NewReplacer("\n", " ", "\r", " ").Replace(s) }

@@ -1,0 +1,103 @@
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/coze-eraser/coze-eraser/ledger"
+)
+
+// StatusFormats lists the formats WriteStatus accepts.
+var StatusFormats = []string{"table", "json"}
+
+// Status is a batch as `coze-eraser status --format json` shows it.
+type Status struct {
+	Summary
+	// RatePerSecond is the ids finished per second over the last minute.
+	RatePerSecond float64 `json:"rate_per_second"`
+	// ETASeconds is how long the pending ids will take at that rate; null
+	// when nothing is finishing.
+	ETASeconds *float64 `json:"eta_seconds"`
+}
+
+// StatusOf states batch b at now, with its rate and ETA.
+func StatusOf(b ledger.Batch, now time.Time) Status {
+	s := Status{Summary: SummaryOf(b, now), RatePerSecond: math.Round(b.Rate(now)*100) / 100}
+	if eta, ok := b.ETA(now); ok {
+		secs := math.Round(eta.Seconds())
+		s.ETASeconds = &secs
+	}
+	return s
+}
+
+// WriteStatus writes batches as a table or as JSON (an array).
+func WriteStatus(w io.Writer, batches []ledger.Batch, now time.Time, format string) error {
+	switch format {
+	case "json":
+		out := make([]Status, len(batches))
+		for i, b := range batches {
+			out[i] = StatusOf(b, now)
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	case "table", "":
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "BATCH\tSTATE\tCREATED\tDUE\tTOTAL\tDELETED\tNOT_FOUND\tFAILED\tPENDING\tRATE/S\tETA\tNOTE")
+		for _, b := range batches {
+			s := StatusOf(b, now)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%.1f\t%s\t%s\n", b.Name, s.State,
+				shortTime(b.CreatedAt), shortTime(b.DueAt), b.Total, b.Deleted, b.NotFound, b.Failed, b.Pending(),
+				s.RatePerSecond, etaText(b, now), cleanLine(b.Note))
+		}
+		return tw.Flush()
+	}
+	return fmt.Errorf("unknown format %q: use table or json", format)
+}
+
+// ProgressLine is one plain line about a batch, for logs and for --watch
+// when the output is not a terminal.
+func ProgressLine(b ledger.Batch, now time.Time) string {
+	return fmt.Sprintf("%s %s: %d/%d done (%.1f%%) deleted=%d not_found=%d failed=%d pending=%d rate=%.1f/s eta=%s",
+		now.UTC().Format(time.TimeOnly), b.Name, b.Finished(), b.Total, percent(b), b.Deleted, b.NotFound, b.Failed,
+		b.Pending(), b.Rate(now), etaText(b, now))
+}
+
+// ProgressBar draws a batch's progress in width columns for a terminal.
+func ProgressBar(b ledger.Batch, now time.Time, width int) string {
+	bar := max(width-60, 10)
+	filled := int(float64(bar) * percent(b) / 100)
+	return fmt.Sprintf("%s [%s%s] %5.1f%% %d/%d failed=%d %.0f/s ETA %s",
+		b.Name, strings.Repeat("#", filled), strings.Repeat("-", bar-filled), percent(b), b.Finished(), b.Total,
+		b.Failed, b.Rate(now), etaText(b, now))
+}
+
+func percent(b ledger.Batch) float64 {
+	if b.Total == 0 {
+		return 0
+	}
+	return 100 * float64(b.Finished()) / float64(b.Total)
+}
+
+func etaText(b ledger.Batch, now time.Time) string {
+	if b.Pending() == 0 {
+		return "-"
+	}
+	eta, ok := b.ETA(now)
+	if !ok {
+		return "?"
+	}
+	return eta.Round(time.Second).String()
+}
+
+func shortTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02 15:04Z")
+}
