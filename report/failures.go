@@ -71,7 +71,7 @@ func (c *csvFailures) Flush() error { c.w.Flush(); return c.w.Error() }
 type jsonFailures struct{ enc *json.Encoder }
 
 func (j *jsonFailures) Write(f ledger.Failure) error { return j.enc.Encode(f) }
-func (j *jsonFailures) Flush() error          { return nil }
+func (j *jsonFailures) Flush() error                 { return nil }
 
 type tableFailures struct{ w *tabwriter.Writer }
 
