@@ -88,10 +88,11 @@ const (
 	DefaultTTL = 400 * 24 * time.Hour
 	// DefaultDueIn is a batch's due time after its creation: GDPR's month.
 	DefaultDueIn = 30 * 24 * time.Hour
-	// Buckets is how many hashes a batch's ids are spread over. A batch of
-	// up to about 500,000 ids keeps every bucket under Redis's default
-	// listpack limit of 128 entries; larger ones still work, with a larger
-	// encoding.
+	// Buckets is how many hashes a batch's ids are spread over. While a
+	// bucket holds at most hash-max-listpack-entries ids (128 in Redis's
+	// own default, 512 in some builds), Redis keeps it in the compact
+	// listpack encoding: 4096 buckets hold 500,000 (or 2,000,000) ids that
+	// way. Larger batches still work, with a larger encoding.
 	Buckets = 4096
 )
 

@@ -19,7 +19,7 @@ func TestEndToEndWithEveryFault(t *testing.T) {
 	t.Parallel()
 	b := setup(t,
 		cozetest.WithSeed(42),
-		cozetest.WithSlowDelay(2*time.Second),
+		cozetest.WithSlowDelay(3*time.Second),
 		cozetest.WithFaults(map[cozetest.Fault]float64{
 			cozetest.RateLimited:           0.02,
 			cozetest.RateLimitedRetryAfter: 0.002,

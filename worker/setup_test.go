@@ -64,7 +64,10 @@ func (b *bundle) fastConfig(t *testing.T, tokens coze.TokenSource) worker.Config
 	if tokens == nil {
 		tokens = coze.StaticToken(b.token)
 	}
-	api, err := coze.NewClient(b.fake.URL, tokens, coze.WithTimeout(250*time.Millisecond))
+	// The timeout is well above what a loaded -race run needs: an answer
+	// the client gives up on is lost without the fake knowing, and the
+	// tests hold outcomes against the fake's record of lost answers.
+	api, err := coze.NewClient(b.fake.URL, tokens, coze.WithTimeout(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
