@@ -70,22 +70,31 @@ type Delivery struct {
 	Summary Summary `json:"summary"`
 }
 
-// SummaryOf is the summary of batch b's completion number n.
-func SummaryOf(b ledger.Batch, n int) Summary {
+// SummaryOf is the summary of completion c of batch b: the batch's fields
+// with the tallies and time of that completion.
+func SummaryOf(b ledger.Batch, c ledger.Completion) Summary {
 	return Summary{
 		Batch:       b.Name,
 		Note:        b.Note,
 		CreatedAt:   b.CreatedAt,
 		DueAt:       b.DueAt,
-		CompletedAt: b.CompletedAt,
-		Completion:  n,
-		Total:       b.Total,
-		Deleted:     b.Deleted,
-		NotFound:    b.NotFound,
-		Failed:      b.Failed,
-		OnTime:      !b.CompletedAt.After(b.DueAt),
+		CompletedAt: c.CompletedAt,
+		Completion:  c.N,
+		Total:       c.Total,
+		Deleted:     c.Deleted,
+		NotFound:    c.NotFound,
+		Failed:      c.Failed,
+		OnTime:      !c.CompletedAt.After(b.DueAt),
 	}
 }
+
+// MaxRetry is how many times a delivery is retried; with the worker's
+// callback backoff (10 s doubling to 1 h) that is about four days.
+const MaxRetry = 100
+
+// Retention keeps a delivered callback's task, so that queueing the same
+// completion again within it is refused as a duplicate.
+const Retention = 7 * 24 * time.Hour
 
 // IdempotencyKey identifies one completion of one batch.
 func (s Summary) IdempotencyKey() string {
@@ -99,7 +108,8 @@ func NewTask(d Delivery, opts ...asynq.Option) (*asynq.Task, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts = append([]asynq.Option{asynq.TaskID("cb:" + d.Summary.IdempotencyKey()), asynq.Queue(Queue), asynq.MaxRetry(25)}, opts...)
+	opts = append([]asynq.Option{asynq.TaskID("cb:" + d.Summary.IdempotencyKey()), asynq.Queue(Queue),
+		asynq.MaxRetry(MaxRetry), asynq.Retention(Retention)}, opts...)
 	return asynq.NewTask(TaskType, body, opts...), nil
 }
 

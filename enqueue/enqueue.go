@@ -187,15 +187,16 @@ func (o options) asynqOptions() []asynq.Option {
 	return opts
 }
 
-// openBatch creates the batch of o unless it exists.
-func (c *Client) openBatch(ctx context.Context, o options) error {
+// openBatch creates the batch of o unless it exists, and returns the adder
+// that holds it open while ids are added.
+func (c *Client) openBatch(ctx context.Context, o options) (*ledger.Adder, error) {
 	now := c.now()
-	spec := ledger.BatchSpec{Name: o.batch, Created: now, Due: o.due, Note: o.note, CallbackURL: o.callbackURL, TTL: o.retention}
+	spec := ledger.BatchSpec{Name: o.batch, Created: now, Due: o.due, Note: o.note, CallbackURL: o.callbackURL,
+		TTL: o.retention, Queue: o.queue, Now: c.now}
 	if o.dueIn > 0 {
 		spec.Due = now.Add(o.dueIn)
 	}
-	_, err := c.ledger.OpenBatch(ctx, spec)
-	return err
+	return c.ledger.OpenBatch(ctx, spec)
 }
 
 // Enqueue enqueues the deletion of one conversation. An invalid id is a
@@ -227,9 +228,8 @@ func (c *Client) EnqueueAll(ctx context.Context, ids iter.Seq[string], opts ...O
 	}, opts, nil)
 }
 
-// enqueueOne queues the task of one id that is pending in the batch; isNew
-// says whether the id just joined the batch.
-func (c *Client) enqueueOne(ctx context.Context, id string, isNew bool, o options, asynqOpts []asynq.Option) (Status, error) {
+// enqueueOne queues the task of one id that is pending in the batch.
+func (c *Client) enqueueOne(ctx context.Context, id string, o options, asynqOpts []asynq.Option) (Status, error) {
 	task, err := tasks.NewTask(tasks.Payload{ConversationID: id, Batch: o.batch, EnqueuedAt: c.now().Unix()}, asynqOpts...)
 	if err != nil {
 		return "", err
@@ -241,12 +241,10 @@ func (c *Client) enqueueOne(ctx context.Context, id string, isNew bool, o option
 			return Enqueued, nil
 		case !errors.Is(err, asynq.ErrTaskIDConflict):
 			return "", fmt.Errorf("enqueue %s: %w", id, err)
-		case !isNew:
-			// Already in the batch with a task: a plain duplicate.
-			return Duplicate, nil
 		}
-		// The id is new to this batch but a task for it is queued, from
-		// another batch: link it so that its outcome is recorded here too.
+		// A task for the id is queued already. It may be this batch's, or
+		// another batch's: link it, so that its outcome is recorded here
+		// too (a link to the task's own batch is harmless).
 		state, err := c.ledger.Link(ctx, o.batch, id, o.queue, tasks.TaskID(id))
 		if err != nil {
 			return "", err

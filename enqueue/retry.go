@@ -69,28 +69,36 @@ func (c *Client) retryOne(ctx context.Context, led *ledger.Ledger, inspector *as
 	taskID := tasks.TaskID(f.ConversationID)
 	info, err := inspector.GetTaskInfo(queue, taskID)
 	switch {
-	case err == nil && info.State != asynq.TaskStateArchived:
-		return false, nil // a task is on its way already
+	case err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound):
+		return false, fmt.Errorf("retry %s: %w", f.ConversationID, err)
 	case dryRun:
-		return true, nil
-	case err == nil:
+		return err != nil || info.State == asynq.TaskStateArchived, nil
+	case err == nil && info.State == asynq.TaskStateArchived:
 		if err := inspector.DeleteTask(queue, taskID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
 			return false, fmt.Errorf("retry %s: delete archived task: %w", f.ConversationID, err)
 		}
-	case !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound):
-		return false, fmt.Errorf("retry %s: %w", f.ConversationID, err)
 	}
+	live := err == nil && info.State != asynq.TaskStateArchived
 	if from == "" || from == ledger.Retrying {
 		from = f.Outcome
 	}
+	reopened := false
 	if from == ledger.Failed || from == ledger.NotFound {
-		if _, err := led.Reopen(ctx, f.Batch, f.ConversationID, from); err != nil {
+		if reopened, err = led.Reopen(ctx, f.Batch, f.ConversationID, from); err != nil {
 			return false, err
 		}
+	}
+	if live {
+		// A task for the id is on its way (queued for another batch, or
+		// by a retry of that batch): it records its outcome here too.
+		if _, err := led.Link(ctx, f.Batch, f.ConversationID, queue, taskID); err != nil {
+			return false, err
+		}
+		return reopened, nil
 	}
 	status, err := c.Enqueue(ctx, f.ConversationID, append([]Option{Queue(queue), Batch(f.Batch)}, opts...)...)
 	if err != nil {
 		return false, err
 	}
-	return status == Enqueued, nil
+	return status == Enqueued || status == Duplicate, nil
 }

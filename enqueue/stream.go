@@ -134,7 +134,8 @@ func (c *Client) enqueueLines(ctx context.Context, lines iter.Seq2[line, error],
 	if err != nil {
 		return Summary{}, err
 	}
-	if err := c.openBatch(ctx, o); err != nil {
+	adder, err := c.openBatch(ctx, o)
+	if err != nil {
 		return Summary{Batch: o.batch}, err
 	}
 	asynqOpts := o.asynqOptions()
@@ -152,7 +153,7 @@ func (c *Client) enqueueLines(ctx context.Context, lines iter.Seq2[line, error],
 		go func() {
 			defer wg.Done()
 			for chunk := range chunks {
-				if err := c.enqueueChunk(ctx, chunk, o, asynqOpts, &counts, onStatus); err != nil {
+				if err := c.enqueueChunk(ctx, adder, chunk, o, asynqOpts, &counts, onStatus); err != nil {
 					fail(err)
 				}
 			}
@@ -204,6 +205,14 @@ feed:
 	close(chunks)
 	wg.Wait()
 	sum.Enqueued, sum.Duplicate, sum.Finished = int(counts[0].Load()), int(counts[1].Load()), int(counts[2].Load())
+	if firstErr == nil && readErr == nil && ctx.Err() == nil {
+		// Every id is in: the batch may complete now. After an error the
+		// adder is left to expire, giving a re-run time to add the rest
+		// before the batch can complete (and call back) without them.
+		if _, err := adder.Seal(context.WithoutCancel(ctx)); err != nil {
+			return sum, err
+		}
+	}
 	switch {
 	case firstErr != nil:
 		return sum, firstErr
@@ -217,16 +226,16 @@ feed:
 
 // enqueueChunk adds a chunk of ids to the batch in one round trip, then
 // queues a task for each id that is not finished in it.
-func (c *Client) enqueueChunk(ctx context.Context, ids []string, o options, asynqOpts []asynq.Option,
+func (c *Client) enqueueChunk(ctx context.Context, adder *ledger.Adder, ids []string, o options, asynqOpts []asynq.Option,
 	counts *[3]atomic.Int64, onStatus func(Status)) error {
-	members, err := c.ledger.AddIDs(ctx, o.batch, ids)
+	members, err := adder.Add(ctx, ids)
 	if err != nil {
 		return err
 	}
 	for i, id := range ids {
 		status := Finished
 		if members[i] != ledger.FinishedMember {
-			if status, err = c.enqueueOne(ctx, id, members[i] == ledger.NewMember, o, asynqOpts); err != nil {
+			if status, err = c.enqueueOne(ctx, id, o, asynqOpts); err != nil {
 				return err
 			}
 		}

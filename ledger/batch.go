@@ -2,7 +2,9 @@ package ledger
 
 import (
 	"context"
+	"crypto/rand"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -26,7 +28,18 @@ type BatchSpec struct {
 	// TTL is how long the batch's records are kept after its last activity
 	// (default the ledger's, [DefaultTTL]).
 	TTL time.Duration
+	// Queue is the asynq queue the caller puts the batch's tasks in.
+	Queue string
+	// AdderLease is how long the caller may go between two additions
+	// before the batch may complete without it (default [DefaultAdderLease]).
+	AdderLease time.Duration
+	// Now is the clock of the additions; default time.Now.
+	Now func() time.Time
 }
+
+// DefaultAdderLease is how long a batch waits for a producer that stopped
+// adding ids without sealing it (it crashed) before it may complete.
+const DefaultAdderLease = 10 * time.Minute
 
 // State is where a batch stands.
 type State string
@@ -69,10 +82,11 @@ func (b Batch) Pending() int { return b.Total - b.Deleted - b.NotFound - b.Faile
 // Finished is the number of ids with a terminal outcome.
 func (b Batch) Finished() int { return b.Deleted + b.NotFound + b.Failed }
 
-// State returns the batch's state at now.
+// State returns the batch's state at now. A batch with no id pending is
+// complete (an empty batch too, as the metrics count it).
 func (b Batch) State(now time.Time) State {
 	switch {
-	case b.Total > 0 && b.Pending() == 0:
+	case b.Pending() == 0:
 		return StateComplete
 	case now.After(b.DueAt):
 		return StateOverdue
@@ -123,13 +137,32 @@ var openScript = script(openSource)
 // another due time, note or callback URL than the spec asks for.
 var ErrBatchConflict = errors.New("batch exists with other settings")
 
-// OpenBatch creates the batch unless it exists. An existing batch is kept as
-// it is: adding ids to it later is how a batch grows. Fields of spec that
-// are set and differ from the existing batch's are an [ErrBatchConflict]:
-// a GDPR request's due time must not change by accident.
-func (l *Ledger) OpenBatch(ctx context.Context, spec BatchSpec) (created bool, err error) {
+// Adder adds ids to a batch. While an adder is open the batch cannot
+// complete, however many of its ids are done: a batch of two million ids
+// fed from a slow pipe must not call back after the first chunk. Seal it
+// when done; an adder that is never sealed (its producer crashed) stops
+// counting after its lease.
+type Adder struct {
+	l     *Ledger
+	batch string
+	id    string
+	lease time.Duration
+	now   func() time.Time
+	// Created reports whether OpenBatch created the batch.
+	Created bool
+}
+
+// OpenBatch creates the batch unless it exists, and returns an [Adder] for
+// it. An existing batch is kept as it is: adding ids to it is how a batch
+// grows. Fields of spec that are set and differ from the existing batch's
+// are an [ErrBatchConflict]: a GDPR request's due time must not change by
+// accident.
+func (l *Ledger) OpenBatch(ctx context.Context, spec BatchSpec) (*Adder, error) {
+	if spec.Now == nil {
+		spec.Now = time.Now
+	}
 	if spec.Created.IsZero() {
-		spec.Created = time.Now()
+		spec.Created = spec.Now()
 	}
 	explicitDue := !spec.Due.IsZero()
 	if !explicitDue {
@@ -138,13 +171,21 @@ func (l *Ledger) OpenBatch(ctx context.Context, spec BatchSpec) (created bool, e
 	if spec.TTL <= 0 {
 		spec.TTL = l.ttl
 	}
+	if spec.AdderLease <= 0 {
+		spec.AdderLease = DefaultAdderLease
+	}
+	if spec.Queue == "" {
+		spec.Queue = "default"
+	}
+	a := &Adder{l: l, batch: spec.Name, id: newAdderID(), lease: spec.AdderLease, now: spec.Now}
 	res, err := l.run(ctx, openScript, spec.Name, spec.Created.UnixMilli(), spec.Due.UnixMilli(),
-		spec.Note, spec.CallbackURL, ttlSeconds(spec.TTL), Buckets).Slice()
+		spec.Note, spec.CallbackURL, ttlSeconds(spec.TTL), Buckets, a.id, spec.AdderLease.Milliseconds(), spec.Queue).Slice()
 	if err != nil {
-		return false, fmt.Errorf("ledger: open batch %s: %w", spec.Name, err)
+		return nil, fmt.Errorf("ledger: open batch %s: %w", spec.Name, err)
 	}
 	if res[0].(int64) == 1 {
-		return true, nil
+		a.Created = true
+		return a, nil
 	}
 	due, _ := strconv.ParseInt(fmt.Sprint(res[1]), 10, 64)
 	note, callback := fmt.Sprint(res[2]), fmt.Sprint(res[3])
@@ -159,42 +200,104 @@ func (l *Ledger) OpenBatch(ctx context.Context, spec BatchSpec) (created bool, e
 		diffs = append(diffs, "another callback URL")
 	}
 	if len(diffs) > 0 {
-		return false, fmt.Errorf("%w: batch %s has %s; leave those settings out to add ids to it",
+		_, _ = a.Seal(ctx)
+		return nil, fmt.Errorf("%w: batch %s has %s; leave those settings out to add ids to it",
 			ErrBatchConflict, spec.Name, strings.Join(diffs, ", "))
 	}
-	return false, nil
+	return a, nil
 }
+
+func newAdderID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Batch is the name of the adder's batch.
+func (a *Adder) Batch() string { return a.batch }
 
 //go:embed lua/add.lua
 var addSource string
 
 var addScript = script(addSource)
 
-// Membership says what [Ledger.AddIDs] found for one id.
+// Membership says what [Adder.Add] found for one id.
 type Membership byte
 
-// The answers of AddIDs.
+// The answers of Add.
 const (
 	NewMember      Membership = 'n' // added to the batch, pending
 	PendingMember  Membership = 'p' // already in the batch, pending
 	FinishedMember Membership = 't' // already in the batch, finished
 )
 
-// AddIDs adds ids to an existing batch as pending and says, for each, what
-// it found. Ids already in the batch are not counted again.
-func (l *Ledger) AddIDs(ctx context.Context, batch string, ids []string) ([]Membership, error) {
-	args := make([]any, 0, len(ids)+1)
-	args = append(args, batch)
+// Add adds ids to the batch as pending and says, for each, what it found.
+// Ids already in the batch are not counted again. It renews the adder's
+// lease.
+func (a *Adder) Add(ctx context.Context, ids []string) ([]Membership, error) {
+	args := make([]any, 0, len(ids)+4)
+	args = append(args, a.batch, a.now().UnixMilli(), a.id, a.lease.Milliseconds())
 	for _, id := range ids {
 		args = append(args, id)
 	}
-	res, err := l.run(ctx, addScript, args...).Text()
+	res, err := a.l.run(ctx, addScript, args...).Text()
 	if err != nil {
-		return nil, fmt.Errorf("ledger: add ids to %s: %w", batch, err)
+		return nil, fmt.Errorf("ledger: add ids to %s: %w", a.batch, err)
 	}
 	out := make([]Membership, len(res))
 	for i := range res {
 		out[i] = Membership(res[i])
+	}
+	return out, nil
+}
+
+//go:embed lua/seal.lua
+var sealSource string
+
+var sealScript = script(sealSource)
+
+// Seal ends the additions and completes the batch if nothing in it is
+// pending; it reports whether it did.
+func (a *Adder) Seal(ctx context.Context) (completed bool, err error) {
+	return a.l.seal(ctx, a.batch, a.id, a.now())
+}
+
+// CompleteIfDone completes a batch whose ids are all done and whose adders
+// sealed or stopped renewing their leases; the worker's janitor calls it.
+func (l *Ledger) CompleteIfDone(ctx context.Context, batch string, now time.Time) (bool, error) {
+	return l.seal(ctx, batch, "", now)
+}
+
+func (l *Ledger) seal(ctx context.Context, batch, adder string, now time.Time) (bool, error) {
+	n, err := l.run(ctx, sealScript, batch, now.UnixMilli(), adder).Int()
+	if err != nil {
+		return false, fmt.Errorf("ledger: seal %s: %w", batch, err)
+	}
+	return n == 1, nil
+}
+
+// OpenBatches returns the names of the open batches, earliest due first,
+// dropping from the index those whose records expired.
+func (l *Ledger) OpenBatches(ctx context.Context) ([]string, error) {
+	names, err := l.rdb.ZRange(ctx, l.key("batches:open"), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: %w", err)
+	}
+	pipe := l.rdb.Pipeline()
+	exists := make([]*redis.IntCmd, len(names))
+	for i, name := range names {
+		exists[i] = pipe.Exists(ctx, l.metaKey(name))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("ledger: %w", err)
+	}
+	out := names[:0]
+	for i, name := range names {
+		if exists[i].Val() == 0 {
+			l.forget(ctx, name)
+			continue
+		}
+		out = append(out, name)
 	}
 	return out, nil
 }

@@ -162,7 +162,7 @@ func (l *Ledger) Reopen(ctx context.Context, batch, id string, from Outcome) (bo
 	if from != Failed && from != NotFound {
 		return false, fmt.Errorf("ledger: only failed and not_found ids can be reopened, not %s", from)
 	}
-	n, err := l.run(ctx, reopenScript, batch, id, letter).Int()
+	n, err := l.run(ctx, reopenScript, batch, id, letter, time.Now().UnixMilli()).Int()
 	if err != nil {
 		return false, fmt.Errorf("ledger: reopen %s: %w", id, err)
 	}
@@ -203,10 +203,11 @@ type Orphan struct {
 	Queue          string
 }
 
-// Orphans finds the links whose task is gone while the id is still pending
-// in the linked batch, removes them, and returns them. It reads the links a
-// page at a time; there are only as many as ids enqueued into a second batch
-// while their task was queued.
+// Orphans finds the links whose task is no longer live (it finished just
+// before the link was made, or failed and was archived) while the id is
+// still pending in the linked batch: each needs a new task, whose outcome
+// then clears the link. Spent links are dropped. There are only as many
+// links as ids enqueued into a second batch while their task was queued.
 func (l *Ledger) Orphans(ctx context.Context, taskID func(string) string) ([]Orphan, error) {
 	var out []Orphan
 	iter := l.rdb.HScan(ctx, l.key("also"), 0, "", 500).Iterator()
@@ -231,10 +232,17 @@ func (l *Ledger) Orphans(ctx context.Context, taskID func(string) string) ([]Orp
 	return out, nil
 }
 
-// Completion is one completion of a batch whose callback is not queued yet.
+// Completion is one completion of a batch whose callback is not queued yet,
+// with the batch's tallies at that moment.
 type Completion struct {
-	Batch string
-	N     int
+	Batch       string
+	N           int
+	Total       int
+	Deleted     int
+	NotFound    int
+	Failed      int
+	CompletedAt time.Time
+	member      string
 }
 
 // PendingCallbacks lists the completions whose callback still has to be
@@ -246,14 +254,28 @@ func (l *Ledger) PendingCallbacks(ctx context.Context) ([]Completion, error) {
 	}
 	out := make([]Completion, 0, len(members))
 	for _, m := range members {
-		batch, n, _ := strings.Cut(m, "/")
-		c, _ := strconv.Atoi(n)
-		out = append(out, Completion{Batch: batch, N: c})
+		f := strings.Split(m, "/")
+		if len(f) != 7 {
+			continue
+		}
+		n := make([]int, 6)
+		for i := range n {
+			n[i], _ = strconv.Atoi(f[i+1])
+		}
+		ms, _ := strconv.ParseInt(f[6], 10, 64)
+		out = append(out, Completion{Batch: f[0], N: n[0], Total: n[1], Deleted: n[2], NotFound: n[3], Failed: n[4],
+			CompletedAt: time.UnixMilli(ms).UTC(), member: m})
 	}
 	return out, nil
 }
 
 // CallbackQueued removes a completion from the pending callbacks.
 func (l *Ledger) CallbackQueued(ctx context.Context, c Completion) error {
-	return l.rdb.SRem(ctx, l.key("callbacks"), c.Batch+"/"+strconv.Itoa(c.N)).Err()
+	return l.rdb.SRem(ctx, l.key("callbacks"), c.member).Err()
+}
+
+// Lock takes a lock named name for ttl unless another holder has it; the
+// worker's janitor uses it so that one worker of the fleet sweeps at a time.
+func (l *Ledger) Lock(ctx context.Context, name string, ttl time.Duration) (bool, error) {
+	return l.rdb.SetNX(ctx, l.key("lock:"+name), newAdderID(), ttl).Result()
 }

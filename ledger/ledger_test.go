@@ -30,20 +30,34 @@ func setup(t *testing.T) bundle {
 	return bundle{ctx: context.Background(), rdb: rdb, ledger: ledger.New(rdb), now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
 }
 
-// open creates a batch holding ids.
+// open creates a batch holding ids, and seals it.
 func (b bundle) open(t *testing.T, spec ledger.BatchSpec, ids ...string) {
+	t.Helper()
+	a := b.adder(t, spec)
+	if len(ids) > 0 {
+		if _, err := a.Add(b.ctx, ids); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.Seal(b.ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// adder opens a batch and returns its adder, unsealed.
+func (b bundle) adder(t *testing.T, spec ledger.BatchSpec) *ledger.Adder {
 	t.Helper()
 	if spec.Created.IsZero() {
 		spec.Created = b.now
 	}
-	if _, err := b.ledger.OpenBatch(b.ctx, spec); err != nil {
+	if spec.Now == nil {
+		spec.Now = func() time.Time { return b.now }
+	}
+	a, err := b.ledger.OpenBatch(b.ctx, spec)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ids) > 0 {
-		if _, err := b.ledger.AddIDs(b.ctx, spec.Name, ids); err != nil {
-			t.Fatal(err)
-		}
-	}
+	return a
 }
 
 func (b bundle) batch(t *testing.T, name string) ledger.Batch {
@@ -79,11 +93,11 @@ func TestOpenBatch(t *testing.T) {
 	b := setup(t)
 	due := b.now.Add(72 * time.Hour)
 	spec := ledger.BatchSpec{Name: "gdpr-1", Created: b.now, Due: due, Note: "ticket 118", CallbackURL: "http://127.0.0.1:1/cb"}
-	if created, err := b.ledger.OpenBatch(b.ctx, spec); !created || err != nil {
-		t.Fatalf("first open: %v %v", created, err)
+	if a, err := b.ledger.OpenBatch(b.ctx, spec); err != nil || !a.Created {
+		t.Fatalf("first open: %+v %v", a, err)
 	}
-	if created, err := b.ledger.OpenBatch(b.ctx, ledger.BatchSpec{Name: "gdpr-1", Created: b.now.Add(time.Hour)}); created || err != nil {
-		t.Errorf("open without settings: %v %v; want the existing batch", created, err)
+	if a, err := b.ledger.OpenBatch(b.ctx, ledger.BatchSpec{Name: "gdpr-1", Created: b.now.Add(time.Hour)}); err != nil || a.Created {
+		t.Errorf("open without settings: %+v %v; want the existing batch", a, err)
 	}
 	if _, err := b.ledger.OpenBatch(b.ctx, ledger.BatchSpec{Name: "gdpr-1", Due: due.Add(time.Hour)}); !errors.Is(err, ledger.ErrBatchConflict) {
 		t.Errorf("another due time: %v, want ErrBatchConflict", err)
@@ -101,8 +115,8 @@ func TestOpenBatch(t *testing.T) {
 func TestAddIDsCountsEachIDOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.open(t, ledger.BatchSpec{Name: "x"})
-	got, err := b.ledger.AddIDs(b.ctx, "x", []string{"1", "2", "1"})
+	a := b.adder(t, ledger.BatchSpec{Name: "x"})
+	got, err := a.Add(b.ctx, []string{"1", "2", "1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,15 +124,16 @@ func TestAddIDsCountsEachIDOnce(t *testing.T) {
 		t.Errorf("memberships %q, want nnp", membership(got))
 	}
 	b.record(t, "x", "2", ledger.Deleted, "L")
-	got, _ = b.ledger.AddIDs(b.ctx, "x", []string{"2", "3"})
+	got, _ = a.Add(b.ctx, []string{"2", "3"})
 	if string(membership(got)) != "tn" {
 		t.Errorf("memberships %q, want tn", membership(got))
 	}
 	if bt := b.batch(t, "x"); bt.Total != 3 || bt.Pending() != 2 || bt.Deleted != 1 {
 		t.Errorf("batch %+v", bt)
 	}
-	if _, err := b.ledger.AddIDs(b.ctx, "nope", []string{"1"}); err == nil {
-		t.Error("adding to a batch that does not exist must fail")
+	_, _ = a.Seal(b.ctx)
+	if _, err := b.ledger.CompleteIfDone(b.ctx, "nope", b.now); err != nil {
+		t.Errorf("completing a batch that does not exist: %v", err)
 	}
 }
 
@@ -281,8 +296,14 @@ func TestOrphanLinks(t *testing.T) {
 	if len(orphans) != 1 || orphans[0] != (ledger.Orphan{ConversationID: "55", Batch: "B", Queue: "q"}) {
 		t.Errorf("orphans %+v, want 55 in B on q", orphans)
 	}
+	// Until 55 gets its outcome in B (from the new task), it stays an
+	// orphan: a janitor that died before queueing that task is covered.
+	if again, _ := b.ledger.Orphans(b.ctx, taskID); len(again) != 1 {
+		t.Errorf("orphan dropped before its outcome: %+v", again)
+	}
+	b.record(t, "B", "55", ledger.Deleted, "L")
 	if again, _ := b.ledger.Orphans(b.ctx, taskID); len(again) != 0 {
-		t.Errorf("orphans are returned once; again %+v", again)
+		t.Errorf("orphan reported after its outcome: %+v", again)
 	}
 }
 
@@ -309,7 +330,8 @@ func TestCompletionAndReopen(t *testing.T) {
 		t.Errorf("not completed: %+v", r)
 	}
 	pending, _ := b.ledger.PendingCallbacks(b.ctx)
-	if len(pending) != 1 || pending[0] != (ledger.Completion{Batch: "c", N: 1}) {
+	if len(pending) != 1 || pending[0].Batch != "c" || pending[0].N != 1 || pending[0].Total != 2 ||
+		pending[0].Deleted != 1 || pending[0].Failed != 1 || !pending[0].CompletedAt.Equal(b.now) {
 		t.Errorf("pending callbacks %+v", pending)
 	}
 	_ = b.ledger.CallbackQueued(b.ctx, pending[0])
@@ -558,5 +580,95 @@ func TestDuplicateRunServesLateLinks(t *testing.T) {
 	}
 	if e, _, _ := b.ledger.Entry(b.ctx, "B", "66"); e.Outcome != ledger.NotFound {
 		t.Errorf("B: %+v", e)
+	}
+}
+
+// TestNoCompletionWhileIDsAreAdded: a batch fed in chunks does not
+// complete (nor call back) between chunks, only once its adder seals it.
+func TestNoCompletionWhileIDsAreAdded(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	a := b.adder(t, ledger.BatchSpec{Name: "slow", CallbackURL: "http://127.0.0.1:1/"})
+	for chunk := range 3 {
+		id := strconv.Itoa(100 + chunk)
+		if _, err := a.Add(b.ctx, []string{id}); err != nil {
+			t.Fatal(err)
+		}
+		if r := b.record(t, "slow", id, ledger.Deleted, "L"); len(r.Completed) != 0 {
+			t.Fatalf("completed after chunk %d while ids were still being added", chunk)
+		}
+	}
+	if done, err := a.Seal(b.ctx); err != nil || !done {
+		t.Fatalf("Seal = %v, %v; want it to complete the batch", done, err)
+	}
+	bt := b.batch(t, "slow")
+	if bt.Completions != 1 || bt.Total != 3 || bt.State(b.now) != ledger.StateComplete {
+		t.Errorf("batch %+v", bt)
+	}
+	if pending, _ := b.ledger.PendingCallbacks(b.ctx); len(pending) != 1 || pending[0].Total != 3 {
+		t.Errorf("callbacks %+v, want one for the whole batch", pending)
+	}
+}
+
+// TestAbandonedAdderStopsHoldingTheBatch: a producer that died without
+// sealing holds the batch open for its lease only; the janitor's
+// CompleteIfDone then completes it.
+func TestAbandonedAdderStopsHoldingTheBatch(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	a := b.adder(t, ledger.BatchSpec{Name: "crash", AdderLease: time.Minute})
+	_, _ = a.Add(b.ctx, []string{"1"})
+	b.record(t, "crash", "1", ledger.Deleted, "L")
+	if done, _ := b.ledger.CompleteIfDone(b.ctx, "crash", b.now.Add(30*time.Second)); done {
+		t.Error("completed within the adder's lease")
+	}
+	if done, _ := b.ledger.CompleteIfDone(b.ctx, "crash", b.now.Add(2*time.Minute)); !done {
+		t.Error("not completed after the lease ran out")
+	}
+	if done, _ := b.ledger.CompleteIfDone(b.ctx, "crash", b.now.Add(3*time.Minute)); done {
+		t.Error("completed twice")
+	}
+}
+
+// TestArchivedLinkedTaskIsAnOrphan: a link to a task that then failed and
+// was archived in its own batch needs a new task for the linked batch.
+func TestArchivedLinkedTaskIsAnOrphan(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.open(t, ledger.BatchSpec{Name: "A"}, "77")
+	b.open(t, ledger.BatchSpec{Name: "B"}, "77")
+	key := ledger.AsynqTaskKey("default", "del:77")
+	b.rdb.HSet(b.ctx, key, "state", "active")
+	if _, err := b.ledger.Link(b.ctx, "B", "77", "default", "del:77"); err != nil {
+		t.Fatal(err)
+	}
+	b.rdb.HSet(b.ctx, key, "state", "archived") // it failed in A, without seeing the link
+	orphans, err := b.ledger.Orphans(b.ctx, func(id string) string { return "del:" + id })
+	if err != nil || len(orphans) != 1 || orphans[0].Batch != "B" {
+		t.Fatalf("orphans %+v, %v", orphans, err)
+	}
+	// The link stays until an outcome is recorded in B.
+	if again, _ := b.ledger.Orphans(b.ctx, func(id string) string { return "del:" + id }); len(again) != 1 {
+		t.Errorf("orphan forgotten before B got its outcome: %+v", again)
+	}
+	b.record(t, "B", "77", ledger.NotFound, "L")
+	if again, _ := b.ledger.Orphans(b.ctx, func(id string) string { return "del:" + id }); len(again) != 0 {
+		t.Errorf("a spent link is still reported: %+v", again)
+	}
+}
+
+// TestLinkedBatchKeysAreRefreshed: finishing an id through a link renews
+// the linked batch's retention too.
+func TestLinkedBatchKeysAreRefreshed(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.open(t, ledger.BatchSpec{Name: "A", TTL: 48 * time.Hour}, "88")
+	b.open(t, ledger.BatchSpec{Name: "B", TTL: 48 * time.Hour}, "88", "89")
+	b.rdb.Expire(b.ctx, "coze-eraser:batch:B", time.Minute)
+	b.rdb.HSet(b.ctx, ledger.AsynqTaskKey("default", "del:88"), "state", "pending")
+	_, _ = b.ledger.Link(b.ctx, "B", "88", "default", "del:88")
+	b.record(t, "A", "88", ledger.Deleted, "L")
+	if ttl := b.rdb.TTL(b.ctx, "coze-eraser:batch:B").Val(); ttl < 47*time.Hour {
+		t.Errorf("linked batch TTL %v after an outcome through the link", ttl)
 	}
 }

@@ -27,7 +27,8 @@ func BenchmarkRecordMemory(b *testing.B) {
 		ctx := context.Background()
 		led := ledger.New(rdb)
 		batch := "mem-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-		if _, err := led.OpenBatch(ctx, ledger.BatchSpec{Name: batch}); err != nil {
+		adder, err := led.OpenBatch(ctx, ledger.BatchSpec{Name: batch})
+		if err != nil {
 			b.Fatal(err)
 		}
 		ids := make([]string, n)
@@ -36,9 +37,12 @@ func BenchmarkRecordMemory(b *testing.B) {
 		}
 		base := usedMemory(b, rdb)
 		for i := 0; i < n; i += 256 {
-			if _, err := led.AddIDs(ctx, batch, ids[i:min(i+256, n)]); err != nil {
+			if _, err := adder.Add(ctx, ids[i:min(i+256, n)]); err != nil {
 				b.Fatal(err)
 			}
+		}
+		if _, err := adder.Seal(ctx); err != nil {
+			b.Fatal(err)
 		}
 		pending := usedMemory(b, rdb)
 		recordAll(b, led, batch, ids)

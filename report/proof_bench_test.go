@@ -80,7 +80,8 @@ func sampleHeap(peak *atomic.Uint64) (stop func()) {
 func buildBatch(b *testing.B, led *ledger.Ledger, batch string, n int) {
 	b.Helper()
 	ctx := context.Background()
-	if _, err := led.OpenBatch(ctx, ledger.BatchSpec{Name: batch}); err != nil {
+	adder, err := led.OpenBatch(ctx, ledger.BatchSpec{Name: batch})
+	if err != nil {
 		b.Fatal(err)
 	}
 	ids := make(chan []string, 64)
@@ -90,7 +91,7 @@ func buildBatch(b *testing.B, led *ledger.Ledger, batch string, n int) {
 		go func() {
 			defer wg.Done()
 			for chunk := range ids {
-				if _, err := led.AddIDs(ctx, batch, chunk); err != nil {
+				if _, err := adder.Add(ctx, chunk); err != nil {
 					b.Error(err)
 					return
 				}
@@ -114,4 +115,7 @@ func buildBatch(b *testing.B, led *ledger.Ledger, batch string, n int) {
 	}
 	close(ids)
 	wg.Wait()
+	if _, err := adder.Seal(ctx); err != nil {
+		b.Fatal(err)
+	}
 }

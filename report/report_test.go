@@ -23,10 +23,14 @@ func setup(t *testing.T) *ledger.Ledger {
 	t.Helper()
 	led := ledger.New(redistest.Start(t).Client())
 	ctx := context.Background()
-	if _, err := led.OpenBatch(ctx, ledger.BatchSpec{Name: "p", Created: now.Add(-time.Hour), Due: now.Add(time.Hour), Note: "ticket\n118"}); err != nil {
+	adder, err := led.OpenBatch(ctx, ledger.BatchSpec{Name: "p", Created: now.Add(-time.Hour), Due: now.Add(time.Hour), Note: "ticket\n118"})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := led.AddIDs(ctx, "p", []string{"1", "2", "3"}); err != nil {
+	if _, err := adder.Add(ctx, []string{"1", "2", "3"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adder.Seal(ctx); err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range []ledger.Attempt{

@@ -119,12 +119,12 @@ func TestDuplicateExecutionCountsOnce(t *testing.T) {
 	b := setup(t)
 	w := b.startWorker(t, func() worker.Config {
 		cfg := b.fastConfig(t, nil)
-		cfg.Queues = map[string]int{"unused": 1} // nothing is fetched: the test runs the handler itself
+		cfg.Queues = map[string]int{"idle": 1} // tasks go to "unused", which no worker serves: the test runs the handler itself
 		return cfg
 	}())
 
 	// The same task handled twice (as asynq's at-least-once delivery may).
-	if _, err := b.enqueue.Enqueue(b.ctx, "7600000000000000001", enqueue.Batch("dup")); err != nil {
+	if _, err := b.enqueue.Enqueue(b.ctx, "7600000000000000001", enqueue.Batch("dup"), enqueue.Queue("unused")); err != nil {
 		t.Fatal(err)
 	}
 	payload, _ := json.Marshal(tasks.Payload{ConversationID: "7600000000000000001", Batch: "dup", EnqueuedAt: 1})
@@ -327,6 +327,45 @@ func TestSignatureRejectsTampering(t *testing.T) {
 	} {
 		if check == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// TestRerunLinksPendingIDs: an enqueue into batch B that stopped after
+// adding an id but before queueing it, re-run while the id's task from
+// batch A waits, links the id to that task: B gets the outcome too.
+func TestRerunLinksPendingIDs(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cfg := b.fastConfig(t, nil)
+	cfg.Queues = map[string]int{"idle": 1}
+	w := b.startWorker(t, cfg)
+	id := "7900000000000000001"
+	if _, err := b.enqueue.Enqueue(b.ctx, id, enqueue.Batch("A"), enqueue.Queue("unused")); err != nil {
+		t.Fatal(err)
+	}
+	// The interrupted run: the id joined B, no task was queued for it.
+	adder, err := b.ledger.OpenBatch(b.ctx, ledger.BatchSpec{Name: "B", Queue: "unused"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adder.Add(b.ctx, []string{id}); err != nil {
+		t.Fatal(err)
+	}
+	// The re-run.
+	if sum, err := b.enqueue.EnqueueAll(b.ctx, slices.Values([]string{id}), enqueue.Batch("B"), enqueue.Queue("unused")); err != nil || sum.Duplicate != 1 {
+		t.Fatalf("re-run: %+v, %v", sum, err)
+	}
+	info, err := b.inspector.GetTaskInfo("unused", tasks.TaskID(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Handler().ProcessTask(b.ctx, asynq.NewTask(tasks.TypeDelete, info.Payload)); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"A", "B"} {
+		if bt, _, _ := b.ledger.Batch(b.ctx, name); bt.Deleted != 1 || bt.Pending() != 0 {
+			t.Errorf("batch %s: %+v", name, bt)
 		}
 	}
 }

@@ -26,9 +26,11 @@ type API interface {
 // after the task starts.
 const waitMargin = time.Minute
 
-// ledgerWriteTimeout bounds the retries of one ledger write, so a Redis
-// outage shorter than this loses no outcome.
-const ledgerWriteTimeout = 30 * time.Second
+// ledgerWriteTimeout bounds the retries of one ledger write, so that a
+// Redis outage shorter than this loses no outcome: the task's lease may
+// expire meanwhile and its rerun find the conversation gone, but this write
+// lands first or the rerun's not_found is recorded as what it is.
+const ledgerWriteTimeout = 10 * time.Minute
 
 // Handler turns a conversation:delete task into an API call and a recorded
 // outcome. It implements asynq.Handler.
@@ -36,11 +38,12 @@ type Handler struct {
 	api      API
 	ledger   *ledger.Ledger
 	metrics  *Metrics
-	throttle *throttle
+	pacer    pacer
 	auth     *authGate
 	log      *slog.Logger
 	now      func() time.Time
-	stopping <-chan struct{}
+	// stopped ends when the worker stops, so that waiting tasks let go.
+	stopped context.Context
 	// onComplete is called with the batches an attempt completed.
 	onComplete func(ctx context.Context, batches []string)
 }
@@ -68,13 +71,13 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
 
-	probe, err := h.waitTurn(ctx)
+	probe, done, err := h.waitTurn(ctx)
 	if err != nil {
 		h.metrics.Retries.WithLabelValues(reasonWaiting).Inc()
 		return retryLater(reasonWaiting, 0, err)
 	}
 	res, callErr := h.call(ctx, p.ConversationID, probe)
-	pause := h.throttle.observe(res)
+	pause := done(res)
 	h.metrics.observeCall(res)
 	if pause > 0 {
 		h.metrics.RateLimitPauses.Inc()
@@ -116,11 +119,14 @@ func (h *Handler) call(ctx context.Context, id string, probe bool) (res coze.Res
 	return res, err
 }
 
-// waitTurn blocks while the throttle or the auth gate hold calls back, until
-// shortly before the task's deadline or until the worker stops.
-func (h *Handler) waitTurn(ctx context.Context) (probe bool, err error) {
-	if !h.throttle.paused() && !h.auth.isClosed() {
-		return false, nil // the common case: no contexts, no goroutine
+// waitTurn blocks while the auth gate or the pacer hold calls back, until
+// shortly before the task's deadline or until the worker stops. done must
+// be called with the answer of the call it allows.
+func (h *Handler) waitTurn(ctx context.Context) (probe bool, done func(coze.Result) time.Duration, err error) {
+	if h.pacer.ready() && !h.auth.isClosed() {
+		// The common case without a fleet budget: no context to build.
+		done, err = h.pacer.wait(ctx)
+		return false, done, err
 	}
 	waitCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -129,25 +135,27 @@ func (h *Handler) waitTurn(ctx context.Context) (probe bool, err error) {
 		waitCtx, cancelDeadline = context.WithDeadline(waitCtx, deadline.Add(-waitMargin))
 		defer cancelDeadline()
 	}
-	go func() {
-		select {
-		case <-h.stopping:
-			cancel()
-		case <-waitCtx.Done():
-		}
-	}()
+	if h.stopped != nil {
+		stop := context.AfterFunc(h.stopped, cancel)
+		defer stop()
+	}
 	for {
-		if err := h.throttle.wait(waitCtx); err != nil {
-			return false, err
-		}
 		probe, err := h.auth.acquire(waitCtx)
 		if err != nil {
-			return false, err
+			return false, nil, err
 		}
-		// A rate-limit pause may have begun while we waited at the gate.
-		if probe || !h.throttle.paused() {
-			return probe, nil
+		done, err := h.pacer.wait(waitCtx)
+		if err != nil {
+			if probe {
+				h.auth.report(true, coze.Result{Class: coze.ClassTransient}) // give the probe turn back
+			}
+			return false, nil, err
 		}
+		// Calls may have been paused for auth while we waited for a slot.
+		if probe || !h.auth.isClosed() {
+			return probe, done, nil
+		}
+		done(coze.Result{Class: coze.ClassTransient}) // not used: hand the slot back
 	}
 }
 

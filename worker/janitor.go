@@ -21,9 +21,10 @@ const DefaultJanitorInterval = 30 * time.Second
 // batch and queueing its callback), and new tasks for ids that were linked
 // to a task that finished just before the link was made.
 type janitor struct {
-	ledger *ledger.Ledger
-	client *asynq.Client
-	srv    *Server
+	ledger    *ledger.Ledger
+	client    *asynq.Client
+	inspector *asynq.Inspector
+	srv       *Server
 }
 
 // run repairs every interval until ctx ends.
@@ -40,28 +41,73 @@ func (j *janitor) run(ctx context.Context, interval time.Duration) {
 	}
 }
 
+// sweep runs on one worker of the fleet at a time.
 func (j *janitor) sweep(ctx context.Context) {
+	if ok, err := j.ledger.Lock(ctx, "janitor", j.srv.cfg.JanitorInterval*9/10); err != nil || !ok {
+		return
+	}
 	j.queueCallbacks(ctx)
+	j.completeIdleBatches(ctx)
+	j.requeueOrphans(ctx)
+}
+
+// completeIdleBatches completes open batches whose ids are all done but
+// whose producer stopped without sealing them.
+func (j *janitor) completeIdleBatches(ctx context.Context) {
+	names, err := j.ledger.OpenBatches(ctx)
+	if err != nil {
+		j.srv.cfg.Logger.Warn("janitor: reading open batches", "error", err)
+		return
+	}
+	for _, name := range names {
+		if done, err := j.ledger.CompleteIfDone(ctx, name, j.srv.cfg.Now()); err == nil && done {
+			j.srv.cfg.Logger.Info("batch complete", "batch", name)
+		}
+	}
+	j.queueCallbacks(ctx)
+}
+
+// requeueOrphans queues a new task for each linked id whose task is no
+// longer live.
+func (j *janitor) requeueOrphans(ctx context.Context) {
 	orphans, err := j.ledger.Orphans(ctx, tasks.TaskID)
 	if err != nil {
 		j.srv.cfg.Logger.Warn("janitor: reading links", "error", err)
 	}
 	for _, o := range orphans {
-		task, err := tasks.NewTask(tasks.Payload{ConversationID: o.ConversationID, Batch: o.Batch, EnqueuedAt: j.srv.cfg.Now().Unix()},
-			asynq.Queue(o.Queue), asynq.MaxRetry(tasks.AsynqMaxRetry(tasks.DefaultMaxRetry)))
-		if err != nil {
-			continue
-		}
-		if _, err := j.client.EnqueueContext(ctx, task); errors.Is(err, asynq.ErrTaskIDConflict) {
-			_, err = j.ledger.Link(ctx, o.Batch, o.ConversationID, o.Queue, tasks.TaskID(o.ConversationID))
-		} else if err != nil {
+		if err := j.requeue(ctx, o); err != nil {
 			j.srv.cfg.Logger.Warn("janitor: queueing a task for a linked id", "conversation_id", o.ConversationID, "batch", o.Batch, "error", err)
 		}
 	}
 }
 
+func (j *janitor) requeue(ctx context.Context, o ledger.Orphan) error {
+	taskID := tasks.TaskID(o.ConversationID)
+	task, err := tasks.NewTask(tasks.Payload{ConversationID: o.ConversationID, Batch: o.Batch, EnqueuedAt: j.srv.cfg.Now().Unix()},
+		asynq.Queue(o.Queue), asynq.MaxRetry(tasks.AsynqMaxRetry(tasks.DefaultMaxRetry)))
+	if err != nil {
+		return err
+	}
+	for range 2 {
+		_, err = j.client.EnqueueContext(ctx, task)
+		if !errors.Is(err, asynq.ErrTaskIDConflict) {
+			return err
+		}
+		state, err := j.ledger.Link(ctx, o.Batch, o.ConversationID, o.Queue, taskID)
+		if err != nil || state != "archived" {
+			return err // linked to a live task, or an error
+		}
+		// The task failed in its own batch; this batch needs its own try.
+		if err := j.inspector.DeleteTask(o.Queue, taskID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
 // queueCallbacks queues the callback of every completion that has none yet.
-// The task id is derived from the completion, so queueing twice is harmless.
+// The task id is derived from the completion and delivered tasks are
+// retained for a week, so queueing one twice is refused as a duplicate.
 func (j *janitor) queueCallbacks(ctx context.Context) {
 	pending, err := j.ledger.PendingCallbacks(ctx)
 	if err != nil {
@@ -74,7 +120,7 @@ func (j *janitor) queueCallbacks(ctx context.Context) {
 			continue
 		}
 		if ok && b.CallbackURL != "" {
-			task, err := callback.NewTask(callback.Delivery{URL: b.CallbackURL, Summary: callback.SummaryOf(b, c.N)})
+			task, err := callback.NewTask(callback.Delivery{URL: b.CallbackURL, Summary: callback.SummaryOf(b, c)})
 			if err != nil {
 				continue
 			}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/coze-eraser/coze-eraser/coze"
 	"github.com/coze-eraser/coze-eraser/ledger"
+	"github.com/coze-eraser/coze-eraser/ratelimit"
 )
 
 // Metrics are the worker's Prometheus collectors. No label ever holds a
@@ -24,6 +25,7 @@ type Metrics struct {
 	RateLimitPauses prometheus.Counter
 	InvalidTasks    prometheus.Counter
 	LedgerErrors    prometheus.Counter
+	RateLimitWait   prometheus.Histogram
 }
 
 // NewMetrics creates the collectors and registers them with reg.
@@ -70,9 +72,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "coze_eraser_ledger_errors_total",
 			Help: "Outcomes that could not be written to the ledger; the task is retried.",
 		}),
+		RateLimitWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "coze_eraser_rate_limit_wait_seconds",
+			Help:    "Time calls waited for a slot of the fleet's rate budget and in-flight cap.",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
 	}
 	reg.MustRegister(m.Deletions, m.APIRequests, m.APIDuration, m.Retries, m.TasksInFlight,
-		m.AuthPaused, m.AuthPauses, m.RateLimitPauses, m.InvalidTasks, m.LedgerErrors)
+		m.AuthPaused, m.AuthPauses, m.RateLimitPauses, m.InvalidTasks, m.LedgerErrors, m.RateLimitWait)
 	// Start every series an alert may watch at zero, so that rate() works
 	// from the first scrape.
 	for _, o := range []ledger.Outcome{ledger.Deleted, ledger.NotFound, ledger.Failed} {
@@ -82,6 +89,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Retries.WithLabelValues(r)
 	}
 	return m
+}
+
+// registerLimiter exports the fleet budget's configured and effective rates.
+func (m *Metrics) registerLimiter(reg prometheus.Registerer, l *ratelimit.Limiter) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "coze_eraser_rate_limit_configured_requests_per_second",
+			Help: "The fleet's configured request rate (--rate).",
+		}, l.Configured),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "coze_eraser_rate_limit_effective_requests_per_second",
+			Help: "The fleet's effective request rate after adapting to the API's pushback, as this worker last saw it.",
+		}, l.Effective),
+	)
 }
 
 func (m *Metrics) observeCall(res coze.Result) {

@@ -73,7 +73,7 @@ func TestRetryClassification(t *testing.T) {
 		if got := isFailure(tt.err); got != tt.failure {
 			t.Errorf("%s: isFailure = %v, want %v", tt.name, got, tt.failure)
 		}
-		d := b.retryDelay(3, tt.err, nil)
+		d := retryDelay(b, Backoff{Base: time.Hour, Cap: time.Hour})(3, tt.err, nil)
 		if tt.exactWait >= 0 && d != tt.exactWait {
 			t.Errorf("%s: delay %v, want %v", tt.name, d, tt.exactWait)
 		}

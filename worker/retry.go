@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/coze-eraser/coze-eraser/callback"
 )
 
 // Backoff is an exponential backoff: Base doubling per step up to Cap.
@@ -96,12 +98,19 @@ func isFailure(err error) bool {
 	return true
 }
 
-// retryDelay is asynq's RetryDelayFunc: a non-failure retry waits its own
-// delay, a failure waits full-jitter backoff on the number of failures so far.
-func (b Backoff) retryDelay(n int, err error, _ *asynq.Task) time.Duration {
-	var r *retryError
-	if errors.As(err, &r) && !r.failure {
-		return r.delay
+// retryDelay returns asynq's RetryDelayFunc: a non-failure retry waits its
+// own delay; a failed deletion waits full-jitter backoff on the number of
+// failures so far; a failed callback delivery waits the callback backoff's
+// step, without jitter, so a receiver that is down is retried for days.
+func retryDelay(deletions, callbacks Backoff) asynq.RetryDelayFunc {
+	return func(n int, err error, t *asynq.Task) time.Duration {
+		var r *retryError
+		switch {
+		case errors.As(err, &r) && !r.failure:
+			return r.delay
+		case t != nil && t.Type() == callback.TaskType:
+			return callbacks.ceiling(n)
+		}
+		return deletions.FullJitter(n)
 	}
-	return b.FullJitter(n)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/coze-eraser/coze-eraser/callback"
 	"github.com/coze-eraser/coze-eraser/coze"
 	"github.com/coze-eraser/coze-eraser/ledger"
+	"github.com/coze-eraser/coze-eraser/ratelimit"
 	"github.com/coze-eraser/coze-eraser/tasks"
 )
 
@@ -38,6 +39,8 @@ var (
 	DefaultRateLimitBackoff = Backoff{Base: time.Second, Cap: time.Minute}
 	// DefaultAuthProbe spaces the probe calls while the token is rejected.
 	DefaultAuthProbe = Backoff{Base: 15 * time.Second, Cap: 5 * time.Minute}
+	// DefaultCallbackBackoff spaces the retries of a callback delivery.
+	DefaultCallbackBackoff = Backoff{Base: 10 * time.Second, Cap: time.Hour}
 )
 
 // Config configures a [Server]. Redis and API are required.
@@ -76,9 +79,15 @@ type Config struct {
 	// CallbackClient sends the callbacks; default a client with a 10 s
 	// timeout.
 	CallbackClient *http.Client
+	// CallbackBackoff spaces the retries of a callback delivery (default
+	// 10 s doubling to 1 h: a receiver down for days still gets it).
+	CallbackBackoff Backoff
 	// JanitorInterval is how often the worker queues callbacks and tasks a
 	// crash may have left unqueued (default 30 s).
 	JanitorInterval time.Duration
+	// Limiter, when set, is the fleet's shared rate budget and in-flight
+	// cap; without it each worker only pauses itself after a 429.
+	Limiter *ratelimit.Limiter
 }
 
 func (c *Config) setDefaults() error {
@@ -105,6 +114,7 @@ func (c *Config) setDefaults() error {
 	setBackoff(&c.RetryBackoff, DefaultRetryBackoff)
 	setBackoff(&c.RateLimitBackoff, DefaultRateLimitBackoff)
 	setBackoff(&c.AuthProbe, DefaultAuthProbe)
+	setBackoff(&c.CallbackBackoff, DefaultCallbackBackoff)
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
@@ -139,7 +149,8 @@ type Server struct {
 	metrics  *Metrics
 	janitor  *janitor
 	client   *asynq.Client
-	stopping chan struct{}
+	stopped  context.Context
+	stop     context.CancelFunc
 	stopOnce sync.Once
 	stopJan  context.CancelFunc
 }
@@ -149,22 +160,28 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, stopping: make(chan struct{})}
+	s := &Server{cfg: cfg}
+	s.stopped, s.stop = context.WithCancel(context.Background())
 	s.metrics = NewMetrics(cfg.Registry)
+	var p pacer = localPacer{newThrottle(cfg.RateLimitBackoff, cfg.Now)}
+	if cfg.Limiter != nil {
+		p = fleetPacer{limiter: cfg.Limiter, metrics: s.metrics}
+		s.metrics.registerLimiter(cfg.Registry, cfg.Limiter)
+	}
 	cfg.Registry.MustRegister(newQueueCollector(asynq.NewInspectorFromRedisClient(cfg.Redis)),
 		newBatchCollector(cfg.Ledger, cfg.Now))
 	s.client = asynq.NewClientFromRedisClient(cfg.Redis)
-	s.janitor = &janitor{ledger: cfg.Ledger, client: s.client, srv: s}
+	s.janitor = &janitor{ledger: cfg.Ledger, client: s.client, inspector: asynq.NewInspectorFromRedisClient(cfg.Redis), srv: s}
 	log := cfg.Logger
 	s.handler = &Handler{
 		api:      cfg.API,
 		ledger:   cfg.Ledger,
 		metrics:  s.metrics,
-		throttle: newThrottle(cfg.RateLimitBackoff, cfg.Now),
+		pacer:    p,
 		auth:     newAuthGate(cfg.AuthProbe, cfg.Now, s.authChanged),
 		log:      log,
 		now:      cfg.Now,
-		stopping: s.stopping,
+		stopped:  s.stopped,
 		onComplete: func(ctx context.Context, _ []string) {
 			s.janitor.queueCallbacks(context.WithoutCancel(ctx))
 		},
@@ -172,7 +189,7 @@ func New(cfg Config) (*Server, error) {
 	s.asynq = asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   cfg.Queues,
-		RetryDelayFunc:           cfg.RetryBackoff.retryDelay,
+		RetryDelayFunc:           retryDelay(cfg.RetryBackoff, cfg.CallbackBackoff),
 		IsFailure:                isFailure,
 		ShutdownTimeout:          cfg.ShutdownTimeout,
 		TaskCheckInterval:        cfg.PollInterval,
@@ -223,7 +240,7 @@ func (s *Server) Start() error {
 // using up a retry.
 func (s *Server) Shutdown() {
 	s.stopOnce.Do(func() {
-		close(s.stopping)
+		s.stop()
 		if s.stopJan != nil {
 			s.stopJan()
 		}
@@ -244,10 +261,8 @@ func (s *Server) Run(ctx context.Context) error {
 // Ready returns nil when the worker can make progress: Redis answers and the
 // API accepts the token.
 func (s *Server) Ready(ctx context.Context) error {
-	select {
-	case <-s.stopping:
+	if s.stopped.Err() != nil {
 		return errors.New("shutting down")
-	default:
 	}
 	if s.handler.auth.isClosed() {
 		return errors.New("paused: the Coze API rejects the token")

@@ -78,6 +78,7 @@ func (b *bundle) fastConfig(t *testing.T, tokens coze.TokenSource) worker.Config
 		RetryBackoff:     worker.Backoff{Base: 5 * time.Millisecond, Cap: 50 * time.Millisecond},
 		RateLimitBackoff: worker.Backoff{Base: 5 * time.Millisecond, Cap: 50 * time.Millisecond},
 		AuthProbe:        worker.Backoff{Base: 20 * time.Millisecond, Cap: 100 * time.Millisecond},
+		CallbackBackoff:  worker.Backoff{Base: 20 * time.Millisecond, Cap: 100 * time.Millisecond},
 		ShutdownTimeout:  2 * time.Second,
 		PollInterval:     20 * time.Millisecond,
 		ForwardInterval:  50 * time.Millisecond,

@@ -1,16 +1,18 @@
--- Add ids to a batch as pending, unless they are members already.
--- ARGV: 2 batch, 3.. ids.
+-- Add ids to a batch as pending, unless they are members already, and
+-- renew the adder's lease.
+-- ARGV: 2 batch, 3 now ms, 4 adder id, 5 adder lease ms, 6.. ids.
 -- Returns one letter per id: n (new member), p (member, pending), t (member, finished).
-local meta = metaKey(ARGV[2])
+local B = ARGV[2]
+local meta = metaKey(B)
 local m = redis.call('HMGET', meta, 'buckets', 'ttl', 'due')
 if not m[1] then
-  return redis.error_reply('NOBATCH batch ' .. ARGV[2] .. ' does not exist')
+  return redis.error_reply('NOBATCH batch ' .. B .. ' does not exist')
 end
 local n, ttl = tonumber(m[1]), tonumber(m[2])
 local out, added, touched = {}, 0, {}
-for i = 3, #ARGV do
+for i = 6, #ARGV do
   local id = ARGV[i]
-  local key = idsKey(ARGV[2], bucket(id, n))
+  local key = idsKey(B, bucket(id, n))
   local cur = redis.call('HGET', key, id)
   if not cur then
     redis.call('HSET', key, id, 'p')
@@ -28,7 +30,10 @@ for key in pairs(touched) do
 end
 if added > 0 then
   redis.call('HINCRBY', meta, 'total', added)
-  redis.call('ZADD', P .. 'batches:open', m[3], ARGV[2])
+  redis.call('HSET', meta, 'complete', 0, 'progress_at', ARGV[3])
+  redis.call('ZADD', P .. 'batches:open', m[3], B)
 end
+redis.call('ZADD', addersKey(B), tonumber(ARGV[3]) + tonumber(ARGV[5]), ARGV[4])
+redis.call('PEXPIRE', addersKey(B), tonumber(ARGV[5]) * 2)
 redis.call('EXPIRE', meta, ttl)
 return table.concat(out)

@@ -1,12 +1,12 @@
 -- Make the task already queued for an id also record its outcome in another
 -- batch. A task that is running may be recording its outcome right now and
--- miss the link; the worker's janitor finds such links once the task is gone
--- (see repair.lua).
+-- miss the link; the worker's janitor finds such links once the task is no
+-- longer live (see repair.lua).
 -- ARGV: 2 id, 3 batch, 4 queue, 5 the asynq task's key.
 -- Returns the task's state ("pending", "active", "archived", ...) or "gone";
--- the link is made for pending, scheduled, retry and active tasks.
+-- the link is made for live tasks: pending, scheduled, retry and active.
 local state = redis.call('HGET', ARGV[5], 'state')
-if state == 'pending' or state == 'scheduled' or state == 'retry' or state == 'active' then
+if state and liveTask[state] then
   local alsoKey = P .. 'also'
   local entry = ARGV[3] .. '@' .. ARGV[4]
   local cur = redis.call('HGET', alsoKey, ARGV[2])

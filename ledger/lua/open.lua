@@ -1,13 +1,26 @@
--- Create a batch unless it exists.
--- ARGV: 2 batch, 3 now ms, 4 due ms, 5 note, 6 callback URL, 7 ttl s, 8 buckets.
+-- Create a batch unless it exists, and register the caller as adding ids to
+-- it: the batch cannot complete while an adder's lease runs.
+-- ARGV: 2 batch, 3 now ms, 4 due ms, 5 note, 6 callback URL, 7 ttl s,
+--       8 buckets, 9 adder id, 10 adder lease ms, 11 queue.
 -- Returns {created (0|1), due ms, note, callback URL} of the batch as it is.
-local meta = metaKey(ARGV[2])
+local B = ARGV[2]
+local meta = metaKey(B)
+local created = 0
 if redis.call('EXISTS', meta) == 0 then
   redis.call('HSET', meta, 'created', ARGV[3], 'due', ARGV[4], 'note', ARGV[5], 'callback', ARGV[6],
-    'ttl', ARGV[7], 'buckets', ARGV[8], 'total', 0, 'deleted', 0, 'not_found', 0, 'failed', 0, 'completions', 0)
-  redis.call('ZADD', P .. 'batches', ARGV[3], ARGV[2])
-  redis.call('EXPIRE', meta, ARGV[7])
-  return {1, ARGV[4], ARGV[5], ARGV[6]}
+    'ttl', ARGV[7], 'buckets', ARGV[8], 'total', 0, 'deleted', 0, 'not_found', 0, 'failed', 0,
+    'completions', 0, 'complete', 0, 'queues', ARGV[11], 'progress_at', ARGV[3])
+  redis.call('ZADD', P .. 'batches', ARGV[3], B)
+  created = 1
+else
+  local queues = redis.call('HGET', meta, 'queues') or ''
+  if not string.find(' ' .. queues .. ' ', ' ' .. ARGV[11] .. ' ', 1, true) then
+    local joined = string.gsub(queues .. ' ' .. ARGV[11], '^ ', '')
+    redis.call('HSET', meta, 'queues', joined)
+  end
 end
-local m = redis.call('HMGET', meta, 'due', 'note', 'callback')
-return {0, m[1], m[2] or '', m[3] or ''}
+redis.call('ZADD', addersKey(B), tonumber(ARGV[3]) + tonumber(ARGV[10]), ARGV[9])
+redis.call('PEXPIRE', addersKey(B), tonumber(ARGV[10]) * 2)
+local m = redis.call('HMGET', meta, 'due', 'note', 'callback', 'ttl')
+redis.call('EXPIRE', meta, m[4])
+return {created, m[1], m[2] or '', m[3] or ''}

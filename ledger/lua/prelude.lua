@@ -5,5 +5,35 @@ local function bucket(id, n)
 end
 local function metaKey(b) return P .. 'batch:' .. b end
 local function idsKey(b, k) return P .. 'batch:' .. b .. ':ids:' .. k end
+local function addersKey(b) return P .. 'batch:' .. b .. ':adders' end
 local function failKey(b, id) return P .. 'failure:' .. b .. ':' .. id end
 local function failMember(b, id) return b .. '/' .. id end
+local liveTask = {pending = true, scheduled = true, retry = true, active = true}
+
+-- tryComplete completes batch b when nothing is pending, nothing is being
+-- added to it, and it is not complete already: it records the completion,
+-- leaves the open index, queues a callback with the tallies of this moment,
+-- and starts the retention clock on every key of the batch.
+local function tryComplete(b, nowMs)
+  local meta = metaKey(b)
+  local t = redis.call('HMGET', meta, 'total', 'deleted', 'not_found', 'failed', 'callback', 'complete', 'ttl', 'buckets')
+  local total = tonumber(t[1]) or 0
+  if total == 0 or t[6] == '1' or total ~= tonumber(t[2]) + tonumber(t[3]) + tonumber(t[4]) then
+    return false
+  end
+  if redis.call('ZCOUNT', addersKey(b), '(' .. nowMs, '+inf') > 0 then
+    return false -- ids are still being added
+  end
+  redis.call('HSET', meta, 'complete', 1, 'completed_at', nowMs)
+  local c = redis.call('HINCRBY', meta, 'completions', 1)
+  redis.call('ZREM', P .. 'batches:open', b)
+  if t[5] and t[5] ~= '' then
+    redis.call('SADD', P .. 'callbacks', table.concat({b, c, t[1], t[2], t[3], t[4], nowMs}, '/'))
+  end
+  local ttl = tonumber(t[7])
+  redis.call('EXPIRE', meta, ttl)
+  for k = 0, tonumber(t[8]) - 1 do
+    redis.call('EXPIRE', idsKey(b, k), ttl)
+  end
+  return true
+end

@@ -10,7 +10,8 @@ local id, B, letter, now = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[9])
 local meta = metaKey(B)
 if redis.call('EXISTS', meta) == 0 then
   redis.call('HSET', meta, 'created', ARGV[9], 'due', now + tonumber(ARGV[13]), 'note', '', 'callback', '',
-    'ttl', ARGV[12], 'buckets', ARGV[14], 'total', 0, 'deleted', 0, 'not_found', 0, 'failed', 0, 'completions', 0)
+    'ttl', ARGV[12], 'buckets', ARGV[14], 'total', 0, 'deleted', 0, 'not_found', 0, 'failed', 0,
+    'completions', 0, 'complete', 0, 'queues', ARGV[10], 'progress_at', ARGV[9])
   redis.call('ZADD', P .. 'batches', ARGV[9], B)
 end
 local m = redis.call('HMGET', meta, 'buckets', 'ttl', 'due')
@@ -24,6 +25,7 @@ end
 if not cur then
   redis.call('HSET', key, id, 'p')
   redis.call('HINCRBY', meta, 'total', 1)
+  redis.call('HSET', meta, 'complete', 0)
   redis.call('ZADD', P .. 'batches:open', m[3], B)
 end
 
@@ -58,7 +60,7 @@ local slot = math.floor(now / 10000)
 local slotIndex = slot % 6
 local transitions, completed = 0, {}
 
-local function finish(b, bkey, bmeta)
+local function finish(b, bkey, bmeta, bttl)
   redis.call('HSET', bkey, id, value)
   redis.call('HINCRBY', bmeta, field, 1)
   if redis.call('HGET', bmeta, 'rs' .. slotIndex) == tostring(slot) then
@@ -66,21 +68,17 @@ local function finish(b, bkey, bmeta)
   else
     redis.call('HSET', bmeta, 'rs' .. slotIndex, slot, 'rc' .. slotIndex, 1)
   end
+  redis.call('HSET', bmeta, 'progress_at', ARGV[9])
+  redis.call('EXPIRE', bkey, bttl)
+  redis.call('EXPIRE', bmeta, bttl)
   transitions = transitions + 1
-  local t = redis.call('HMGET', bmeta, 'total', 'deleted', 'not_found', 'failed', 'callback')
-  if tonumber(t[1]) == tonumber(t[2]) + tonumber(t[3]) + tonumber(t[4]) then
-    redis.call('HSET', bmeta, 'completed_at', ARGV[9])
-    local c = redis.call('HINCRBY', bmeta, 'completions', 1)
-    redis.call('ZREM', P .. 'batches:open', b)
-    if t[5] and t[5] ~= '' then
-      redis.call('SADD', P .. 'callbacks', b .. '/' .. c)
-    end
+  if tryComplete(b, now) then
     completed[#completed + 1] = b
   end
 end
 
 if not duplicate then
-  finish(B, key, meta)
+  finish(B, key, meta, ttl)
 end
 
 -- Other batches waiting for this id (it was enqueued into them while this
@@ -96,7 +94,7 @@ if also then
     if b ~= B and bm[1] then
       local bkey = idsKey(b, bucket(id, tonumber(bm[1])))
       if redis.call('HGET', bkey, id) == 'p' then
-        finish(b, bkey, bmeta)
+        finish(b, bkey, bmeta, tonumber(bm[2]))
         if letter == 'd' then
           redis.call('DEL', failKey(b, id))
           redis.call('ZREM', P .. 'failures', failMember(b, id))

@@ -1,9 +1,9 @@
 -- Move a finished id of a batch back to pending (failures retry).
--- ARGV: 2 batch, 3 id, 4 letter the outcome must have (f or n).
+-- ARGV: 2 batch, 3 id, 4 letter the outcome must have (f or n), 5 now ms.
 -- Returns 1 when reopened.
 local B, id = ARGV[2], ARGV[3]
 local meta = metaKey(B)
-local m = redis.call('HMGET', meta, 'buckets', 'due')
+local m = redis.call('HMGET', meta, 'buckets', 'due', 'ttl')
 if not m[1] then
   return 0
 end
@@ -14,9 +14,13 @@ if not cur or string.sub(cur, 1, 1) ~= ARGV[4] then
 end
 redis.call('HSET', key, id, 'p')
 redis.call('HINCRBY', meta, ({f = 'failed', n = 'not_found'})[ARGV[4]], -1)
+redis.call('HSET', meta, 'complete', 0, 'progress_at', ARGV[5])
 redis.call('ZADD', P .. 'batches:open', m[2], B)
+redis.call('EXPIRE', key, m[3])
+redis.call('EXPIRE', meta, m[3])
 local fkey = failKey(B, id)
 if redis.call('EXISTS', fkey) == 1 then
   redis.call('HSET', fkey, 'outcome', 'retrying')
+  redis.call('EXPIRE', fkey, m[3])
 end
 return 1
