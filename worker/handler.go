@@ -35,13 +35,13 @@ const ledgerWriteTimeout = 10 * time.Minute
 // Handler turns a conversation:delete task into an API call and a recorded
 // outcome. It implements asynq.Handler.
 type Handler struct {
-	api      API
-	ledger   *ledger.Ledger
-	metrics  *Metrics
-	pacer    pacer
-	auth     *authGate
-	log      *slog.Logger
-	now      func() time.Time
+	api     API
+	ledger  *ledger.Ledger
+	metrics *Metrics
+	pacer   pacer
+	auth    *authGate
+	log     *slog.Logger
+	now     func() time.Time
 	// stopped ends when the worker stops, so that waiting tasks let go.
 	stopped context.Context
 	// onComplete is called with the batches an attempt completed.

@@ -174,14 +174,14 @@ func New(cfg Config) (*Server, error) {
 	s.janitor = &janitor{ledger: cfg.Ledger, client: s.client, inspector: asynq.NewInspectorFromRedisClient(cfg.Redis), srv: s}
 	log := cfg.Logger
 	s.handler = &Handler{
-		api:      cfg.API,
-		ledger:   cfg.Ledger,
-		metrics:  s.metrics,
-		pacer:    p,
-		auth:     newAuthGate(cfg.AuthProbe, cfg.Now, s.authChanged),
-		log:      log,
-		now:      cfg.Now,
-		stopped:  s.stopped,
+		api:     cfg.API,
+		ledger:  cfg.Ledger,
+		metrics: s.metrics,
+		pacer:   p,
+		auth:    newAuthGate(cfg.AuthProbe, cfg.Now, s.authChanged),
+		log:     log,
+		now:     cfg.Now,
+		stopped: s.stopped,
 		onComplete: func(ctx context.Context, _ []string) {
 			s.janitor.queueCallbacks(context.WithoutCancel(ctx))
 		},
