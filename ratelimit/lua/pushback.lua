@@ -1,0 +1,36 @@
+-- The API pushed back (429, 4009, 4020): cut the fleet's rate to a fraction
+-- of what it was accepting, at most once per cooldown, and pause the whole
+-- budget until Retry-After when the answer gave one.
+-- KEYS[1] the budget's hash.
+-- ARGV: 1 now ms (0: the server's clock), 2 Retry-After ms (0: none),
+--       3 cut factor, 4 minimum rate, 5 cooldown ms, 6 configured rate.
+-- Returns the effective rate as a string.
+local key = KEYS[1]
+local now = tonumber(ARGV[1])
+if now == 0 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+end
+local h = redis.call('HMGET', key, 'rate', 'paused', 'cut_at', 'ok_rate', 'win_start', 'win_ok')
+local rate = tonumber(h[1]) or tonumber(ARGV[6])
+local retryAfter = tonumber(ARGV[2])
+if retryAfter > 0 then
+  redis.call('HSET', key, 'paused', math.max(tonumber(h[2]) or 0, now + retryAfter))
+end
+if now - (tonumber(h[3]) or 0) >= tonumber(ARGV[5]) then
+  -- What the API accepted lately is the best guess of its limit: the
+  -- current window if it is long enough, else the last one.
+  local accepted = tonumber(h[4]) or 0
+  local winStart = tonumber(h[5]) or now
+  if now - winStart >= 250 then
+    accepted = (tonumber(h[6]) or 0) * 1000 / (now - winStart)
+  end
+  local basis = rate
+  if accepted > 0 and accepted < rate then
+    basis = accepted
+  end
+  rate = math.max(tonumber(ARGV[4]), basis * tonumber(ARGV[3]))
+  redis.call('HSET', key, 'rate', rate, 'ceiling', basis, 'cut_at', now, 'changed', now, 'k', 0)
+end
+redis.call('PEXPIRE', key, 3600000)
+return tostring(rate)

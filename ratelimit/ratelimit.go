@@ -1,0 +1,299 @@
+// Package ratelimit is the fleet's shared budget for calls to the Coze API:
+// a request rate and a cap on calls in flight, kept in Redis so that every
+// worker process on the same Redis, API and token draws on one budget.
+//
+// The rate is a GCRA (generic cell rate algorithm) with reservations: a
+// caller reserves the next free send slot in one script call and sleeps
+// until it, instead of polling. The rate adapts to the API: an answer that
+// says "slow down" (429, 4009, 4020) cuts it to a fraction of what the API
+// was accepting, at most once per cooldown; a run of successes raises it
+// additively back toward the configured rate (fast up to the rate that last
+// drew a 429, then a probe that speeds up the longer it succeeds). A
+// Retry-After pauses the whole budget until that time. Every worker sees the
+// same effective rate, which is in Redis.
+//
+// The in-flight cap is a sorted set of holders with leases; a released slot
+// is announced on a Redis channel, so waiters wake when one frees rather
+// than polling.
+package ratelimit
+
+import (
+	"context"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/coze-eraser/coze-eraser/coze"
+)
+
+// Config describes a budget.
+type Config struct {
+	// Rate is the configured requests per second for the whole fleet; 0
+	// means no rate budget.
+	Rate float64
+	// Burst is how many requests may go at once after a quiet spell
+	// (default 1).
+	Burst int
+	// MaxInflight caps the fleet's calls in flight; 0 means no cap.
+	MaxInflight int
+	// Lease bounds how long an in-flight slot is held by a worker that died
+	// holding it (default 1 minute; make it longer than a call can take).
+	Lease time.Duration
+	// Key identifies the budget; see [BudgetKey].
+	Key string
+	// Now is the clock; nil uses the Redis server's, which every worker
+	// shares.
+	Now func() time.Time
+	// Tuning; zero values take the defaults below.
+	CutFactor    float64       // rate kept after a pushback (0.9)
+	MinRate      float64       // floor of the effective rate (Rate/100, at least 0.1)
+	Cooldown     time.Duration // least time between two cuts (500 ms)
+	IncreaseStep time.Duration // time between two increases (250 ms)
+}
+
+// BudgetKey derives a budget's Redis key from the API base URL and the
+// token: workers calling the same API with the same token share a budget.
+// The token is hashed; it never reaches Redis.
+func BudgetKey(prefix, baseURL, token string) string {
+	sum := sha256.Sum256([]byte(baseURL + "\x00" + token))
+	return prefix + "budget:" + hex.EncodeToString(sum[:12])
+}
+
+// Limiter draws on a budget. It is safe for concurrent use; one per process
+// is enough.
+type Limiter struct {
+	rdb redis.UniversalClient
+	cfg Config
+	// successes reported since the last reservation, sent with the next.
+	successes atomic.Int64
+	effective atomic.Uint64 // float64 bits
+
+	holderSeq atomic.Int64
+	holderTag string
+	head      chan struct{} // one local waiter talks to Redis at a time
+	wakeMu    sync.Mutex
+	wake      chan struct{} // closed and replaced when a slot frees
+	stopSub   context.CancelFunc
+}
+
+var (
+	//go:embed lua/acquire.lua
+	acquireSource string
+	//go:embed lua/pushback.lua
+	pushbackSource string
+	//go:embed lua/inflight.lua
+	inflightSource string
+
+	acquireScript  = redis.NewScript(acquireSource)
+	pushbackScript = redis.NewScript(pushbackSource)
+	inflightScript = redis.NewScript(inflightSource)
+)
+
+// New returns a limiter for the budget of cfg. Call Close when done.
+func New(rdb redis.UniversalClient, cfg Config) (*Limiter, error) {
+	if cfg.Rate < 0 || cfg.MaxInflight < 0 {
+		return nil, errors.New("ratelimit: rate and in-flight cap must not be negative")
+	}
+	if cfg.Key == "" {
+		return nil, errors.New("ratelimit: no budget key")
+	}
+	cfg.Burst = max(cfg.Burst, 1)
+	if cfg.Lease <= 0 {
+		cfg.Lease = time.Minute
+	}
+	if cfg.CutFactor <= 0 || cfg.CutFactor >= 1 {
+		cfg.CutFactor = 0.9
+	}
+	if cfg.MinRate <= 0 {
+		cfg.MinRate = max(cfg.Rate/100, 0.1)
+	}
+	if cfg.Cooldown <= 0 {
+		cfg.Cooldown = 500 * time.Millisecond
+	}
+	if cfg.IncreaseStep <= 0 {
+		cfg.IncreaseStep = 250 * time.Millisecond
+	}
+	l := &Limiter{
+		rdb:       rdb,
+		cfg:       cfg,
+		holderTag: strconv.FormatInt(time.Now().UnixNano(), 36),
+		head:      make(chan struct{}, 1),
+		wake:      make(chan struct{}),
+	}
+	l.effective.Store(floatBits(cfg.Rate))
+	if cfg.MaxInflight > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		l.stopSub = cancel
+		sub := rdb.Subscribe(ctx, l.channel())
+		go l.listen(ctx, sub)
+	}
+	return l, nil
+}
+
+// Close stops listening for freed slots.
+func (l *Limiter) Close() {
+	if l.stopSub != nil {
+		l.stopSub()
+	}
+}
+
+// Configured is the configured rate.
+func (l *Limiter) Configured() float64 { return l.cfg.Rate }
+
+// Effective is the fleet's effective rate as last seen by this limiter.
+func (l *Limiter) Effective() float64 { return floatFrom(l.effective.Load()) }
+
+func (l *Limiter) now() float64 {
+	if l.cfg.Now == nil {
+		return 0 // the script reads the Redis server's clock
+	}
+	return float64(l.cfg.Now().UnixMicro()) / 1000
+}
+
+// Reserve takes the next send slot of the rate budget and returns how long
+// to wait for it. With no rate configured it returns 0.
+func (l *Limiter) Reserve(ctx context.Context) (time.Duration, error) {
+	if l.cfg.Rate == 0 {
+		return 0, nil
+	}
+	ok := l.successes.Swap(0)
+	c := l.cfg
+	res, err := acquireScript.Run(ctx, l.rdb, []string{c.Key}, l.now(), c.Rate, c.Burst, ok,
+		c.IncreaseStep.Milliseconds(), c.Rate/100, c.Rate/500).Slice()
+	if err != nil {
+		l.successes.Add(ok) // count them next time
+		return 0, fmt.Errorf("ratelimit: reserve: %w", err)
+	}
+	l.setEffective(res[1])
+	return time.Duration(res[0].(int64)) * time.Microsecond, nil
+}
+
+// Acquire waits for a send slot and, with a cap, for an in-flight slot. It
+// returns the time spent waiting and a release func to call when the call is
+// over (always, even after an error of the call). It returns ctx's error if
+// ctx ends first; the send slot is then lost, the in-flight one is not taken.
+func (l *Limiter) Acquire(ctx context.Context) (waited time.Duration, release func(), err error) {
+	start := time.Now()
+	wait, err := l.Reserve(ctx)
+	if err != nil {
+		return time.Since(start), nil, err
+	}
+	if wait > 0 {
+		timer := time.NewTimer(wait)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return time.Since(start), nil, ctx.Err()
+		}
+	}
+	release, err = l.acquireInflight(ctx)
+	return time.Since(start), release, err
+}
+
+// Observe reports an answer: successes are counted toward raising the rate;
+// a pushback (rate limited) cuts it and, with Retry-After, pauses the fleet.
+func (l *Limiter) Observe(ctx context.Context, res coze.Result) error {
+	switch res.Class {
+	case coze.ClassRateLimited:
+		c := l.cfg
+		rate, err := pushbackScript.Run(ctx, l.rdb, []string{c.Key}, l.now(), res.RetryAfter.Milliseconds(),
+			c.CutFactor, c.MinRate, c.Cooldown.Milliseconds(), c.Rate).Text()
+		if err != nil {
+			return fmt.Errorf("ratelimit: pushback: %w", err)
+		}
+		l.setEffective(rate)
+	case coze.ClassDeleted, coze.ClassNotFound:
+		l.successes.Add(1)
+	}
+	return nil
+}
+
+func (l *Limiter) setEffective(v any) {
+	if s, ok := v.(string); ok {
+		if f, err := strconv.ParseFloat(s, 64); err == nil {
+			l.effective.Store(floatBits(f))
+		}
+	}
+}
+
+func (l *Limiter) channel() string { return l.cfg.Key + ":freed" }
+
+// acquireInflight takes an in-flight slot. Only one goroutine of the
+// process asks Redis at a time; it sleeps until a slot is announced freed
+// (or 200 ms, for slots freed by an expired lease) between tries.
+func (l *Limiter) acquireInflight(ctx context.Context) (func(), error) {
+	if l.cfg.MaxInflight == 0 {
+		return func() {}, nil
+	}
+	select {
+	case l.head <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-l.head }()
+	holder := l.holderTag + ":" + strconv.FormatInt(l.holderSeq.Add(1), 36)
+	key := l.cfg.Key + ":inflight"
+	for {
+		l.wakeMu.Lock()
+		wake := l.wake
+		l.wakeMu.Unlock()
+		ok, err := inflightScript.Run(ctx, l.rdb, []string{key}, l.now(), l.cfg.MaxInflight, holder, l.cfg.Lease.Milliseconds()).Int()
+		if err != nil {
+			return nil, fmt.Errorf("ratelimit: in-flight slot: %w", err)
+		}
+		if ok == 1 {
+			return func() { l.releaseInflight(key, holder) }, nil
+		}
+		timer := time.NewTimer(200 * time.Millisecond)
+		select {
+		case <-wake:
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ctx.Err()
+		}
+		timer.Stop()
+	}
+}
+
+func (l *Limiter) releaseInflight(key, holder string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	pipe := l.rdb.Pipeline()
+	pipe.ZRem(ctx, key, holder)
+	pipe.Publish(ctx, l.channel(), holder)
+	_, _ = pipe.Exec(ctx) // if it fails, the lease frees the slot
+}
+
+// listen wakes the local waiter whenever a slot is freed anywhere.
+func (l *Limiter) listen(ctx context.Context, sub *redis.PubSub) {
+	defer sub.Close()
+	ch := sub.Channel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-ch:
+			if !ok {
+				return
+			}
+			l.wakeMu.Lock()
+			close(l.wake)
+			l.wake = make(chan struct{})
+			l.wakeMu.Unlock()
+		}
+	}
+}
+
+func floatBits(f float64) uint64 { return math.Float64bits(f) }
+func floatFrom(b uint64) float64 { return math.Float64frombits(b) }
