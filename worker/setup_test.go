@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -36,7 +37,7 @@ type bundle struct {
 	token     string
 }
 
-func setup(t *testing.T, fakeOpts ...cozetest.Option) *bundle {
+func setup(t testing.TB, fakeOpts ...cozetest.Option) *bundle {
 	t.Helper()
 	srv := redistest.Start(t)
 	rdb := srv.Client()
@@ -160,6 +161,8 @@ func (b *bundle) finals(t *testing.T, batch string) map[string]ledger.Entry {
 	}
 	return out
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func readyz(w *worker.Server) int {
 	rec := httptest.NewRecorder()

@@ -6,10 +6,12 @@ import (
 	"net"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/coze-eraser/coze-eraser/coze"
 	"github.com/coze-eraser/coze-eraser/ledger"
+	"github.com/coze-eraser/coze-eraser/ratelimit"
 	"github.com/coze-eraser/coze-eraser/worker"
 )
 
@@ -26,6 +28,9 @@ type workerFlags struct {
 	retryCap        time.Duration
 	authProbe       time.Duration
 	ledgerTTL       time.Duration
+	rate            float64
+	burst           int
+	maxInflight     int
 }
 
 func (a *app) workerCommand() *cobra.Command {
@@ -67,6 +72,9 @@ signed with HMAC-SHA256 when COZE_ERASER_CALLBACK_SECRET is set.`,
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9464", "address for /metrics, /healthz and /readyz; empty turns them off")
 	fl.DurationVar(&f.retryBase, "retry-base", worker.DefaultRetryBackoff.Base, "first backoff step of a transient retry")
 	fl.DurationVar(&f.retryCap, "retry-cap", worker.DefaultRetryBackoff.Cap, "longest backoff step of a transient retry")
+	fl.Float64Var(&f.rate, "rate", 0, "requests per second for the whole fleet on this Redis, API and token (0: no shared budget)")
+	fl.IntVar(&f.burst, "burst", 1, "requests the fleet may send at once after a quiet spell, with --rate")
+	fl.IntVar(&f.maxInflight, "max-inflight", 0, "API calls in flight across the whole fleet (0: no cap)")
 	fl.DurationVar(&f.ledgerTTL, "ledger-ttl", ledger.DefaultTTL, "retention of batches the worker creates for tasks of other producers")
 	fl.DurationVar(&f.authProbe, "auth-probe-interval", worker.DefaultAuthProbe.Base, "first interval between probes while the token is rejected (doubles up to 5m)")
 	return cmd
@@ -99,7 +107,15 @@ func (a *app) runWorker(ctx context.Context, f *workerFlags) error {
 	}
 	defer rdb.Close()
 
+	limiter, err := f.limiter(rdb, api, tokens)
+	if err != nil {
+		return err
+	}
+	if limiter != nil {
+		defer limiter.Close()
+	}
 	srv, err := worker.New(worker.Config{
+		Limiter:         limiter,
 		Redis:           rdb,
 		API:             api,
 		Queues:          queues,
@@ -129,10 +145,41 @@ func (a *app) runWorker(ctx context.Context, f *workerFlags) error {
 		return setupError("%v", err)
 	}
 	log.Info("worker started", "queues", f.queues, "concurrency", f.concurrency,
-		"api", api.BaseURL(), "metrics", f.metricsAddr, "redis", redactURL(f.redis.url))
+		"api", api.BaseURL(), "metrics", f.metricsAddr, "redis", redactURL(f.redis.url),
+		"rate", f.rate, "burst", f.burst, "max_inflight", f.maxInflight)
 	<-ctx.Done()
 	log.Info("shutting down", "timeout", f.shutdownTimeout)
 	srv.Shutdown()
 	log.Info("worker stopped")
 	return nil
+}
+
+// limiter returns the fleet budget the flags ask for, or nil for none. The
+// budget is keyed by the API base URL and a hash of the token.
+func (f *workerFlags) limiter(rdb *redis.Client, api *coze.Client, tokens coze.TokenSource) (*ratelimit.Limiter, error) {
+	switch {
+	case f.rate < 0:
+		return nil, setupError("--rate %v: must not be negative", f.rate)
+	case f.burst < 1:
+		return nil, setupError("--burst %d: must be 1 or more", f.burst)
+	case f.maxInflight < 0:
+		return nil, setupError("--max-inflight %d: must not be negative", f.maxInflight)
+	case f.rate == 0 && f.maxInflight == 0:
+		return nil, nil
+	}
+	token, err := tokens.Token()
+	if err != nil {
+		return nil, setupError("token: %v", err)
+	}
+	l, err := ratelimit.New(rdb, ratelimit.Config{
+		Rate:        f.rate,
+		Burst:       f.burst,
+		MaxInflight: f.maxInflight,
+		Lease:       2*f.requestTimeout + 10*time.Second,
+		Key:         ratelimit.BudgetKey(ledger.DefaultPrefix, api.BaseURL(), token),
+	})
+	if err != nil {
+		return nil, setupError("%v", err)
+	}
+	return l, nil
 }
