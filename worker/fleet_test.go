@@ -2,9 +2,9 @@ package worker_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
