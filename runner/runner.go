@@ -1,12 +1,20 @@
 // Package runner works one batch of ids to the end inside the calling
-// process: it enqueues them, runs a worker on them, reports progress, and
-// returns when every id has a terminal outcome. It is the engine of the
-// demo command.
+// process: it starts a worker (the same handler, retry policy and limiter
+// as `coze-eraser worker`), enqueues the ids as a batch, reports progress,
+// and returns when every id of the batch has a terminal outcome. It is the
+// engine of `coze-eraser run` and `coze-eraser demo`.
+//
+// With a Redis that keeps its data, an interrupted run is resumed by running
+// it again on the same batch: finished ids are not queued, and so not sent
+// to the API, again.
 package runner
 
 import (
 	"context"
+	"errors"
+	"io"
 	"iter"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -22,10 +30,12 @@ type Config struct {
 	Redis redis.UniversalClient
 	// Worker is the worker's configuration; its Redis is set to Redis.
 	Worker worker.Config
-	// Batch names the batch; default a generated name.
+	// Batch names the batch (default a generated name). Run it again with
+	// the same name to resume.
 	Batch string
-	// MaxRetry is the retry budget of each id.
-	MaxRetry int
+	// Enqueue holds the other enqueue options: queue, due time, note,
+	// callback, retry budget, OnInvalid.
+	Enqueue []enqueue.Option
 	// OnStart is called once the worker runs, with its server (for its
 	// metrics handler, say).
 	OnStart func(*worker.Server)
@@ -33,75 +43,116 @@ type Config struct {
 	// end.
 	OnProgress    func(Progress)
 	ProgressEvery time.Duration
-	// OnInvalid receives the ids that are not conversation ids.
-	OnInvalid func(enqueue.Invalid)
+}
+
+// Input is what to delete: a sequence of ids, or a reader of one id per
+// line.
+type Input struct {
+	IDs    iter.Seq[string]
+	Reader io.Reader
 }
 
 // Progress is where a run stands.
 type Progress struct {
 	// Batch holds the batch's tallies.
-	Batch   ledger.Batch
-	Summary enqueue.Summary
-	Elapsed time.Duration
+	Batch ledger.Batch
+	// Summary is the enqueue's tally, once the enqueue is over.
+	Summary  enqueue.Summary
+	Enqueued bool
+	Elapsed  time.Duration
 }
 
-// Run enqueues ids as one batch and works them until each has a terminal
-// outcome, or ctx ends.
-func Run(ctx context.Context, cfg Config, ids iter.Seq[string]) (Progress, error) {
+// Run works in until each id of the batch has a terminal outcome, or ctx
+// ends (then in-flight calls finish, the rest stays queued, and ctx's error
+// is returned with the progress so far).
+func Run(ctx context.Context, cfg Config, in Input) (Progress, error) {
 	if cfg.ProgressEvery <= 0 {
 		cfg.ProgressEvery = time.Second
 	}
 	start := time.Now()
-	client := enqueue.NewClient(cfg.Redis)
-	defer client.Close()
-	opts := []enqueue.Option{enqueue.MaxRetry(cfg.MaxRetry)}
-	if cfg.Batch != "" {
-		opts = append(opts, enqueue.Batch(cfg.Batch))
-	}
-	if cfg.OnInvalid != nil {
-		opts = append(opts, enqueue.OnInvalid(cfg.OnInvalid))
-	}
-	sum, err := client.EnqueueAll(ctx, ids, opts...)
-	progress := Progress{Batch: ledger.Batch{Name: sum.Batch}, Summary: sum}
-	if err != nil {
-		return progress, err
-	}
-
 	wcfg := cfg.Worker
 	wcfg.Redis = cfg.Redis
 	w, err := worker.New(wcfg)
 	if err != nil {
-		return progress, err
+		return Progress{}, err
 	}
 	if err := w.Start(); err != nil {
-		return progress, err
+		return Progress{}, err
 	}
 	defer w.Shutdown()
 	if cfg.OnStart != nil {
 		cfg.OnStart(w)
 	}
 
+	client := enqueue.NewClient(cfg.Redis)
+	defer client.Close()
+	if cfg.Batch == "" {
+		cfg.Batch = client.DefaultBatch()
+	}
+	opts := append(cfg.Enqueue[:len(cfg.Enqueue):len(cfg.Enqueue)], enqueue.Batch(cfg.Batch))
+	var (
+		mu       sync.Mutex
+		progress = Progress{Batch: ledger.Batch{Name: cfg.Batch}}
+		enqErr   error
+		enqDone  = make(chan struct{})
+	)
+	go func() {
+		defer close(enqDone)
+		var sum enqueue.Summary
+		var err error
+		if in.Reader != nil {
+			sum, err = client.EnqueueFrom(ctx, in.Reader, opts...)
+		} else {
+			sum, err = client.EnqueueAll(ctx, in.IDs, opts...)
+		}
+		mu.Lock()
+		progress.Summary, progress.Enqueued, enqErr = sum, true, err
+		mu.Unlock()
+	}()
+
 	led := ledger.New(cfg.Redis)
 	poll := time.NewTicker(100 * time.Millisecond)
 	defer poll.Stop()
 	var reported time.Time
 	for {
-		b, _, err := led.Batch(ctx, sum.Batch)
-		if err != nil && ctx.Err() == nil {
-			return progress, err
+		mu.Lock()
+		enqueued, err := progress.Enqueued, enqErr
+		mu.Unlock()
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return snapshot(&mu, &progress, start), err
 		}
-		progress.Batch, progress.Elapsed = b, time.Since(start)
-		finished := b.Pending() == 0 || ctx.Err() != nil
-		if cfg.OnProgress != nil && (finished || time.Since(reported) >= cfg.ProgressEvery) {
-			cfg.OnProgress(progress)
+		b, ok, berr := led.Batch(ctx, cfg.Batch)
+		if berr != nil && ctx.Err() == nil {
+			return snapshot(&mu, &progress, start), berr
+		}
+		if ok {
+			mu.Lock()
+			progress.Batch = b
+			mu.Unlock()
+		}
+		finished := enqueued && ok && b.Pending() == 0
+		if cfg.OnProgress != nil && ok && (finished || ctx.Err() != nil || time.Since(reported) >= cfg.ProgressEvery) {
+			cfg.OnProgress(snapshot(&mu, &progress, start))
 			reported = time.Now()
 		}
-		if finished {
-			return progress, ctx.Err()
+		switch {
+		case finished:
+			return snapshot(&mu, &progress, start), nil
+		case ctx.Err() != nil:
+			<-enqDone
+			return snapshot(&mu, &progress, start), ctx.Err()
 		}
 		select {
 		case <-ctx.Done():
 		case <-poll.C:
 		}
 	}
+}
+
+func snapshot(mu *sync.Mutex, p *Progress, start time.Time) Progress {
+	mu.Lock()
+	defer mu.Unlock()
+	out := *p
+	out.Elapsed = time.Since(start)
+	return out
 }

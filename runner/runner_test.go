@@ -9,6 +9,7 @@ import (
 
 	"github.com/coze-eraser/coze-eraser/coze"
 	"github.com/coze-eraser/coze-eraser/coze/cozetest"
+	"github.com/coze-eraser/coze-eraser/enqueue"
 	"github.com/coze-eraser/coze-eraser/internal/redistest"
 	"github.com/coze-eraser/coze-eraser/runner"
 	"github.com/coze-eraser/coze-eraser/worker"
@@ -30,9 +31,9 @@ func TestRunWorksTheBatchToTheEnd(t *testing.T) {
 	}
 	var reports int
 	progress, err := runner.Run(context.Background(), runner.Config{
-		Redis:    srv.Client(),
-		Batch:    "r",
-		MaxRetry: 20,
+		Redis:   srv.Client(),
+		Batch:   "r",
+		Enqueue: []enqueue.Option{enqueue.MaxRetry(20)},
 		Worker: worker.Config{
 			API:             api,
 			RetryBackoff:    worker.Backoff{Base: time.Millisecond, Cap: 10 * time.Millisecond},
@@ -41,7 +42,7 @@ func TestRunWorksTheBatchToTheEnd(t *testing.T) {
 		},
 		ProgressEvery: 50 * time.Millisecond,
 		OnProgress:    func(runner.Progress) { reports++ },
-	}, slices.Values(ids))
+	}, runner.Input{IDs: slices.Values(ids)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -199,7 +199,14 @@ func (redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	slog.Default().DebugContext(ctx, fmt.Sprintf(format, v...), "component", "redis")
 }
 
+// buildVersion is set at build time (-ldflags "-X main.buildVersion=…") by
+// builds without module version information, such as the Docker image's.
+var buildVersion string
+
 func version() string {
+	if buildVersion != "" {
+		return buildVersion
+	}
 	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" {
 		return info.Main.Version
 	}

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -15,6 +15,7 @@ import (
 
 	"github.com/coze-eraser/coze-eraser/coze"
 	"github.com/coze-eraser/coze-eraser/coze/cozetest"
+	"github.com/coze-eraser/coze-eraser/enqueue"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/report"
 	"github.com/coze-eraser/coze-eraser/runner"
@@ -33,10 +34,11 @@ func (a *app) demoCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "See the whole pipeline work in seconds: no Redis, no token, no network",
-		Long: `Run the whole pipeline on generated ids in this process: an embedded Redis, the
-fake Coze API injecting rate limits, 5xx answers, not-found ids, lost answers
-and one auth outage, the real enqueue, worker and ledger. It prints the
-tallies, a few failure rows with their log ids, and where the metrics were.
+		Long: `Run 'coze-eraser run' on generated ids against the fake Coze API, in this
+process, with an embedded Redis: the real enqueue, worker, ledger and report.
+The fake injects rate limits, 5xx answers, not-found ids, lost answers and
+one auth outage. The demo prints the tallies, a few failure rows with their
+log ids, and where the metrics were.
 
 The embedded Redis keeps nothing after the demo exits.`,
 		Args: cobra.NoArgs,
@@ -74,7 +76,7 @@ func (a *app) runDemo(ctx context.Context, f *demoFlags) error {
 	rdb := redis.NewClient(&redis.Options{Addr: mini.Addr()})
 	defer rdb.Close()
 
-	fake := cozetest.NewServer(cozetest.WithSeed(f.seed), cozetest.WithFaults(demoFaults))
+	fake := cozetest.NewServer(cozetest.WithSeed(f.seed), cozetest.WithFaults(demoFaults), cozetest.WithoutCallLog())
 	defer fake.Close()
 	ids := demoIDs(f.ids)
 	for _, id := range ids[:min(5, len(ids))] {
@@ -87,22 +89,17 @@ func (a *app) runDemo(ctx context.Context, f *demoFlags) error {
 	if err != nil {
 		return setupError("%v", err)
 	}
-	metricsLn, err := net.Listen("tcp", f.metricsAddr)
+	ln, err := listenMetrics(f.metricsAddr, true)
 	if err != nil {
-		metricsLn, err = net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return setupError("--metrics-addr: %v", err)
-		}
+		return err
 	}
-	metricsURL := "http://" + metricsLn.Addr().String() + "/metrics"
 	fmt.Fprintf(a.stdout, "demo: %d generated conversation ids, a fake Coze API injecting faults, and an embedded Redis\n", f.ids)
-	fmt.Fprintf(a.stdout, "demo: the embedded Redis keeps nothing after exit; metrics at %s while it runs\n", metricsURL)
+	fmt.Fprintf(a.stdout, "demo: the embedded Redis keeps nothing after exit; metrics at http://%s/metrics while it runs\n", ln.Addr())
 
 	logs := slog.New(slog.NewTextHandler(io.Discard, nil))
-	progress, err := runner.Run(ctx, runner.Config{
-		Redis:    rdb,
-		MaxRetry: 10,
-		Worker: worker.Config{
+	progress, err := a.runToEnd(ctx, runJob{
+		rdb: rdb,
+		worker: worker.Config{
 			API:              api,
 			Concurrency:      f.concurrency,
 			RetryBackoff:     worker.Backoff{Base: 20 * time.Millisecond, Cap: 500 * time.Millisecond},
@@ -113,22 +110,13 @@ func (a *app) runDemo(ctx context.Context, f *demoFlags) error {
 			ForwardInterval:  100 * time.Millisecond,
 			Logger:           logs,
 		},
-		OnStart: func(w *worker.Server) {
-			go func() { _ = worker.ServeHTTP(ctx, metricsLn, w.HTTPHandler()) }()
-		},
-		OnProgress: func(p runner.Progress) {
-			b := p.Batch
-			fmt.Fprintf(a.stderr, "progress: %d/%d done (deleted %d, not_found %d, failed %d) in %.1fs\n",
-				b.Finished(), b.Total, b.Deleted, b.NotFound, b.Failed, p.Elapsed.Seconds())
-		},
-	}, func(yield func(string) bool) {
-		for _, id := range ids {
-			if !yield(id) {
-				return
-			}
-		}
+		batch:   "demo",
+		opts:    []enqueue.Option{enqueue.MaxRetry(10)},
+		input:   runner.Input{IDs: slices.Values(ids)},
+		metrics: ln,
+		every:   time.Second,
+		log:     logs,
 	})
-	metricsLn.Close()
 	if err != nil {
 		return &exitError{code: exitPartial, err: err}
 	}

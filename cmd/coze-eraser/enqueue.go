@@ -19,18 +19,36 @@ import (
 
 type enqueueFlags struct {
 	redis       redisFlags
+	batch       batchFlags
 	file        string
-	queue       string
-	batch       string
 	at          string
 	in          time.Duration
-	maxRetry    int
 	concurrency int
+}
+
+// batchFlags are the settings of the batch ids join, shared by enqueue and
+// run.
+type batchFlags struct {
+	queue       string
+	batch       string
+	maxRetry    int
 	due         string
 	dueIn       time.Duration
 	note        string
 	callbackURL string
 	ledgerTTL   time.Duration
+}
+
+func (f *batchFlags) register(cmd *cobra.Command, batchUsage string) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.batch, "batch", "", batchUsage)
+	fl.StringVar(&f.queue, "queue", enqueue.DefaultQueue, "queue to put the deletions in")
+	fl.IntVar(&f.maxRetry, "max-retry", tasks.DefaultMaxRetry, "transient failures retried before an id is recorded as failed")
+	fl.StringVar(&f.due, "due", "", "when a new batch must be done (RFC 3339; default 30 days after creation)")
+	fl.DurationVar(&f.dueIn, "due-in", 0, "when a new batch must be done, from now (e.g. 720h)")
+	fl.StringVar(&f.note, "note", "", "free text kept with a new batch: a ticket, a data subject reference")
+	fl.StringVar(&f.callbackURL, "callback-url", "", "POST the batch's summary here when it completes (signed when COZE_ERASER_CALLBACK_SECRET is set on the workers)")
+	fl.DurationVar(&f.ledgerTTL, "ledger-ttl", ledger.DefaultTTL, "how long a new batch's records are kept after its last activity (9600h = 400 days)")
 }
 
 func (a *app) enqueueCommand() *cobra.Command {
@@ -63,19 +81,12 @@ could not be queued (bad flags, Redis unreachable).`,
 		RunE: func(cmd *cobra.Command, args []string) error { return a.runEnqueue(cmd.Context(), &f, args) },
 	}
 	f.redis.register(cmd, 0)
+	f.batch.register(cmd, "batch name stored with each deletion (default: generated and printed)")
 	fl := cmd.Flags()
 	fl.StringVar(&f.file, "file", "", "read ids from this file, one per line; - reads standard input")
-	fl.StringVar(&f.queue, "queue", enqueue.DefaultQueue, "queue to put the deletions in")
-	fl.StringVar(&f.batch, "batch", "", "batch name stored with each deletion (default: generated and printed)")
 	fl.StringVar(&f.at, "at", "", "delete at this time instead of now (RFC 3339, e.g. 2026-12-01T02:00:00Z)")
 	fl.DurationVar(&f.in, "in", 0, "delete after this delay instead of now (e.g. 24h)")
-	fl.IntVar(&f.maxRetry, "max-retry", tasks.DefaultMaxRetry, "transient failures retried before an id is recorded as failed")
 	fl.IntVar(&f.concurrency, "concurrency", enqueue.DefaultConcurrency, "enqueue calls kept in flight")
-	fl.StringVar(&f.due, "due", "", "when a new batch must be done (RFC 3339; default 30 days after creation)")
-	fl.DurationVar(&f.dueIn, "due-in", 0, "when a new batch must be done, from now (e.g. 720h)")
-	fl.StringVar(&f.note, "note", "", "free text kept with a new batch: a ticket, a data subject reference")
-	fl.StringVar(&f.callbackURL, "callback-url", "", "POST the batch's summary here when it completes (signed when COZE_ERASER_CALLBACK_SECRET is set on the workers)")
-	fl.DurationVar(&f.ledgerTTL, "ledger-ttl", ledger.DefaultTTL, "how long a new batch's records are kept after its last activity")
 	return cmd
 }
 
@@ -116,7 +127,7 @@ func (a *app) runEnqueue(ctx context.Context, f *enqueueFlags, args []string) er
 	opts = append(opts, enqueue.OnInvalid(func(inv enqueue.Invalid) {
 		fmt.Fprintf(a.stderr, "%s %d: %v\n", label, inv.Line, inv.Err)
 	}))
-	batch := f.batch
+	batch := f.batch.batch
 	if batch == "" {
 		batch = client.DefaultBatch()
 	}
@@ -143,16 +154,11 @@ func (f *enqueueFlags) options() ([]enqueue.Option, error) {
 	if f.concurrency < 1 {
 		return nil, setupError("--concurrency %d: must be 1 or more", f.concurrency)
 	}
-	opts := []enqueue.Option{enqueue.Queue(f.queue), enqueue.MaxRetry(f.maxRetry), enqueue.Concurrency(f.concurrency)}
-	if f.batch != "" {
-		if err := tasks.ValidateBatch(f.batch); err != nil {
-			return nil, setupError("--batch: %v", err)
-		}
-		opts = append(opts, enqueue.Batch(f.batch))
+	opts, err := f.batch.options()
+	if err != nil {
+		return nil, err
 	}
-	if f.maxRetry < 0 {
-		return nil, setupError("--max-retry %d: must be 0 or more", f.maxRetry)
-	}
+	opts = append(opts, enqueue.Concurrency(f.concurrency))
 	if f.at != "" && f.in != 0 {
 		return nil, setupError("give --at or --in, not both")
 	}
@@ -169,14 +175,21 @@ func (f *enqueueFlags) options() ([]enqueue.Option, error) {
 	if f.in > 0 {
 		opts = append(opts, enqueue.In(f.in))
 	}
-	batchOpts, err := f.batchOptions()
-	return append(opts, batchOpts...), err
+	return opts, nil
 }
 
-// batchOptions are the settings of a batch the call creates.
-func (f *enqueueFlags) batchOptions() ([]enqueue.Option, error) {
-	var opts []enqueue.Option
+// options are the enqueue options of the batch settings.
+func (f *batchFlags) options() ([]enqueue.Option, error) {
+	opts := []enqueue.Option{enqueue.Queue(f.queue), enqueue.MaxRetry(f.maxRetry), enqueue.Retention(f.ledgerTTL)}
+	if f.batch != "" {
+		if err := tasks.ValidateBatch(f.batch); err != nil {
+			return nil, setupError("--batch: %v", err)
+		}
+		opts = append(opts, enqueue.Batch(f.batch))
+	}
 	switch {
+	case f.maxRetry < 0:
+		return nil, setupError("--max-retry %d: must be 0 or more", f.maxRetry)
 	case f.due != "" && f.dueIn != 0:
 		return nil, setupError("give --due or --due-in, not both")
 	case f.dueIn < 0:
@@ -204,5 +217,5 @@ func (f *enqueueFlags) batchOptions() ([]enqueue.Option, error) {
 	if f.note != "" {
 		opts = append(opts, enqueue.Note(f.note))
 	}
-	return append(opts, enqueue.Retention(f.ledgerTTL)), nil
+	return opts, nil
 }

@@ -90,7 +90,7 @@ from the file named by COZE_API_TOKEN_FILE; it is never a flag.`,
 		SilenceErrors:     true,
 		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
 	}
-	root.AddCommand(a.demoCommand(), a.workerCommand(), a.enqueueCommand(), a.statusCommand(), a.reportCommand(), a.failuresCommand(), a.fakeAPICommand())
+	root.AddCommand(a.demoCommand(), a.runCommand(), a.workerCommand(), a.enqueueCommand(), a.statusCommand(), a.reportCommand(), a.failuresCommand(), a.fakeAPICommand())
 	bindEnv(root, a.env)
 	return root
 }

@@ -1,0 +1,18 @@
+# syntax=docker/dockerfile:1
+# Multi-stage build: a static coze-eraser binary on a distroless base that
+# runs as a non-root user and carries CA certificates for the Coze API.
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=devel
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.buildVersion=${VERSION}" \
+    -o /out/coze-eraser ./cmd/coze-eraser
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/coze-eraser /usr/local/bin/coze-eraser
+USER nonroot:nonroot
+EXPOSE 9464
+ENTRYPOINT ["/usr/local/bin/coze-eraser"]
+CMD ["worker"]

@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+
+	"github.com/coze-eraser/coze-eraser/enqueue"
+	"github.com/coze-eraser/coze-eraser/ledger"
+	"github.com/coze-eraser/coze-eraser/report"
+	"github.com/coze-eraser/coze-eraser/runner"
+	"github.com/coze-eraser/coze-eraser/worker"
+)
+
+// exitInterrupted is the exit status of a run stopped by SIGINT or SIGTERM.
+const exitInterrupted = 130
+
+type runFlags struct {
+	redis  redisFlags
+	work   workFlags
+	batch  batchFlags
+	file   string
+	report string
+	every  time.Duration
+}
+
+func (a *app) runCommand() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run [ID...] [--file FILE|-]",
+		Short: "Delete a set of ids from start to finish in one command",
+		Long: `Delete a set of ids in one command: queue them as a batch, work them with the
+same handler, retry policy and limiter as 'worker', show progress (a bar on a
+terminal, a line every --progress-every otherwise), and exit when every id
+has an outcome, printing the tallies and writing the proof of erasure to
+--report.
+
+Without --redis-url (or REDIS_URL) it uses an embedded Redis inside the
+process, which keeps nothing after exit. With a Redis URL the ledger stays,
+and an interrupted run is resumed by running the same command again: ids
+that already have their outcome are not sent to the API again. The default
+batch name is derived from the input, so the same file gives the same batch.
+
+Exit status: 0 when no id failed, 1 when some failed or were invalid, 2 when
+the run could not start, 130 when interrupted.`,
+		Example: `  COZE_API_TOKEN=pat_... coze-eraser run --file ids.txt --report proof.csv
+  coze-eraser run --file ids.txt --redis-url redis://127.0.0.1:6379/0 --rate 50`,
+		RunE: func(cmd *cobra.Command, args []string) error { return a.runRun(cmd.Context(), &f, args) },
+	}
+	cmd.Flags().StringVar(&f.redis.url, "redis-url", "", "Redis to keep the queue and ledger in (default: an embedded one that keeps nothing)")
+	cmd.Flags().DurationVar(&f.redis.wait, "redis-wait", 0, "how long to keep trying to reach Redis at start before giving up")
+	f.work.register(cmd)
+	f.batch.register(cmd, "batch name (default: derived from the input, so running the same input again resumes it)")
+	fl := cmd.Flags()
+	fl.StringVar(&f.file, "file", "", "read ids from this file, one per line; - reads standard input")
+	fl.StringVar(&f.report, "report", "", "write the proof of erasure here at the end (.jsonl for JSON lines, else CSV)")
+	fl.DurationVar(&f.every, "progress-every", 5*time.Second, "how often to print a progress line when not on a terminal")
+	// A run shows a progress bar; a log line per retried attempt would
+	// bury it. The failures are in the report and `failures list`.
+	f.work.log.level = "error"
+	fl.Lookup("log-level").DefValue = "error"
+	return cmd
+}
+
+func (a *app) runRun(ctx context.Context, f *runFlags, args []string) error {
+	in, source, closeInput, err := a.runInput(f.file, args)
+	if err != nil {
+		return err
+	}
+	defer closeInput()
+	opts, err := f.batch.options()
+	if err != nil {
+		return err
+	}
+	batch := f.batch.batch
+	if batch == "" {
+		batch = defaultRunBatch(source)
+	}
+	log, err := f.work.log.logger(a.stderr)
+	if err != nil {
+		return err
+	}
+	if _, err := tokenSource(a.env); err != nil {
+		return err
+	}
+	rdb, embedded, closeRedis, err := a.runRedis(ctx, &f.redis)
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
+	cfg, limiter, err := f.work.config(a, rdb, log)
+	if err != nil {
+		return err
+	}
+	if limiter != nil {
+		defer limiter.Close()
+	}
+	ln, err := listenMetrics(f.work.metricsAddr, true)
+	if err != nil {
+		return err
+	}
+	if ln != nil {
+		fmt.Fprintf(a.stderr, "metrics: http://%s/metrics while the run lasts\n", ln.Addr())
+	}
+	fmt.Fprintf(a.stderr, "batch %s\n", batch)
+	// A run is watched by a person: move retries along faster than a
+	// fleet worker does (asynq's defaults: 1 s polls, 5 s forwarding).
+	cfg.PollInterval, cfg.ForwardInterval = 200*time.Millisecond, time.Second
+	progress, runErr := a.runToEnd(ctx, runJob{
+		rdb: rdb, worker: cfg, batch: batch, opts: opts, input: in, metrics: ln, every: f.every, log: log,
+	})
+	return a.finishRun(ctx, rdb, progress, runErr, f.report, embedded)
+}
+
+// runInput opens the ids: a file, standard input, or the arguments. source
+// names the input, for the default batch name (empty for standard input,
+// which cannot be read twice).
+func (a *app) runInput(file string, args []string) (in runner.Input, source string, closeFn func(), err error) {
+	closeFn = func() {}
+	switch {
+	case file != "" && len(args) > 0:
+		return in, "", closeFn, setupError("give ids as arguments or with --file, not both")
+	case file == "" && len(args) == 0:
+		return in, "", closeFn, setupError("no ids: give them as arguments or with --file FILE (- for standard input)")
+	case file == "-":
+		return runner.Input{Reader: a.stdin}, "", closeFn, nil
+	case file != "":
+		fh, err := os.Open(file)
+		if err != nil {
+			return in, "", closeFn, setupError("--file: %v", err)
+		}
+		abs, _ := filepath.Abs(file)
+		return runner.Input{Reader: fh}, "file:" + abs, func() { fh.Close() }, nil
+	}
+	return runner.Input{IDs: slices.Values(args)}, "args:" + strings.Join(args, " "), closeFn, nil
+}
+
+var unsafeBatchChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// defaultRunBatch names the batch of a run after its input, so that the same
+// file (or the same arguments) resumes the same batch.
+func defaultRunBatch(source string) string {
+	if source == "" {
+		return "" // standard input: the enqueue client generates a name
+	}
+	sum := sha256.Sum256([]byte(source))
+	base := "args"
+	if path, ok := strings.CutPrefix(source, "file:"); ok {
+		base = unsafeBatchChars.ReplaceAllString(filepath.Base(path), "-")
+		base = strings.Trim(base, "-.")
+		if len(base) > 40 {
+			base = base[:40]
+		}
+	}
+	if base == "" {
+		base = "input"
+	}
+	return "run-" + base + "-" + hex.EncodeToString(sum[:4])
+}
+
+// runRedis connects to the Redis of --redis-url, or starts an embedded one.
+func (a *app) runRedis(ctx context.Context, f *redisFlags) (rdb *redis.Client, embedded bool, closeFn func(), err error) {
+	if f.url != "" {
+		rdb, err := f.connect(ctx)
+		if err != nil {
+			return nil, false, nil, err
+		}
+		return rdb, false, func() { rdb.Close() }, nil
+	}
+	mini, err := miniredis.Run()
+	if err != nil {
+		return nil, false, nil, setupError("embedded Redis: %v", err)
+	}
+	fmt.Fprintln(a.stderr, "using an embedded Redis: it keeps nothing after exit (give --redis-url to keep the ledger and resume an interrupted run)")
+	rdb = redis.NewClient(&redis.Options{Addr: mini.Addr()})
+	return rdb, true, func() { rdb.Close(); mini.Close() }, nil
+}
+
+// runJob is one batch to work to the end, with how to show it.
+type runJob struct {
+	rdb     *redis.Client
+	worker  worker.Config
+	batch   string
+	opts    []enqueue.Option
+	input   runner.Input
+	metrics net.Listener
+	every   time.Duration
+	log     *slog.Logger
+}
+
+// runToEnd works a batch to the end, showing progress on standard error: a
+// bar redrawn in place on a terminal, plain lines otherwise.
+func (a *app) runToEnd(ctx context.Context, job runJob) (runner.Progress, error) {
+	tty := isTerminal(a.stderr)
+	every := job.every
+	if tty {
+		every = time.Second
+	}
+	metricsCtx, stopMetrics := context.WithCancel(ctx)
+	defer stopMetrics()
+	opts := append(job.opts[:len(job.opts):len(job.opts)], enqueue.OnInvalid(func(inv enqueue.Invalid) {
+		if tty {
+			fmt.Fprint(a.stderr, "\r\033[K")
+		}
+		fmt.Fprintf(a.stderr, "line %d: %v\n", inv.Line, inv.Err)
+	}))
+	progress, err := runner.Run(ctx, runner.Config{
+		Redis:   job.rdb,
+		Worker:  job.worker,
+		Batch:   job.batch,
+		Enqueue: opts,
+		OnStart: func(w *worker.Server) { serveMetrics(metricsCtx, job.metrics, w, job.log) },
+		OnProgress: func(p runner.Progress) {
+			now := time.Now()
+			if tty {
+				fmt.Fprintf(a.stderr, "\r\033[K%s", report.ProgressBar(p.Batch, now, terminalWidth()))
+			} else {
+				fmt.Fprintln(a.stderr, report.ProgressLine(p.Batch, now))
+			}
+		},
+		ProgressEvery: every,
+	}, job.input)
+	if tty {
+		fmt.Fprintln(a.stderr)
+	}
+	return progress, err
+}
+
+// finishRun prints the tallies as the last line of standard output, writes
+// the report, and picks the exit status.
+func (a *app) finishRun(ctx context.Context, rdb *redis.Client, p runner.Progress, runErr error, reportPath string, embedded bool) error {
+	b := p.Batch
+	fmt.Fprintf(a.stdout, "total=%d deleted=%d not_found=%d failed=%d pending=%d invalid=%d batch=%s elapsed=%s\n",
+		b.Total, b.Deleted, b.NotFound, b.Failed, b.Pending(), p.Summary.Invalid, b.Name, p.Elapsed.Round(100*time.Millisecond))
+	if reportPath != "" && b.Name != "" {
+		format := "csv"
+		if strings.HasSuffix(reportPath, ".jsonl") {
+			format = "jsonl"
+		}
+		if err := a.writeReport(context.WithoutCancel(ctx), ledger.New(rdb), b.Name, format, reportPath); err != nil {
+			return &exitError{code: exitSetup, err: fmt.Errorf("report: %w", err)}
+		}
+		fmt.Fprintf(a.stderr, "report: %s\n", reportPath)
+	}
+	switch {
+	case errors.Is(runErr, context.Canceled):
+		hint := "run the same command again to resume"
+		if embedded {
+			hint = "the embedded Redis kept nothing: give --redis-url to be able to resume"
+		}
+		return &exitError{code: exitInterrupted, err: fmt.Errorf("interrupted with %d ids pending; %s", b.Pending(), hint)}
+	case runErr != nil:
+		return &exitError{code: exitSetup, err: runErr}
+	case b.Failed > 0 || p.Summary.Invalid > 0:
+		return &exitError{code: exitPartial}
+	}
+	return nil
+}
