@@ -2,6 +2,8 @@ module github.com/coze-eraser/coze-eraser
 
 go 1.26.0
 
+toolchain go1.26.10
+
 require (
 	github.com/alicebob/miniredis/v2 v2.40.0
 	github.com/hibiken/asynq v0.26.0
