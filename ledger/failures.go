@@ -279,3 +279,41 @@ func (l *Ledger) CallbackQueued(ctx context.Context, c Completion) error {
 func (l *Ledger) Lock(ctx context.Context, name string, ttl time.Duration) (bool, error) {
 	return l.rdb.SetNX(ctx, l.key("lock:"+name), newAdderID(), ttl).Result()
 }
+
+// InvalidBatch is the batch under which tasks that name no valid batch are
+// recorded.
+const InvalidBatch = "invalid-tasks"
+
+// InvalidTask is a task the worker refused without calling the API: its
+// payload is not JSON, or its id is not a conversation id (another producer
+// wrote it).
+type InvalidTask struct {
+	TaskID string
+	Queue  string
+	// Batch is the batch the payload names, if it names a valid one.
+	Batch  string
+	Reason string
+	At     time.Time
+}
+
+// RecordInvalid keeps a failure record of a refused task, under its batch
+// (or [InvalidBatch]) with the task id in place of a conversation id, so
+// that `failures list` shows it with its reason.
+func (l *Ledger) RecordInvalid(ctx context.Context, t InvalidTask) error {
+	batch := t.Batch
+	if batch == "" {
+		batch = InvalidBatch
+	}
+	key := l.failureKey(batch, t.TaskID)
+	ms := t.At.UnixMilli()
+	pipe := l.rdb.TxPipeline()
+	pipe.HSet(ctx, key, "batch", batch, "queue", t.Queue, "outcome", string(Failed), "code", "", "msg",
+		truncate("invalid task: "+t.Reason, maxMsgBytes), "http_status", "", "logid", "", "attempts", 0,
+		"first_at", ms, "last_at", ms)
+	pipe.Expire(ctx, key, l.ttl)
+	pipe.ZAdd(ctx, l.key("failures"), redis.Z{Score: float64(ms), Member: batch + "/" + t.TaskID})
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("ledger: record invalid task %s: %w", t.TaskID, err)
+	}
+	return nil
+}

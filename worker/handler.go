@@ -60,14 +60,11 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	h.metrics.TasksInFlight.Inc()
 	defer h.metrics.TasksInFlight.Dec()
 
+	queue, _ := asynq.GetQueueName(ctx)
 	p, err := tasks.ParsePayload(t.Payload())
 	if err != nil {
-		id, _ := asynq.GetTaskID(ctx)
-		h.metrics.InvalidTasks.Inc()
-		h.log.Error("task rejected without a call", "task_id", id, "error", err)
-		return giveUp(err)
+		return h.refuse(ctx, queue, p, err)
 	}
-	queue, _ := asynq.GetQueueName(ctx)
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
 
@@ -102,6 +99,24 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		h.metrics.Retries.WithLabelValues(r.reason).Inc()
 	}
 	return next
+}
+
+// refuse archives a task whose payload is not a deletion this worker can
+// make, never calling the API, and keeps a failure record that says why.
+func (h *Handler) refuse(ctx context.Context, queue string, p tasks.Payload, reason error) error {
+	id, _ := asynq.GetTaskID(ctx)
+	h.metrics.InvalidTasks.Inc()
+	h.log.Error("task refused without a call", "task_id", id, "queue", queue, "error", reason)
+	batch := p.Batch
+	if tasks.ValidateBatch(batch) != nil {
+		batch = ""
+	}
+	rec := ledger.InvalidTask{TaskID: id, Queue: queue, Batch: batch, Reason: reason.Error(), At: h.now()}
+	if err := h.ledger.RecordInvalid(context.WithoutCancel(ctx), rec); err != nil {
+		h.metrics.LedgerErrors.Inc()
+		return retryLater(reasonLedger, time.Second, err)
+	}
+	return giveUp(reason)
 }
 
 // call makes the API call and reports its answer to the auth gate, even if

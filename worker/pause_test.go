@@ -235,6 +235,23 @@ func TestInvalidPayloadIsArchivedWithoutACall(t *testing.T) {
 			t.Errorf("archived with reason %q", task.LastErr)
 		}
 	}
+	// Both are recorded, with their reasons: the one with a valid batch
+	// under it, the garbage under invalid-tasks.
+	var records []ledger.Failure
+	_ = b.ledger.Failures(b.ctx, ledger.Filter{}, func(f ledger.Failure) error { records = append(records, f); return nil })
+	if len(records) != 2 {
+		t.Fatalf("failure records %+v", records)
+	}
+	byBatch := map[string]ledger.Failure{}
+	for _, r := range records {
+		byBatch[r.Batch] = r
+	}
+	if r := byBatch["x"]; r.Outcome != ledger.Failed || !strings.Contains(r.Msg, `invalid conversation id "1/../admin"`) {
+		t.Errorf("record of the invalid id: %+v", r)
+	}
+	if r := byBatch[ledger.InvalidBatch]; !strings.Contains(r.Msg, "not a JSON task payload") {
+		t.Errorf("record of the garbage: %+v", r)
+	}
 }
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {

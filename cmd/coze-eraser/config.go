@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/coze-eraser/coze-eraser/coze"
+	"github.com/coze-eraser/coze-eraser/worker"
 )
 
 // env looks environment variables up; tests pass a map.
@@ -211,4 +212,21 @@ func version() string {
 		return info.Main.Version
 	}
 	return "devel"
+}
+
+// checkPersistence warns, once at start, when the Redis would lose the
+// queue and the ledger on a restart; with require it refuses to go on.
+func checkPersistence(ctx context.Context, rdb redis.UniversalClient, log *slog.Logger, require bool) error {
+	p, err := worker.CheckPersistence(ctx, rdb)
+	switch {
+	case err != nil && require:
+		return setupError("--require-persistence: %v", err)
+	case err != nil:
+		log.Warn("could not check that Redis persists its data", "error", err)
+	case !p.Durable() && require:
+		return setupError("--require-persistence: %s", p.Risk())
+	case p.Risk() != "":
+		log.Warn(p.Risk(), "appendonly", p.AOF, "appendfsync", p.AOFFsync, "rdb", p.RDB)
+	}
+	return nil
 }

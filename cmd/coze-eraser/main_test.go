@@ -331,3 +331,29 @@ func waitUntil(t *testing.T, timeout time.Duration, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestPersistenceCheckAtStart: a Redis that keeps nothing gets a warning
+// naming the risk, and --require-persistence refuses it.
+func TestPersistenceCheckAtStart(t *testing.T) {
+	t.Parallel()
+	volatile := redistest.Start(t)
+	c := cli{env: map[string]string{"COZE_API_TOKEN": "pat_x", "REDIS_URL": volatile.URL}}
+	res := c.run(context.Background(), "worker", "--require-persistence", "--metrics-addr", "")
+	if res.code != exitSetup || !strings.Contains(res.stderr, "neither AOF nor RDB") || strings.Count(strings.TrimSpace(res.stderr), "\n") != 0 {
+		t.Errorf("--require-persistence on a volatile Redis: %+v", res)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	res = c.run(ctx, "worker", "--metrics-addr", "")
+	if res.code != 0 || !strings.Contains(res.stderr, "level=WARN msg=\"Redis has neither AOF nor RDB snapshots") {
+		t.Errorf("without the flag: exit %d, want a warning at start:\n%s", res.code, res.stderr)
+	}
+	durable := redistest.Start(t, redistest.WithArgs("--appendonly", "yes", "--appendfsync", "everysec"))
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel2()
+	c.env["REDIS_URL"] = durable.URL
+	res = c.run(ctx2, "worker", "--require-persistence", "--metrics-addr", "")
+	if res.code != 0 || strings.Contains(res.stderr, "AOF") {
+		t.Errorf("with AOF: exit %d\n%s", res.code, res.stderr)
+	}
+}

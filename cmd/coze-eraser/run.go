@@ -102,6 +102,11 @@ func (a *app) runRun(ctx context.Context, f *runFlags, args []string) error {
 		return err
 	}
 	defer closeRedis()
+	if !embedded {
+		if err := checkPersistence(ctx, rdb, log, false); err != nil {
+			return err
+		}
+	}
 	cfg, limiter, err := f.work.config(a, rdb, log)
 	if err != nil {
 		return err

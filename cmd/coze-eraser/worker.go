@@ -12,10 +12,11 @@ import (
 )
 
 type workerFlags struct {
-	redis     redisFlags
-	work      workFlags
-	queues    string
-	ledgerTTL time.Duration
+	redis              redisFlags
+	work               workFlags
+	queues             string
+	ledgerTTL          time.Duration
+	requirePersistence bool
 }
 
 func (a *app) workerCommand() *cobra.Command {
@@ -52,6 +53,7 @@ signed with HMAC-SHA256 when COZE_ERASER_CALLBACK_SECRET is set.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.queues, "queues", "default", "queues to work, with weights: gdpr=6,bulk=1")
 	fl.DurationVar(&f.ledgerTTL, "ledger-ttl", ledger.DefaultTTL, "retention of batches the worker creates for tasks of other producers")
+	fl.BoolVar(&f.requirePersistence, "require-persistence", false, "refuse to start when Redis has neither AOF nor RDB snapshots (or the check is refused)")
 	return cmd
 }
 
@@ -73,6 +75,9 @@ func (a *app) runWorker(ctx context.Context, f *workerFlags) error {
 		return err
 	}
 	defer rdb.Close()
+	if err := checkPersistence(ctx, rdb, log, f.requirePersistence); err != nil {
+		return err
+	}
 	cfg, limiter, err := f.work.config(a, rdb, log)
 	if err != nil {
 		return err
