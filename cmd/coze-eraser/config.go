@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/url"
+	"os"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -113,15 +115,22 @@ func tokenSource(e env) (coze.TokenSource, error) {
 
 // redisFlags are the flags of every command that talks to Redis.
 type redisFlags struct {
-	url  string
-	wait time.Duration
+	url   string
+	wait  time.Duration
+	tlsCA string
 }
 
 func (f *redisFlags) register(cmd *cobra.Command, defaultWait time.Duration) {
 	cmd.Flags().StringVar(&f.url, "redis-url", "redis://127.0.0.1:6379/0",
 		"Redis to use: redis:// or rediss:// (TLS), with user:password@ and /db")
+	f.registerRest(cmd, defaultWait)
+}
+
+func (f *redisFlags) registerRest(cmd *cobra.Command, defaultWait time.Duration) {
 	cmd.Flags().DurationVar(&f.wait, "redis-wait", defaultWait,
 		"how long to keep trying to reach Redis at start before giving up")
+	cmd.Flags().StringVar(&f.tlsCA, "redis-tls-ca", "",
+		"PEM file of the CA that signed a rediss:// server's certificate (default: the system's CAs)")
 }
 
 // connect opens the Redis client and checks that Redis answers, trying for
@@ -131,6 +140,20 @@ func (f *redisFlags) connect(ctx context.Context) (*redis.Client, error) {
 	if err != nil {
 		// The parser's message can quote the URL, password included.
 		return nil, setupError("--redis-url %s: not a Redis URL; use redis://[user:password@]host:port/db or rediss://…", redactURL(f.url))
+	}
+	if f.tlsCA != "" {
+		if opt.TLSConfig == nil {
+			return nil, setupError("--redis-tls-ca is for rediss:// URLs")
+		}
+		pem, err := os.ReadFile(f.tlsCA)
+		if err != nil {
+			return nil, setupError("--redis-tls-ca: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, setupError("--redis-tls-ca %s: no PEM certificate in it", f.tlsCA)
+		}
+		opt.TLSConfig.RootCAs = pool
 	}
 	rdb := redis.NewClient(opt)
 	deadline := time.Now().Add(f.wait)

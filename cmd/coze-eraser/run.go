@@ -62,7 +62,7 @@ the run could not start, 130 when interrupted.`,
 		RunE: func(cmd *cobra.Command, args []string) error { return a.runRun(cmd.Context(), &f, args) },
 	}
 	cmd.Flags().StringVar(&f.redis.url, "redis-url", "", "Redis to keep the queue and ledger in (default: an embedded one that keeps nothing)")
-	cmd.Flags().DurationVar(&f.redis.wait, "redis-wait", 0, "how long to keep trying to reach Redis at start before giving up")
+	f.redis.registerRest(cmd, 0)
 	f.work.register(cmd)
 	f.batch.register(cmd, "batch name (default: derived from the input, so running the same input again resumes it)")
 	fl := cmd.Flags()

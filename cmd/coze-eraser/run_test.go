@@ -174,3 +174,30 @@ func TestRunInputAndBatchName(t *testing.T) {
 		t.Errorf("run without ids: %+v", res)
 	}
 }
+
+// TestRunOverTLSWithACLUser: a batch through a redis-server that speaks
+// only TLS and knows only an ACL user with a password.
+func TestRunOverTLSWithACLUser(t *testing.T) {
+	t.Parallel()
+	files := redistest.NewTLSFiles(t)
+	srv := redistest.Start(t, redistest.WithTLS(files), redistest.WithUser("eraser", "pw-for-the-tls-test"))
+	path, ids := writeIDs(t, 200, 7579996104798150001)
+	fake := cozetest.NewServer()
+	t.Cleanup(fake.Close)
+	c := cli{env: map[string]string{"COZE_API_TOKEN": "pat_tls", "COZE_BASE_URL": fake.URL}}
+	res := c.run(context.Background(), append([]string{"run", "--file", path, "--redis-url", srv.URL, "--redis-tls-ca", files.CA}, fastRun...)...)
+	if res.code != 0 || !strings.HasPrefix(lastLine(res.stdout), "total=200 deleted=200") {
+		t.Fatalf("run over TLS: exit %d\n%s\n%s", res.code, res.stdout, res.stderr)
+	}
+	if len(fake.Deletions()) != len(ids) {
+		t.Errorf("the fake deleted %d", len(fake.Deletions()))
+	}
+	if strings.Contains(res.stderr, "pw-for-the-tls-test") {
+		t.Error("the Redis password is in the output")
+	}
+	// Without the CA the certificate is not trusted: a clear error, exit 2.
+	bad := c.run(context.Background(), "run", "--file", path, "--redis-url", srv.URL)
+	if bad.code != exitSetup || !strings.Contains(bad.stderr, "certificate") || strings.Contains(bad.stderr, "pw-for-the-tls-test") {
+		t.Errorf("without --redis-tls-ca: %+v", bad)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -34,6 +35,7 @@ type Server struct {
 	bin  string
 	args []string
 	dir  string
+	tls  *TLSFiles
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -47,6 +49,8 @@ type Option func(*config)
 type config struct {
 	args     []string
 	password string
+	user     string
+	tls      *TLSFiles
 }
 
 // WithArgs passes extra redis-server arguments, such as
@@ -75,7 +79,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	for _, opt := range opts {
 		opt(&cfg)
 	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir()}
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), tls: cfg.tls}
 	var lastErr error
 	for range 5 {
 		port, err := freePort()
@@ -83,15 +87,21 @@ func Start(t testing.TB, opts ...Option) *Server {
 			t.Fatalf("redistest: no free port: %v", err)
 		}
 		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		s.URL = "redis://" + s.Addr + "/0"
-		if cfg.password != "" {
-			s.URL = "redis://:" + cfg.password + "@" + s.Addr + "/0"
+		scheme, portArgs := "redis", []string{"--port", strconv.Itoa(port)}
+		if cfg.tls != nil {
+			scheme = "rediss"
+			portArgs = []string{"--port", "0", "--tls-port", strconv.Itoa(port), "--tls-cert-file", cfg.tls.Cert,
+				"--tls-key-file", cfg.tls.Key, "--tls-ca-cert-file", cfg.tls.CA, "--tls-auth-clients", "no"}
 		}
-		s.args = append([]string{
-			"--bind", "127.0.0.1", "--port", strconv.Itoa(port),
-			"--dir", s.dir, "--save", "", "--appendonly", "no",
+		auth := ""
+		if cfg.password != "" {
+			auth = cfg.user + ":" + cfg.password + "@"
+		}
+		s.URL = scheme + "://" + auth + s.Addr + "/0"
+		s.args = append(append([]string{
+			"--bind", "127.0.0.1", "--dir", s.dir, "--save", "", "--appendonly", "no",
 			"--daemonize", "no", "--logfile", "",
-		}, cfg.args...)
+		}, portArgs...), cfg.args...)
 		if lastErr = s.start(); lastErr == nil {
 			t.Cleanup(s.Kill)
 			return s
@@ -128,6 +138,9 @@ func (s *Server) start() error {
 				return nil
 			}
 		}
+		if s.tls != nil && strings.Contains(s.out.String(), "TLS") && strings.Contains(s.out.String(), "not supported") {
+			return fmt.Errorf("this redis-server was built without TLS: %s", s.out.String())
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	_ = cmd.Process.Kill()
@@ -136,12 +149,20 @@ func (s *Server) start() error {
 	return fmt.Errorf("redis-server did not answer on %s within 10s: %s", s.Addr, s.out.String())
 }
 
-func (s *Server) ping() error {
+// Options returns go-redis options for the server, TLS included.
+func (s *Server) Options() *redis.Options {
 	opt, err := redis.ParseURL(s.URL)
 	if err != nil {
-		return err
+		s.t.Fatal(err)
 	}
-	c := redis.NewClient(opt)
+	if s.tls != nil {
+		opt.TLSConfig = s.tls.Client.Clone()
+	}
+	return opt
+}
+
+func (s *Server) ping() error {
+	c := redis.NewClient(s.Options())
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
@@ -151,11 +172,7 @@ func (s *Server) ping() error {
 // Client returns a new go-redis client for the server, closed at cleanup.
 func (s *Server) Client() *redis.Client {
 	s.t.Helper()
-	opt, err := redis.ParseURL(s.URL)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	c := redis.NewClient(opt)
+	c := redis.NewClient(s.Options())
 	s.t.Cleanup(func() { _ = c.Close() })
 	return c
 }

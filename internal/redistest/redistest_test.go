@@ -32,3 +32,14 @@ func TestPassword(t *testing.T) {
 		t.Fatalf("ping with the URL's password: %v", err)
 	}
 }
+
+func TestTLSAndACLUser(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.WithTLS(redistest.NewTLSFiles(t)), redistest.WithUser("eraser", "s3cret-pw"))
+	if err := srv.Client().Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("ping over TLS as an ACL user: %v", err)
+	}
+	if want := "rediss://eraser:s3cret-pw@"; len(srv.URL) < len(want) || srv.URL[:len(want)] != want {
+		t.Errorf("URL %s", srv.URL)
+	}
+}
