@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -118,7 +119,7 @@ func TestNetworkFaults(t *testing.T) {
 			class: coze.ClassTransient, errHas: "reading the response body",
 		},
 		{
-			name: "body trickled one byte at a time",
+			name: "body trickled one byte per second",
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				for i := 0; i < 1000; i++ {
 					if _, err := w.Write([]byte(" ")); err != nil {
@@ -126,7 +127,7 @@ func TestNetworkFaults(t *testing.T) {
 					}
 					w.(http.Flusher).Flush()
 					select {
-					case <-time.After(50 * time.Millisecond):
+					case <-time.After(time.Second):
 					case <-r.Context().Done():
 						return
 					}
@@ -284,5 +285,27 @@ func TestRedirectIsNeverFollowed(t *testing.T) {
 	}
 	if res.Class != coze.ClassUnknown || res.HTTPStatus != 301 {
 		t.Errorf("class %s status %d, want unknown 301", res.Class, res.HTTPStatus)
+	}
+}
+
+// tenMB is written by the oversized-body server without allocating per call.
+var tenMB = []byte(strings.Repeat("x", 10<<20))
+
+// TestOversizedBodyMemoryIsBounded: a 10 MB answer costs the client about
+// its read limit, not 10 MB. Not parallel: it measures the heap.
+func TestOversizedBodyMemoryIsBounded(t *testing.T) {
+	url := serve(t, func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(tenMB) })
+	c := newClient(t, url, coze.WithTimeout(5*time.Second))
+	_, _ = c.DeleteConversation(context.Background(), "1") // warm the connection pool
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	res, _ := c.DeleteConversation(context.Background(), "1")
+	runtime.ReadMemStats(&after)
+	if res.Class != coze.ClassUnknown {
+		t.Errorf("class %s", res.Class)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<20 {
+		t.Errorf("the call allocated %d bytes for a 10 MB body; the read limit is %d", alloc, coze.DefaultMaxBodyBytes)
 	}
 }

@@ -161,42 +161,15 @@ func assertNoSecret(t *testing.T, b *bundle) {
 	if !sent {
 		t.Fatal("the fake never received the token: the check below would prove nothing")
 	}
-	ctx := context.Background()
-	keys, err := b.rdb.Keys(ctx, "*").Result()
+	found, read, err := b.redis.KeysHolding(context.Background(), b.token)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(keys) == 0 {
+	if read == 0 {
 		t.Fatal("Redis is empty")
 	}
-	for _, key := range keys {
-		if strings.Contains(key, b.token) {
-			t.Errorf("key %q holds the token", key)
-		}
-		var values []string
-		switch typ := b.rdb.Type(ctx, key).Val(); typ {
-		case "string":
-			values = []string{b.rdb.Get(ctx, key).Val()}
-		case "hash":
-			for k, v := range b.rdb.HGetAll(ctx, key).Val() {
-				values = append(values, k, v)
-			}
-		case "list":
-			values = b.rdb.LRange(ctx, key, 0, -1).Val()
-		case "set":
-			values = b.rdb.SMembers(ctx, key).Val()
-		case "zset":
-			values = b.rdb.ZRange(ctx, key, 0, -1).Val()
-		case "none":
-			// expired or deleted since KEYS listed it
-		default:
-			t.Errorf("key %q has type %s, which this check cannot read", key, typ)
-		}
-		for _, v := range values {
-			if strings.Contains(v, b.token) {
-				t.Errorf("key %q holds the token", key)
-			}
-		}
+	if len(found) > 0 {
+		t.Errorf("the token is in Redis keys %q", found)
 	}
 	logs := b.logs.String()
 	if !strings.Contains(logs, `"msg":"attempt"`) {

@@ -1,0 +1,80 @@
+//go:build slow
+
+package systemtest
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coze-eraser/coze-eraser/coze/cozetest"
+	"github.com/coze-eraser/coze-eraser/internal/redistest"
+)
+
+// TestWorkerKilledMidRun is scenario 2: one of two worker processes is
+// killed with SIGKILL mid-run. The other finishes every id, including those
+// the dead one held: asynq gives them back once their 30 s lease has
+// expired and its recoverer (every minute) finds them.
+func TestWorkerKilledMidRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil, cozetest.WithLatency(20*time.Millisecond))
+	all := ids(5000, 7800000000000000001)
+	b.enqueue(t, "s2", all)
+	victim := startWorker(t, b.env(), "--concurrency", "20")
+	survivor := startWorker(t, b.env(), "--concurrency", "20")
+	waitFor(t, time.Minute, "a fifth of the batch", func() bool { return b.batch("s2").Finished() >= len(all)/5 })
+	victim.signal(syscall.SIGKILL)
+	killedAt := time.Now()
+	victim.wait(10 * time.Second)
+	waitFor(t, 5*time.Minute, "the batch to finish", func() bool { return b.batch("s2").Pending() == 0 })
+	recovered := time.Since(killedAt)
+	dups := b.checkOutcomes(t, "s2", all)
+	bt := b.batch("s2")
+	t.Logf("scenario 2: %d ids; one of two workers SIGKILLed; %d deleted, %d not_found, %d failed; "+
+		"%d duplicate DELETE calls; batch done %.0fs after the kill", len(all), bt.Deleted, bt.NotFound, bt.Failed, dups, recovered.Seconds())
+	_ = survivor
+}
+
+// TestRedisLostMidRun is scenario 4's second half: Redis is gone for 20 s
+// while a worker runs. The worker keeps running with bounded CPU, /readyz
+// fails during the outage, and work resumes by itself.
+func TestRedisLostMidRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t, []redistest.Option{redistest.WithArgs("--appendonly", "yes", "--appendfsync", "everysec")},
+		cozetest.WithLatency(5*time.Millisecond))
+	all := ids(5000, 7900000000000000001)
+	b.enqueue(t, "s4", all)
+	time.Sleep(1500 * time.Millisecond)
+	w := startWorker(t, b.env(), "--concurrency", "20", "--rate", "200")
+	waitFor(t, time.Minute, "a fifth of the batch", func() bool { return b.batch("s4").Finished() >= len(all)/5 })
+	b.redis.Kill()
+	cpuBefore, wallBefore := w.cpu(), time.Now()
+	notReady := 0
+	for time.Since(wallBefore) < 20*time.Second {
+		if w.get("/readyz") != 200 {
+			notReady++
+		}
+		time.Sleep(time.Second)
+	}
+	cpuShare := float64(w.cpu()-cpuBefore) / float64(time.Since(wallBefore))
+	b.redis.Restart()
+	restartedAt := time.Now()
+	waitFor(t, 5*time.Minute, "the batch to finish", func() bool { return b.batch("s4").Pending() == 0 })
+	dups := b.checkOutcomes(t, "s4", all)
+	if notReady < 18 {
+		t.Errorf("/readyz failed in %d of 20 probes during the outage", notReady)
+	}
+	if cpuShare > 0.25 {
+		t.Errorf("the worker used %.0f%% of a core while Redis was gone", 100*cpuShare)
+	}
+	if w.get("/readyz") != 200 {
+		t.Error("not ready after Redis came back")
+	}
+	if strings.Contains(w.out.String(), b.token) {
+		t.Error("the token is in the worker's output")
+	}
+	t.Logf("scenario 4: %d ids; Redis gone 20 s; /readyz 503 in %d/20 probes; worker CPU %.1f%% of a core during the outage; "+
+		"%d duplicate DELETE calls; batch done %.1fs after Redis returned", len(all), notReady, 100*cpuShare, dups,
+		time.Since(restartedAt).Seconds())
+}
