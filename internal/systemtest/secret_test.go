@@ -54,14 +54,14 @@ func TestTokenNeverLeaks(t *testing.T) {
 	cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(w.cmd.Process.Pid) + "/cmdline")
 
 	outputs := map[string]string{
-		"ps output":        string(ps),
-		"worker cmdline":   string(cmdline),
-		"worker log":       w.out.String(),
-		"/metrics":         httpGet(t, "http://"+w.metrics+"/metrics"),
-		"report":           run(t, env, "report", "secret", "--format", "jsonl"),
-		"failures list":    run(t, env, "failures", "list", "--format", "csv"),
-		"status":           run(t, env, "status", "--format", "json"),
-		"bad token error":  run(t, map[string]string{"COZE_API_TOKEN": b.token + "\nX"}, "worker"),
+		"ps output":         string(ps),
+		"worker cmdline":    string(cmdline),
+		"worker log":        w.out.String(),
+		"/metrics":          httpGet(t, "http://"+w.metrics+"/metrics"),
+		"report":            run(t, env, "report", "secret", "--format", "jsonl"),
+		"failures list":     run(t, env, "failures", "list", "--format", "csv"),
+		"status":            run(t, env, "status", "--format", "json"),
+		"bad token error":   run(t, map[string]string{"COZE_API_TOKEN": b.token + "\nX"}, "worker"),
 		"both tokens error": run(t, map[string]string{"COZE_API_TOKEN": b.token, "COZE_API_TOKEN_FILE": tokenFile}, "worker"),
 	}
 	if !strings.Contains(outputs["worker log"], "the API rejects the token") {
