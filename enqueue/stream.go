@@ -117,6 +117,10 @@ func readLine(br *bufio.Reader) (raw []byte, tooLong bool, err error) {
 			}
 		}
 		if !errors.Is(err, bufio.ErrBufferFull) {
+			// The allowance above is for a line end; a last line has none.
+			if !tooLong && len(bytes.TrimRight(buf, "\r\n")) > MaxLineBytes {
+				tooLong, buf = true, buf[:64]
+			}
 			return buf, tooLong, err
 		}
 	}
