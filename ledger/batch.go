@@ -71,8 +71,9 @@ type Batch struct {
 	Failed   int
 
 	// done holds finished-id counts of the last minute by 10 s slot.
-	done     map[int64]int
-	nbuckets int
+	done       map[int64]int
+	nbuckets   int
+	progressAt time.Time
 }
 
 // Pending is the number of ids without a terminal outcome: queued,
@@ -369,6 +370,7 @@ func decodeBatch(name string, h map[string]string) Batch {
 		Failed:      int(num("failed")),
 		done:        map[int64]int{},
 		nbuckets:    int(num("buckets")),
+		progressAt:  ms("progress_at"),
 	}
 	for i := range 6 {
 		slot, count := num("rs"+strconv.Itoa(i)), num("rc"+strconv.Itoa(i))
@@ -408,3 +410,47 @@ func (l *Ledger) OpenStats(ctx context.Context, now time.Time) (OpenStats, error
 	}
 	return s, nil
 }
+
+//go:embed lua/stalled.lua
+var stalledSource string
+
+var stalledScript = script(stalledSource)
+
+// Stalled is a page of a batch's pending ids that no live task will finish.
+type Stalled struct {
+	Batch string
+	// Queue is the first queue the batch's tasks were put in.
+	Queue string
+	IDs   []string
+	// Next is the bucket to read next; 0 when the batch has been read to
+	// its end.
+	Next int
+}
+
+// PendingWithoutTask reads up to buckets buckets of batch from bucket from
+// and returns its pending ids whose task is gone from every queue the batch
+// used (and that no link covers). taskIDPrefix is the part of the task id
+// before the conversation id ("del:").
+func (l *Ledger) PendingWithoutTask(ctx context.Context, batch string, from, buckets int, taskIDPrefix string) (Stalled, error) {
+	b, ok, err := l.Batch(ctx, batch)
+	if err != nil || !ok {
+		return Stalled{Batch: batch}, err
+	}
+	s := Stalled{Batch: batch}
+	end := min(from+buckets, b.buckets())
+	for k := from; k < end; k++ {
+		res, err := l.run(ctx, stalledScript, batch, k, "asynq:{", "}:t:"+taskIDPrefix).StringSlice()
+		if err != nil {
+			return s, fmt.Errorf("ledger: stalled ids of %s: %w", batch, err)
+		}
+		s.Queue = res[0]
+		s.IDs = append(s.IDs, res[1:]...)
+	}
+	if end < b.buckets() {
+		s.Next = end
+	}
+	return s, nil
+}
+
+// ProgressAt is when the batch last gained ids or finished one.
+func (b Batch) ProgressAt() time.Time { return b.progressAt }

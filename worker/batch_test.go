@@ -369,3 +369,43 @@ func TestRerunLinksPendingIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestStalledBatchIsRepaired: ids that joined a batch but never got a task
+// (their enqueue died in between, and nobody ran it again) are given tasks
+// by the janitor once the batch stalls.
+func TestStalledBatchIsRepaired(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	adder, err := b.ledger.OpenBatch(b.ctx, ledger.BatchSpec{Name: "stalled", Queue: "default", AdderLease: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := ids(40, 8300000000000000001)
+	if _, err := adder.Add(b.ctx, all); err != nil {
+		t.Fatal(err)
+	}
+	// A task for one of them was queued: it is left alone.
+	if _, err := b.enqueue.Enqueue(b.ctx, all[0], enqueue.Batch("stalled")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := b.fastConfig(t, nil)
+	cfg.JanitorInterval = 50 * time.Millisecond
+	cfg.StallAfter = 200 * time.Millisecond
+	b.startWorker(t, cfg)
+	waitFor(t, 20*time.Second, "the stalled batch to finish", func() bool {
+		bt, _, _ := b.ledger.Batch(b.ctx, "stalled")
+		return bt.Pending() == 0 && bt.Completions == 1
+	})
+	calls := map[string]int{}
+	for _, c := range b.fake.Calls() {
+		calls[c.ID]++
+	}
+	for _, id := range all {
+		if calls[id] != 1 {
+			t.Errorf("id %s called %d times", id, calls[id])
+		}
+	}
+	if !strings.Contains(b.logs.String(), "queued tasks for pending ids that had none") {
+		t.Error("the repair was not logged")
+	}
+}

@@ -25,7 +25,13 @@ type janitor struct {
 	client    *asynq.Client
 	inspector *asynq.Inspector
 	srv       *Server
+	// cursors remembers, per stalled batch, the next bucket to read.
+	cursors map[string]int
 }
+
+// stalledBucketsPerSweep bounds the work one sweep does on a stalled
+// batch: a batch of 4096 buckets is read over 16 sweeps.
+const stalledBucketsPerSweep = 256
 
 // run repairs every interval until ctx ends.
 func (j *janitor) run(ctx context.Context, interval time.Duration) {
@@ -49,6 +55,40 @@ func (j *janitor) sweep(ctx context.Context) {
 	j.queueCallbacks(ctx)
 	j.completeIdleBatches(ctx)
 	j.requeueOrphans(ctx)
+	j.requeueStalled(ctx)
+}
+
+// requeueStalled gives a new task to the pending ids of stalled batches
+// (no progress for StallAfter) that no live task will finish: their enqueue
+// died between adding them to the batch and queueing their tasks, and
+// nobody ran it again.
+func (j *janitor) requeueStalled(ctx context.Context) {
+	names, err := j.ledger.OpenBatches(ctx)
+	if err != nil {
+		return
+	}
+	now := j.srv.cfg.Now()
+	for _, name := range names {
+		b, ok, err := j.ledger.Batch(ctx, name)
+		if err != nil || !ok || now.Sub(b.ProgressAt()) < j.srv.cfg.StallAfter {
+			delete(j.cursors, name)
+			continue
+		}
+		page, err := j.ledger.PendingWithoutTask(ctx, name, j.cursors[name], stalledBucketsPerSweep, "del:")
+		if err != nil {
+			j.srv.cfg.Logger.Warn("janitor: reading a stalled batch", "batch", name, "error", err)
+			continue
+		}
+		j.cursors[name] = page.Next
+		for _, id := range page.IDs {
+			if err := j.requeue(ctx, ledger.Orphan{ConversationID: id, Batch: name, Queue: page.Queue}); err != nil {
+				j.srv.cfg.Logger.Warn("janitor: queueing a task for a stalled id", "conversation_id", id, "batch", name, "error", err)
+			}
+		}
+		if len(page.IDs) > 0 {
+			j.srv.cfg.Logger.Warn("janitor: queued tasks for pending ids that had none", "batch", name, "ids", len(page.IDs))
+		}
+	}
 }
 
 // completeIdleBatches completes open batches whose ids are all done but

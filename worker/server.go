@@ -85,6 +85,9 @@ type Config struct {
 	// JanitorInterval is how often the worker queues callbacks and tasks a
 	// crash may have left unqueued (default 30 s).
 	JanitorInterval time.Duration
+	// StallAfter is how long an open batch may go without progress before
+	// the janitor looks for pending ids that have no task (default 15 min).
+	StallAfter time.Duration
 	// Limiter, when set, is the fleet's shared rate budget and in-flight
 	// cap; without it each worker only pauses itself after a 429.
 	Limiter *ratelimit.Limiter
@@ -107,6 +110,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.JanitorInterval <= 0 {
 		c.JanitorInterval = DefaultJanitorInterval
+	}
+	if c.StallAfter <= 0 {
+		c.StallAfter = 15 * time.Minute
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = DefaultConcurrency
@@ -171,7 +177,8 @@ func New(cfg Config) (*Server, error) {
 	cfg.Registry.MustRegister(newQueueCollector(asynq.NewInspectorFromRedisClient(cfg.Redis)),
 		newBatchCollector(cfg.Ledger, cfg.Now))
 	s.client = asynq.NewClientFromRedisClient(cfg.Redis)
-	s.janitor = &janitor{ledger: cfg.Ledger, client: s.client, inspector: asynq.NewInspectorFromRedisClient(cfg.Redis), srv: s}
+	s.janitor = &janitor{ledger: cfg.Ledger, client: s.client, inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
+		srv: s, cursors: map[string]int{}}
 	log := cfg.Logger
 	s.handler = &Handler{
 		api:     cfg.API,
