@@ -74,7 +74,7 @@ func TestRedisLostMidRun(t *testing.T) {
 	if strings.Contains(w.out.String(), b.token) {
 		t.Error("the token is in the worker's output")
 	}
-	t.Logf("scenario 4: %d ids; Redis gone 20 s; /readyz 503 in %d/20 probes; worker CPU %.1f%% of a core during the outage; "+
+	t.Logf("scenario 4: %d ids; Redis gone 20 s; /readyz not ready in %d of 20 probes; worker CPU %.1f%% of a core during the outage; "+
 		"%d duplicate DELETE calls; batch done %.1fs after Redis returned", len(all), notReady, 100*cpuShare, dups,
 		time.Since(restartedAt).Seconds())
 }
