@@ -169,7 +169,13 @@ func TestSetupErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			res := cli{env: tt.env}.run(context.Background(), tt.args...)
+			// Never the machine's own Redis on 6379: a dead one, not waited
+			// for. Flag errors must come before any connection anyway.
+			env := map[string]string{"REDIS_URL": deadRedis, "COZE_ERASER_REDIS_WAIT": "0"}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			res := cli{env: env}.run(context.Background(), tt.args...)
 			if res.code != exitSetup {
 				t.Errorf("exit %d, want 2", res.code)
 			}

@@ -94,7 +94,8 @@ func (a *app) runRun(ctx context.Context, f *runFlags, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := tokenSource(a.env); err != nil {
+	api, tokens, err := f.work.api(a)
+	if err != nil {
 		return err
 	}
 	rdb, embedded, closeRedis, err := a.runRedis(ctx, &f.redis)
@@ -107,7 +108,7 @@ func (a *app) runRun(ctx context.Context, f *runFlags, args []string) error {
 			return err
 		}
 	}
-	cfg, limiter, err := f.work.config(a, rdb, log)
+	cfg, limiter, err := f.work.config(a, rdb, log, api, tokens)
 	if err != nil {
 		return err
 	}

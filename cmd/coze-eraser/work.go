@@ -47,20 +47,29 @@ func (f *workFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.maxInflight, "max-inflight", 0, "API calls in flight across the whole fleet (0: no cap)")
 }
 
-// config checks the flags and builds the API client, the fleet budget (when
-// asked for) and the worker configuration. Close the limiter when done.
-func (f *workFlags) config(a *app, rdb redis.UniversalClient, log *slog.Logger) (worker.Config, *ratelimit.Limiter, error) {
+// api checks the flags that need no Redis and builds the API client, so
+// that a bad flag is reported before any wait for Redis.
+func (f *workFlags) api(a *app) (*coze.Client, coze.TokenSource, error) {
 	if f.concurrency < 1 {
-		return worker.Config{}, nil, setupError("--concurrency %d: must be 1 or more", f.concurrency)
+		return nil, nil, setupError("--concurrency %d: must be 1 or more", f.concurrency)
+	}
+	if err := f.checkLimits(); err != nil {
+		return nil, nil, err
 	}
 	tokens, err := tokenSource(a.env)
 	if err != nil {
-		return worker.Config{}, nil, err
+		return nil, nil, err
 	}
 	api, err := coze.NewClient(f.baseURL, tokens, coze.WithTimeout(f.requestTimeout), coze.WithUserAgent("coze-eraser/"+version()))
 	if err != nil {
-		return worker.Config{}, nil, setupError("--coze-base-url: %v", err)
+		return nil, nil, setupError("--coze-base-url: %v", err)
 	}
+	return api, tokens, nil
+}
+
+// config builds the fleet budget (when asked for) and the worker
+// configuration around api. Close the limiter when done.
+func (f *workFlags) config(a *app, rdb redis.UniversalClient, log *slog.Logger, api *coze.Client, tokens coze.TokenSource) (worker.Config, *ratelimit.Limiter, error) {
 	limiter, err := f.limiter(rdb, api, tokens)
 	if err != nil {
 		return worker.Config{}, nil, err
@@ -78,17 +87,22 @@ func (f *workFlags) config(a *app, rdb redis.UniversalClient, log *slog.Logger) 
 	}, limiter, nil
 }
 
+func (f *workFlags) checkLimits() error {
+	switch {
+	case f.rate < 0:
+		return setupError("--rate %v: must not be negative", f.rate)
+	case f.burst < 1:
+		return setupError("--burst %d: must be 1 or more", f.burst)
+	case f.maxInflight < 0:
+		return setupError("--max-inflight %d: must not be negative", f.maxInflight)
+	}
+	return nil
+}
+
 // limiter returns the fleet budget the flags ask for, or nil for none. The
 // budget is keyed by the API base URL and a hash of the token.
 func (f *workFlags) limiter(rdb redis.UniversalClient, api *coze.Client, tokens coze.TokenSource) (*ratelimit.Limiter, error) {
-	switch {
-	case f.rate < 0:
-		return nil, setupError("--rate %v: must not be negative", f.rate)
-	case f.burst < 1:
-		return nil, setupError("--burst %d: must be 1 or more", f.burst)
-	case f.maxInflight < 0:
-		return nil, setupError("--max-inflight %d: must not be negative", f.maxInflight)
-	case f.rate == 0 && f.maxInflight == 0:
+	if f.rate == 0 && f.maxInflight == 0 {
 		return nil, nil
 	}
 	token, err := tokens.Token()

@@ -67,8 +67,9 @@ func (a *app) runWorker(ctx context.Context, f *workerFlags) error {
 	if err != nil {
 		return setupError("--queues: %v", err)
 	}
-	if _, err := tokenSource(a.env); err != nil {
-		return err // before waiting for Redis: a missing token is the first thing to say
+	api, tokens, err := f.work.api(a) // every flag is checked before waiting for Redis
+	if err != nil {
+		return err
 	}
 	rdb, err := f.redis.connect(ctx)
 	if err != nil {
@@ -78,7 +79,7 @@ func (a *app) runWorker(ctx context.Context, f *workerFlags) error {
 	if err := checkPersistence(ctx, rdb, log, f.requirePersistence); err != nil {
 		return err
 	}
-	cfg, limiter, err := f.work.config(a, rdb, log)
+	cfg, limiter, err := f.work.config(a, rdb, log, api, tokens)
 	if err != nil {
 		return err
 	}
