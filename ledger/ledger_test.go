@@ -672,3 +672,114 @@ func TestLinkedBatchKeysAreRefreshed(t *testing.T) {
 		t.Errorf("linked batch TTL %v after an outcome through the link", ttl)
 	}
 }
+
+// TestRecordManyMatchesOneByOne: a group commit gives the same outcomes,
+// tallies, attempts and completions as recording one at a time, duplicate
+// runs and links included.
+func TestRecordManyMatchesOneByOne(t *testing.T) {
+	t.Parallel()
+	attempts := func(batch string) []ledger.Attempt {
+		at := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+		mk := func(id string, o ledger.Outcome, code int64, log string) ledger.Attempt {
+			return ledger.Attempt{ConversationID: id, Batch: batch, Queue: "q", Outcome: o, Code: code, HasCode: true, LogID: log, At: at}
+		}
+		return []ledger.Attempt{
+			mk("1", ledger.Retrying, 5000, "a"), mk("1", ledger.Deleted, 0, "b"), mk("1", ledger.NotFound, 4002, "c"),
+			mk("2", ledger.Failed, 4000, "d"), mk("3", ledger.Retrying, 5000, "e"), mk("3", ledger.Retrying, 5000, "f"),
+			mk("4", ledger.Deleted, 0, "g"), mk("3", ledger.NotFound, 4002, "h"), mk("9", ledger.Deleted, 0, "i"),
+		}
+	}
+	run := func(many bool) (ledger.Batch, []ledger.Recorded, map[string]ledger.Entry) {
+		b := setup(t)
+		b.open(t, ledger.BatchSpec{Name: "x", CallbackURL: "http://127.0.0.1:1/"}, "1", "2", "3", "4")
+		b.open(t, ledger.BatchSpec{Name: "y"}, "4")
+		b.rdb.HSet(b.ctx, ledger.AsynqTaskKey("q", "del:4"), "state", "pending")
+		_, _ = b.ledger.Link(b.ctx, "y", "4", "q", "del:4")
+		var recs []ledger.Recorded
+		if many {
+			var err error
+			if recs, err = b.ledger.RecordMany(b.ctx, attempts("x")); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			for _, a := range attempts("x") {
+				r, err := b.ledger.Record(b.ctx, a)
+				if err != nil {
+					t.Fatal(err)
+				}
+				recs = append(recs, r)
+			}
+		}
+		entries := map[string]ledger.Entry{}
+		_ = b.ledger.Entries(b.ctx, "x", func(e ledger.Entry) error { entries[e.ConversationID] = e; return nil })
+		y, _, _ := b.ledger.Entry(b.ctx, "y", "4")
+		entries["y/4"] = y
+		return b.batch(t, "x"), recs, entries
+	}
+	oneBatch, oneRecs, oneEntries := run(false)
+	manyBatch, manyRecs, manyEntries := run(true)
+	// Completions may differ: one by one, the batch completes, then id 9
+	// (queued by another producer) joins and it completes again; in one
+	// call, the batch completes once, at the end.
+	if oneBatch.Total != manyBatch.Total || oneBatch.Deleted != manyBatch.Deleted || oneBatch.NotFound != manyBatch.NotFound ||
+		oneBatch.Failed != manyBatch.Failed {
+		t.Errorf("tallies differ: one by one %+v, together %+v", oneBatch, manyBatch)
+	}
+	if manyBatch.Total != 5 || manyBatch.Completions != 1 {
+		t.Errorf("batch %+v, want 5 ids (9 joined by its task) and one completion", manyBatch)
+	}
+	for i := range oneRecs {
+		if oneRecs[i].Transitions != manyRecs[i].Transitions || oneRecs[i].Attempts != manyRecs[i].Attempts {
+			t.Errorf("attempt %d: one by one %+v, together %+v", i, oneRecs[i], manyRecs[i])
+		}
+	}
+	for id, e := range oneEntries {
+		if manyEntries[id] != e {
+			t.Errorf("entry %s: one by one %+v, together %+v", id, e, manyEntries[id])
+		}
+	}
+	completions := 0
+	for _, r := range manyRecs {
+		completions += len(r.Completed)
+	}
+	if completions != 2 { // x and y, each once
+		t.Errorf("completions reported %d times: %+v", completions, manyRecs)
+	}
+}
+
+// TestWriterGroupsConcurrentAttempts: many goroutines through one writer,
+// each gets its own result.
+func TestWriterGroupsConcurrentAttempts(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var ids []string
+	for i := range 500 {
+		ids = append(ids, strconv.Itoa(10_000+i))
+	}
+	b.open(t, ledger.BatchSpec{Name: "w"}, ids...)
+	w := ledger.NewWriter(b.ledger, 32, time.Millisecond)
+	defer w.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(ids))
+	for _, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := w.Record(b.ctx, ledger.Attempt{ConversationID: id, Batch: "w", Outcome: ledger.Deleted, LogID: "L" + id, At: b.now})
+			if err == nil && (r.Transitions != 1 || r.Attempts != 1) {
+				err = fmt.Errorf("id %s: %+v", id, r)
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if bt := b.batch(t, "w"); bt.Deleted != 500 || bt.Completions != 1 {
+		t.Errorf("batch %+v", bt)
+	}
+}

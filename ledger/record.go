@@ -51,29 +51,49 @@ var recordScript = script(recordSource)
 // terminal outcome for the id, later attempts (a duplicate run) change
 // nothing, and only [Ledger.Reopen] moves a failure back to pending.
 func (l *Ledger) Record(ctx context.Context, a Attempt) (Recorded, error) {
-	letter, ok := outcomeLetters[a.Outcome]
-	if !ok {
-		return Recorded{}, fmt.Errorf("ledger: cannot record outcome %q", a.Outcome)
-	}
-	code := ""
-	if a.HasCode {
-		code = strconv.FormatInt(a.Code, 10)
-	}
-	status := ""
-	if a.HTTPStatus != 0 {
-		status = strconv.Itoa(a.HTTPStatus)
-	}
-	res, err := l.run(ctx, recordScript, a.ConversationID, a.Batch, letter, code,
-		truncate(a.Msg, maxMsgBytes), status, strings.ReplaceAll(a.LogID, "|", "/"), a.At.UnixMilli(),
-		a.Queue, string(a.Outcome), ttlSeconds(l.ttl), DefaultDueIn.Milliseconds(), Buckets).Slice()
+	res, err := l.RecordMany(ctx, []Attempt{a})
 	if err != nil {
-		return Recorded{}, fmt.Errorf("ledger: record %s: %w", a.ConversationID, err)
+		return Recorded{}, err
 	}
-	r := Recorded{Transitions: int(res[0].(int64)), Attempts: int(res[1].(int64))}
-	if done := res[2].(string); done != "" {
-		r.Completed = strings.Fields(done)
+	return res[0], nil
+}
+
+// RecordMany stores several attempts in one script call, in order, as if
+// Record were called for each: it is the group commit of a [Writer]. The
+// batches they complete are reported with the last attempt that finished
+// in each.
+func (l *Ledger) RecordMany(ctx context.Context, attempts []Attempt) ([]Recorded, error) {
+	args := make([]any, 0, 4+10*len(attempts))
+	args = append(args, ttlSeconds(l.ttl), DefaultDueIn.Milliseconds(), Buckets)
+	for _, a := range attempts {
+		letter, ok := outcomeLetters[a.Outcome]
+		if !ok {
+			return nil, fmt.Errorf("ledger: cannot record outcome %q", a.Outcome)
+		}
+		code := ""
+		if a.HasCode {
+			code = strconv.FormatInt(a.Code, 10)
+		}
+		status := ""
+		if a.HTTPStatus != 0 {
+			status = strconv.Itoa(a.HTTPStatus)
+		}
+		args = append(args, a.ConversationID, a.Batch, letter, code, truncate(a.Msg, maxMsgBytes), status,
+			strings.ReplaceAll(a.LogID, "|", "/"), a.At.UnixMilli(), a.Queue, string(a.Outcome))
 	}
-	return r, nil
+	res, err := l.run(ctx, recordScript, args...).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: record %d attempts: %w", len(attempts), err)
+	}
+	out := make([]Recorded, len(attempts))
+	for i := range out {
+		r := Recorded{Transitions: int(res[3*i].(int64)), Attempts: int(res[3*i+1].(int64))}
+		if done, _ := res[3*i+2].(string); done != "" {
+			r.Completed = strings.Fields(done)
+		}
+		out[i] = r
+	}
+	return out, nil
 }
 
 // Entry is one id of a batch: its outcome and, once finished, the final
@@ -137,10 +157,11 @@ func (b Batch) buckets() int {
 	return Buckets
 }
 
-// decodeEntry reads "p" or "o|code|logid|attempts|finished_unix".
+// decodeEntry reads "p" or "r" (pending, the latter after a failed
+// attempt) or "o|code|logid|attempts|finished_unix".
 func decodeEntry(id, v string) Entry {
 	e := Entry{ConversationID: id, Outcome: Pending}
-	if v == "" || v == "p" {
+	if v == "" || v == "p" || v == "r" {
 		return e
 	}
 	parts := strings.SplitN(v, "|", 5)

@@ -1,10 +1,11 @@
 package tasks
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -75,14 +76,45 @@ func NewTask(p Payload, opts ...asynq.Option) (*asynq.Task, error) {
 // another producer that is not JSON, or whose id is not a conversation id,
 // is an error that names the problem.
 func ParsePayload(body []byte) (Payload, error) {
-	var p Payload
-	if err := json.Unmarshal(body, &p); err != nil {
-		return Payload{}, fmt.Errorf("payload is not a JSON task payload: %w", err)
+	p, ok := parseCompact(body)
+	if !ok {
+		if err := json.Unmarshal(body, &p); err != nil {
+			return Payload{}, fmt.Errorf("payload is not a JSON task payload: %w", err)
+		}
 	}
 	if err := p.Validate(); err != nil {
 		return p, err
 	}
 	return p, nil
+}
+
+// parseCompact reads the exact form NewTask writes,
+// {"id":"…","batch":"…","at":N}, without reflection: the worker parses one
+// per deletion. Anything else (other key order, spaces, escapes) is left to
+// encoding/json.
+func parseCompact(b []byte) (Payload, bool) {
+	var p Payload
+	rest, ok := bytes.CutPrefix(b, []byte(`{"id":"`))
+	if !ok {
+		return p, false
+	}
+	id, rest, ok := bytes.Cut(rest, []byte(`","batch":"`))
+	if !ok || bytes.ContainsAny(id, `"\`) {
+		return p, false
+	}
+	batch, rest, ok := bytes.Cut(rest, []byte(`","at":`))
+	if !ok || bytes.ContainsAny(batch, `"\`) {
+		return p, false
+	}
+	at, ok := bytes.CutSuffix(rest, []byte("}"))
+	if !ok {
+		return p, false
+	}
+	n, err := strconv.ParseInt(string(at), 10, 64)
+	if err != nil {
+		return p, false
+	}
+	return Payload{ConversationID: string(id), Batch: string(batch), EnqueuedAt: n}, true
 }
 
 // Validate checks the conversation id and the batch name.
@@ -101,8 +133,6 @@ func (p Payload) EnqueueTime() time.Time {
 	return time.Unix(p.EnqueuedAt, 0).UTC()
 }
 
-var batchPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
-
 // ErrInvalidBatch is wrapped by the error [ValidateBatch] returns.
 var ErrInvalidBatch = errors.New("invalid batch name")
 
@@ -110,10 +140,24 @@ var ErrInvalidBatch = errors.New("invalid batch name")
 // digits and ". _ : -", starting with a letter or digit. Batch names become
 // part of Redis keys and report file names, so they are kept plain.
 func ValidateBatch(name string) error {
-	if !batchPattern.MatchString(name) {
+	if !validBatch(name) {
 		return fmt.Errorf("%w %s: use 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit", ErrInvalidBatch, quoteShort(name))
 	}
 	return nil
+}
+
+func validBatch(name string) bool {
+	if name == "" || len(name) > 128 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '.' && c != '_' && c != ':' && c != '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // NewBatchName returns a generated batch name such as

@@ -80,3 +80,24 @@ func TestRetryBudgetKeepsOneInReserve(t *testing.T) {
 		}
 	}
 }
+
+// TestParsePayloadFastPathAgrees: the compact form and any other JSON
+// spelling of the same payload parse alike.
+func TestParsePayloadFastPathAgrees(t *testing.T) {
+	t.Parallel()
+	want := tasks.Payload{ConversationID: "7379996104798150001", Batch: "gdpr-1", EnqueuedAt: 1795000000}
+	for _, body := range []string{
+		`{"id":"7379996104798150001","batch":"gdpr-1","at":1795000000}`,
+		`{"batch":"gdpr-1","id":"7379996104798150001","at":1795000000}`,
+		`{ "id" : "7379996104798150001", "batch": "gdpr-1", "at": 1795000000 }`,
+		`{"id":"7379996104798150001","batch":"gdpr\u002d1","at":1795000000}`,
+	} {
+		got, err := tasks.ParsePayload([]byte(body))
+		if err != nil || got != want {
+			t.Errorf("ParsePayload(%s) = %+v, %v", body, got, err)
+		}
+	}
+	if _, err := tasks.ParsePayload([]byte(`{"id":"12\"3","batch":"b","at":1}`)); err == nil {
+		t.Error("an escaped quote in the id was accepted")
+	}
+}

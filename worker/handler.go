@@ -37,6 +37,7 @@ const ledgerWriteTimeout = 10 * time.Minute
 type Handler struct {
 	api     API
 	ledger  *ledger.Ledger
+	writer  *ledger.Writer
 	metrics *Metrics
 	pacer   pacer
 	auth    *authGate
@@ -219,7 +220,7 @@ func (h *Handler) record(ctx context.Context, p tasks.Payload, queue string, res
 	}
 	backoff := Backoff{Base: 50 * time.Millisecond, Cap: 2 * time.Second}
 	for n := 0; ; n++ {
-		rec, err := h.ledger.Record(ctx, a)
+		rec, err := h.writer.Record(ctx, a)
 		if err == nil {
 			return rec, nil
 		}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"sync"
@@ -103,11 +102,6 @@ func (c *Config) setDefaults() error {
 	if len(c.Queues) == 0 {
 		c.Queues = map[string]int{"default": 1}
 	}
-	if _, ok := c.Queues[callback.Queue]; !ok {
-		queues := maps.Clone(c.Queues)
-		queues[callback.Queue] = 1 // every worker delivers completion callbacks
-		c.Queues = queues
-	}
 	if c.JanitorInterval <= 0 {
 		c.JanitorInterval = DefaultJanitorInterval
 	}
@@ -149,16 +143,22 @@ func setBackoff(b *Backoff, def Backoff) {
 // Server runs the handler on an asynq server and serves /metrics, /healthz
 // and /readyz.
 type Server struct {
-	cfg      Config
-	asynq    *asynq.Server
-	handler  *Handler
-	metrics  *Metrics
-	janitor  *janitor
-	client   *asynq.Client
-	stopped  context.Context
-	stop     context.CancelFunc
-	stopOnce sync.Once
-	stopJan  context.CancelFunc
+	cfg   Config
+	asynq *asynq.Server
+	// callbacks delivers completion callbacks from their own queue. It is
+	// a server of its own so that the deletion queues keep asynq's
+	// single-queue fast path: an empty callbacks queue among them would be
+	// polled on about half of all fetches.
+	callbacks *asynq.Server
+	handler   *Handler
+	metrics   *Metrics
+	janitor   *janitor
+	client    *asynq.Client
+	stopped   context.Context
+	stop      context.CancelFunc
+	stopOnce  sync.Once
+	closeOnce sync.Once
+	stopJan   context.CancelFunc
 }
 
 // New returns a server; Start or Run it.
@@ -183,6 +183,7 @@ func New(cfg Config) (*Server, error) {
 	s.handler = &Handler{
 		api:     cfg.API,
 		ledger:  cfg.Ledger,
+		writer:  ledger.NewWriter(cfg.Ledger, 64, time.Millisecond),
 		metrics: s.metrics,
 		pacer:   p,
 		auth:    newAuthGate(cfg.AuthProbe, cfg.Now, s.authChanged),
@@ -202,6 +203,15 @@ func New(cfg Config) (*Server, error) {
 		TaskCheckInterval:        cfg.PollInterval,
 		DelayedTaskCheckInterval: cfg.ForwardInterval,
 		Logger:                   asynqLogger{log.With("component", "asynq")},
+		LogLevel:                 asynq.ErrorLevel,
+	})
+	s.callbacks = asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
+		Concurrency:              2,
+		Queues:                   map[string]int{callback.Queue: 1},
+		RetryDelayFunc:           retryDelay(cfg.RetryBackoff, cfg.CallbackBackoff),
+		ShutdownTimeout:          cfg.ShutdownTimeout,
+		DelayedTaskCheckInterval: cfg.ForwardInterval,
+		Logger:                   asynqLogger{log.With("component", "asynq-callbacks")},
 		LogLevel:                 asynq.ErrorLevel,
 	})
 	return s, nil
@@ -231,9 +241,14 @@ func (s *Server) Handler() *Handler { return s.handler }
 func (s *Server) Start() error {
 	mux := asynq.NewServeMux()
 	mux.Handle(tasks.TypeDelete, s.handler)
-	mux.Handle(callback.TaskType, &callback.Sender{Client: s.cfg.CallbackClient, Secret: s.cfg.CallbackSecret, Now: s.cfg.Now})
 	if err := s.asynq.Start(mux); err != nil {
 		return fmt.Errorf("worker: %w", err)
+	}
+	callbacks := asynq.NewServeMux()
+	callbacks.Handle(callback.TaskType, &callback.Sender{Client: s.cfg.CallbackClient, Secret: s.cfg.CallbackSecret, Now: s.cfg.Now})
+	if err := s.callbacks.Start(callbacks); err != nil {
+		s.asynq.Shutdown()
+		return fmt.Errorf("worker: callbacks: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopJan = cancel
@@ -253,6 +268,8 @@ func (s *Server) Shutdown() {
 		}
 	})
 	s.asynq.Shutdown()
+	s.callbacks.Shutdown()
+	s.closeOnce.Do(s.handler.writer.Close) // after the handlers: their last records are written
 }
 
 // Run starts the server, blocks until ctx ends, then shuts down.

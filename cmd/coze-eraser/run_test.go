@@ -139,16 +139,16 @@ func TestRunResumesAfterInterrupt(t *testing.T) {
 	if got := lastLine(second.stdout); !strings.HasPrefix(got, "total=1000 deleted=1000 not_found=0 failed=0 pending=0") {
 		t.Errorf("second run summary %q", got)
 	}
-	calls := map[string]int{}
+	calls := map[string][]string{}
 	for _, call := range fake.Calls() {
-		calls[call.ID]++
+		calls[call.ID] = append(calls[call.ID], call.Answer+"@"+call.At.Format("15:04:05.000"))
 		if call.Answer == cozetest.AnswerGone {
 			t.Errorf("id %s was called again after the fake deleted it", call.ID)
 		}
 	}
 	for _, id := range ids {
-		if calls[id] != 1 {
-			t.Errorf("id %s called %d times", id, calls[id])
+		if len(calls[id]) != 1 {
+			t.Errorf("id %s called %d times: %v", id, len(calls[id]), calls[id])
 		}
 	}
 	bt, _, _ := ledger.New(srv.Client()).Batch(context.Background(), defaultRunBatch("file:"+path))

@@ -19,7 +19,7 @@ for i = 6, #ARGV do
     touched[key] = true
     added = added + 1
     out[#out + 1] = 'n'
-  elseif cur == 'p' then
+  elseif isPending(cur) then
     out[#out + 1] = 'p'
   else
     out[#out + 1] = 't'

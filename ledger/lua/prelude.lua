@@ -9,6 +9,9 @@ local function addersKey(b) return P .. 'batch:' .. b .. ':adders' end
 local function failKey(b, id) return P .. 'failure:' .. b .. ':' .. id end
 local function failMember(b, id) return b .. '/' .. id end
 local liveTask = {pending = true, scheduled = true, retry = true, active = true}
+-- A pending id's entry is 'p', or 'r' once an attempt failed (it then has a
+-- failure record); a finished id's is 'outcome|code|logid|attempts|time'.
+local function isPending(v) return v == 'p' or v == 'r' end
 
 -- tryComplete completes batch b when nothing is pending, nothing is being
 -- added to it, and it is not complete already: it records the completion,

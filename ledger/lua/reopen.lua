@@ -12,7 +12,7 @@ local cur = redis.call('HGET', key, id)
 if not cur or string.sub(cur, 1, 1) ~= ARGV[4] then
   return 0
 end
-redis.call('HSET', key, id, 'p')
+redis.call('HSET', key, id, 'r') -- pending, with a failure record
 redis.call('HINCRBY', meta, ({f = 'failed', n = 'not_found'})[ARGV[4]], -1)
 redis.call('HSET', meta, 'complete', 0, 'progress_at', ARGV[5])
 redis.call('ZADD', P .. 'batches:open', m[2], B)

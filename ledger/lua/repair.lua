@@ -16,7 +16,7 @@ for entry in string.gmatch(cur, '%S+') do
   local b, q = string.match(entry, '^(.-)@(.*)$')
   local state = redis.call('HGET', ARGV[3] .. q .. ARGV[4], 'state')
   local m = redis.call('HGET', metaKey(b), 'buckets')
-  local pending = m and redis.call('HGET', idsKey(b, bucket(id, tonumber(m))), id) == 'p'
+  local pending = m and isPending(redis.call('HGET', idsKey(b, bucket(id, tonumber(m))), id))
   if pending then
     keep[#keep + 1] = entry
     if not (state and liveTask[state]) then

@@ -13,7 +13,7 @@ end
 local h = redis.call('HGETALL', idsKey(B, ARGV[3]))
 local out = {qs[1] or 'default'}
 for i = 1, #h, 2 do
-  if h[i + 1] == 'p' then
+  if isPending(h[i + 1]) then
     local id = h[i]
     local live = false
     for _, q in ipairs(qs) do
