@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Defaults of a [Client].
@@ -28,6 +29,7 @@ const LogIDHeader = "X-Tt-Logid"
 // Client calls the Coze OpenAPI. It is safe for concurrent use.
 type Client struct {
 	base      *url.URL
+	endpoint  string // base + "/v1/conversations/", built once
 	tokens    TokenSource
 	http      *http.Client
 	timeout   time.Duration
@@ -67,6 +69,7 @@ func NewClient(baseURL string, tokens TokenSource, opts ...Option) (*Client, err
 	}
 	c := &Client{
 		base:      base,
+		endpoint:  base.String() + "/v1/conversations/",
 		tokens:    tokens,
 		timeout:   DefaultTimeout,
 		maxBody:   DefaultMaxBodyBytes,
@@ -182,8 +185,7 @@ func (c *Client) deleteConversation(ctx context.Context, conversationID string) 
 	}
 	// PathEscape keeps the id one path segment whatever it holds; JoinPath
 	// would clean "a/../b" into another path.
-	endpoint := c.base.String() + "/v1/conversations/" + url.PathEscape(conversationID)
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, endpoint, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, c.endpoint+url.PathEscape(conversationID), nil)
 	if err != nil {
 		return Result{Class: ClassPermanent, Err: err}
 	}
@@ -214,6 +216,15 @@ func redactToken(header http.Header, body *[]byte, token string) {
 	}
 }
 
+// responseBody is the part of the API's JSON answer the client reads.
+type responseBody struct {
+	Code   *int64 `json:"code"`
+	Msg    string `json:"msg"`
+	Detail struct {
+		LogID string `json:"logid"`
+	} `json:"detail"`
+}
+
 // Parse classifies a response from its status, headers and (possibly cut)
 // body. readErr is the error that ended reading the body, if any; maxBody is
 // the read limit, and a body longer than it is not parsed. It is exported for
@@ -236,13 +247,14 @@ func Parse(status int, header http.Header, body []byte, readErr error, maxBody i
 		res.Err = fmt.Errorf("response body longer than %d bytes, not parsed", maxBody)
 		return res
 	}
-	var parsed struct {
-		Code   *int64 `json:"code"`
-		Msg    string `json:"msg"`
-		Detail struct {
-			LogID string `json:"logid"`
-		} `json:"detail"`
+	if logID, ok := parseSuccess(body); ok {
+		res.HasCode, res.Class = true, ClassifyCode(0, status)
+		if logID != "" {
+			res.LogID = logID
+		}
+		return res
 	}
+	var parsed responseBody
 	if err := json.Unmarshal(body, &parsed); err != nil || parsed.Code == nil {
 		res.Class = ClassifyStatus(status)
 		res.Err = fmt.Errorf("response body is not a JSON answer with a code: %s", describeBody(body))
@@ -254,6 +266,33 @@ func Parse(status int, header http.Header, body []byte, readErr error, maxBody i
 	}
 	res.Class = ClassifyCode(res.Code, status)
 	return res
+}
+
+// parseSuccess reads the exact body of a success the API documents,
+// {"code":0,"msg":"","detail":{"logid":"…"}}, without reflection: a worker
+// parses one per deletion. Any other body (another spelling, an escape in
+// the log id) is left to encoding/json.
+func parseSuccess(body []byte) (logID string, ok bool) {
+	rest, ok := bytes.CutPrefix(body, []byte(`{"code":0,"msg":"","detail":{"logid":"`))
+	if !ok {
+		return "", false
+	}
+	id, ok := bytes.CutSuffix(rest, []byte(`"}}`))
+	if !ok || !plainJSONString(id) {
+		return "", false
+	}
+	return string(id), true
+}
+
+// plainJSONString reports whether b, between quotes, is a JSON string that
+// decodes to itself: valid UTF-8 with no quote, backslash or control byte.
+func plainJSONString(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return utf8.Valid(b)
 }
 
 // parseRetryAfter reads a Retry-After header: delay seconds or an HTTP date.

@@ -22,6 +22,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/coze-eraser/coze-eraser/internal/asynqwire"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/tasks"
 )
@@ -51,6 +52,7 @@ const (
 type Client struct {
 	rdb          redis.UniversalClient
 	asynq        *asynq.Client
+	wire         *asynqwire.Writer
 	inspector    *asynq.Inspector
 	ledger       *ledger.Ledger
 	defaultBatch string
@@ -69,6 +71,7 @@ func NewClient(rdb redis.UniversalClient, opts ...ClientOption) *Client {
 	c := &Client{
 		rdb:       rdb,
 		asynq:     asynq.NewClientFromRedisClient(rdb),
+		wire:      asynqwire.NewWriter(rdb),
 		inspector: asynq.NewInspectorFromRedisClient(rdb),
 		ledger:    ledger.New(rdb),
 		now:       time.Now,
@@ -100,6 +103,7 @@ type options struct {
 	note        string
 	callbackURL string
 	retention   time.Duration
+	expectedIDs int
 }
 
 // Option configures an enqueue call.
@@ -147,6 +151,12 @@ func CallbackURL(url string) Option { return func(o *options) { o.callbackURL = 
 // activity (default ledger.DefaultTTL).
 func Retention(d time.Duration) Option { return func(o *options) { o.retention = d } }
 
+// ExpectedIDs tells a new batch about how many ids it will hold (from the
+// size of a file, say), so that it sizes its ledger to them: a small batch
+// then costs Redis less per id. A wrong guess costs only memory; more ids
+// than expected still fit.
+func ExpectedIDs(n int) Option { return func(o *options) { o.expectedIDs = n } }
+
 // Invalid is one rejected input.
 type Invalid struct {
 	// Line is the input's 1-based line number (or position in a sequence).
@@ -187,12 +197,27 @@ func (o options) asynqOptions() []asynq.Option {
 	return opts
 }
 
+// wireTask is the task of id as asynqOptions would have asynq's Client
+// write it.
+func (o options) wireTask(id string, now time.Time) (asynqwire.Task, error) {
+	payload, err := tasks.Payload{ConversationID: id, Batch: o.batch}.Encode()
+	if err != nil {
+		return asynqwire.Task{}, err
+	}
+	t := asynqwire.Task{ID: tasks.TaskID(id), Type: tasks.TypeDelete, Payload: payload, Queue: o.queue,
+		MaxRetry: tasks.AsynqMaxRetry(o.maxRetry), ProcessAt: o.processAt}
+	if o.processIn != 0 {
+		t.ProcessAt = now.Add(o.processIn)
+	}
+	return t, nil
+}
+
 // openBatch creates the batch of o unless it exists, and returns the adder
 // that holds it open while ids are added.
 func (c *Client) openBatch(ctx context.Context, o options) (*ledger.Adder, error) {
 	now := c.now()
 	spec := ledger.BatchSpec{Name: o.batch, Created: now, Due: o.due, Note: o.note, CallbackURL: o.callbackURL,
-		TTL: o.retention, Queue: o.queue, Now: c.now}
+		TTL: o.retention, Queue: o.queue, Now: c.now, ExpectedIDs: o.expectedIDs}
 	if o.dueIn > 0 {
 		spec.Due = now.Add(o.dueIn)
 	}
@@ -230,7 +255,7 @@ func (c *Client) EnqueueAll(ctx context.Context, ids iter.Seq[string], opts ...O
 
 // enqueueOne queues the task of one id that is pending in the batch.
 func (c *Client) enqueueOne(ctx context.Context, id string, o options, asynqOpts []asynq.Option) (Status, error) {
-	task, err := tasks.NewTask(tasks.Payload{ConversationID: id, Batch: o.batch, EnqueuedAt: c.now().Unix()}, asynqOpts...)
+	task, err := tasks.NewTask(tasks.Payload{ConversationID: id, Batch: o.batch}, asynqOpts...)
 	if err != nil {
 		return "", err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/coze-eraser/coze-eraser/internal/asynqwire"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/tasks"
 )
@@ -229,20 +230,46 @@ feed:
 }
 
 // enqueueChunk adds a chunk of ids to the batch in one round trip, then
-// queues a task for each id that is not finished in it.
+// writes a task for each id not finished in it in another. An id whose task
+// id is taken (another batch's task, or this batch's from an earlier run)
+// takes the one-by-one path that links the batch to that task.
 func (c *Client) enqueueChunk(ctx context.Context, adder *ledger.Adder, ids []string, o options, asynqOpts []asynq.Option,
 	counts *[3]atomic.Int64, onStatus func(Status)) error {
 	members, err := adder.Add(ctx, ids)
 	if err != nil {
 		return err
 	}
+	statuses := make([]Status, len(ids))
+	writes := make([]asynqwire.Task, 0, len(ids))
 	for i, id := range ids {
-		status := Finished
-		if members[i] != ledger.FinishedMember {
-			if status, err = c.enqueueOne(ctx, id, o, asynqOpts); err != nil {
+		if members[i] == ledger.FinishedMember {
+			statuses[i] = Finished
+			continue
+		}
+		t, err := o.wireTask(id, c.now())
+		if err != nil {
+			return err
+		}
+		writes = append(writes, t)
+	}
+	created, err := c.wire.EnqueueMany(ctx, writes)
+	if err != nil {
+		return err
+	}
+	w := 0
+	for i, id := range ids {
+		if statuses[i] == Finished {
+			continue
+		}
+		statuses[i] = Enqueued
+		if !created[w] {
+			if statuses[i], err = c.enqueueOne(ctx, id, o, asynqOpts); err != nil {
 				return err
 			}
 		}
+		w++
+	}
+	for _, status := range statuses {
 		switch status {
 		case Enqueued:
 			counts[0].Add(1)

@@ -35,6 +35,10 @@ type BatchSpec struct {
 	AdderLease time.Duration
 	// Now is the clock of the additions; default time.Now.
 	Now func() time.Time
+	// ExpectedIDs is how many ids the batch will hold, when the caller
+	// knows (the size of a file): it sizes a new batch's buckets with
+	// [BucketsFor]. 0 means unknown. It is a hint: more ids still fit.
+	ExpectedIDs int
 }
 
 // DefaultAdderLease is how long a batch waits for a producer that stopped
@@ -180,7 +184,7 @@ func (l *Ledger) OpenBatch(ctx context.Context, spec BatchSpec) (*Adder, error) 
 	}
 	a := &Adder{l: l, batch: spec.Name, id: newAdderID(), lease: spec.AdderLease, now: spec.Now}
 	res, err := l.run(ctx, openScript, spec.Name, spec.Created.UnixMilli(), spec.Due.UnixMilli(),
-		spec.Note, spec.CallbackURL, ttlSeconds(spec.TTL), Buckets, a.id, spec.AdderLease.Milliseconds(), spec.Queue).Slice()
+		spec.Note, spec.CallbackURL, ttlSeconds(spec.TTL), BucketsFor(spec.ExpectedIDs), a.id, spec.AdderLease.Milliseconds(), spec.Queue).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open batch %s: %w", spec.Name, err)
 	}

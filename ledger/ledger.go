@@ -94,7 +94,28 @@ const (
 	// listpack encoding: 4096 buckets hold 500,000 (or 2,000,000) ids that
 	// way. Larger batches still work, with a larger encoding.
 	Buckets = 4096
+	// MinBuckets is the fewest buckets [BucketsFor] gives a batch.
+	MinBuckets = 64
 )
+
+// BucketsFor returns how many buckets a batch of about expected ids gets:
+// enough for 64 ids per bucket (half the listpack limit, so a batch may
+// double past its estimate and stay compact), a power of two from
+// [MinBuckets] to [Buckets]. expected <= 0, unknown, gets [Buckets].
+//
+// Every bucket costs Redis about 250 bytes of its own (key, hash header,
+// expiry), so a 10,000-id batch in 4096 buckets would pay 100 bytes per id
+// for them; in 256 it pays 6.
+func BucketsFor(expected int) int {
+	if expected <= 0 {
+		return Buckets
+	}
+	n := MinBuckets
+	for n < Buckets && n*64 < expected {
+		n *= 2
+	}
+	return n
+}
 
 // maxMsgBytes bounds the msg kept per failure: a gateway can send anything.
 const maxMsgBytes = 512

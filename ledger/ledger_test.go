@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
@@ -425,36 +426,71 @@ func TestRateAndETA(t *testing.T) {
 	}
 }
 
+func TestBucketsFor(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ expected, want int }{
+		{-1, ledger.Buckets}, {0, ledger.Buckets}, {1, ledger.MinBuckets}, {4096, 64}, {4097, 128},
+		{10_000, 256}, {50_000, 1024}, {262_144, 4096}, {262_145, 4096}, {10_000_000, 4096},
+	}
+	for _, tt := range tests {
+		if got := ledger.BucketsFor(tt.expected); got != tt.want {
+			t.Errorf("BucketsFor(%d) = %d, want %d", tt.expected, got, tt.want)
+		}
+	}
+}
+
+// TestEntriesStreamEveryID checks every id is read back once, whatever the
+// batch's bucket count, including a batch that got more ids than expected.
 func TestEntriesStreamEveryID(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	var ids []string
-	for i := range 3000 {
-		ids = append(ids, strconv.Itoa(7379996104798150000+i*13))
+	tests := []struct {
+		name     string
+		expected int
+	}{
+		{"unknown size", 0},
+		{"size known", 3000},
+		{"more ids than expected", 100},
 	}
-	b.open(t, ledger.BatchSpec{Name: "s"}, ids...)
-	for _, id := range ids[:1000] {
-		b.record(t, "s", id, ledger.Deleted, "L"+id)
-	}
-	seen := map[string]ledger.Outcome{}
-	err := b.ledger.Entries(b.ctx, "s", func(e ledger.Entry) error {
-		if _, dup := seen[e.ConversationID]; dup {
-			return fmt.Errorf("%s twice", e.ConversationID)
-		}
-		seen[e.ConversationID] = e.Outcome
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	deleted := 0
-	for _, o := range seen {
-		if o == ledger.Deleted {
-			deleted++
-		}
-	}
-	if len(seen) != 3000 || deleted != 1000 {
-		t.Errorf("%d entries, %d deleted", len(seen), deleted)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			var ids []string
+			for i := range 3000 {
+				ids = append(ids, strconv.Itoa(7379996104798150000+i*13))
+			}
+			b.open(t, ledger.BatchSpec{Name: "s", ExpectedIDs: tt.expected}, ids...)
+			for _, id := range ids[:1000] {
+				b.record(t, "s", id, ledger.Deleted, "L"+id)
+			}
+			seen := map[string]ledger.Outcome{}
+			err := b.ledger.Entries(b.ctx, "s", func(e ledger.Entry) error {
+				if _, dup := seen[e.ConversationID]; dup {
+					return fmt.Errorf("%s twice", e.ConversationID)
+				}
+				seen[e.ConversationID] = e.Outcome
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			deleted := 0
+			for _, o := range seen {
+				if o == ledger.Deleted {
+					deleted++
+				}
+			}
+			if len(seen) != 3000 || deleted != 1000 {
+				t.Errorf("%d entries, %d deleted", len(seen), deleted)
+			}
+			keys, err := b.rdb.Keys(b.ctx, "*batch:s:ids:*").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := ledger.BucketsFor(tt.expected); len(keys) > want || len(keys) < min(want, 3000)/2 {
+				t.Errorf("%d bucket keys, want about %d", len(keys), want)
+			}
+		})
 	}
 }
 
@@ -781,5 +817,62 @@ func TestWriterGroupsConcurrentAttempts(t *testing.T) {
 	}
 	if bt := b.batch(t, "w"); bt.Deleted != 500 || bt.Completions != 1 {
 		t.Errorf("batch %+v", bt)
+	}
+}
+
+// TestEmbeddedRedisAgrees runs the ledger's scripts on the embedded Redis
+// that `run` and `demo` use (miniredis, whose Lua differs from Redis's in
+// corners: it reads a numeric string with a leading zero as octal) and on
+// redis-server, and compares the tallies and every entry.
+func TestEmbeddedRedisAgrees(t *testing.T) {
+	t.Parallel()
+	// Ids whose last six digits start with zeros pick their bucket from
+	// those digits.
+	ids := []string{"7379996104798000001", "7379996104798012345", "7379996104798099999", "7379996104798150001",
+		"7379996104798100008", "7379996104798000800"}
+	run := func(b bundle) (ledger.Batch, map[string]ledger.Entry) {
+		b.open(t, ledger.BatchSpec{Name: "e"}, ids...)
+		b.record(t, "e", ids[0], ledger.Deleted, "L0")
+		b.record(t, "e", ids[1], ledger.Retrying, "L1")
+		b.record(t, "e", ids[1], ledger.Deleted, "L1b")
+		b.record(t, "e", ids[2], ledger.NotFound, "L2")
+		b.record(t, "e", ids[3], ledger.Retrying, "L3")
+		b.record(t, "e", ids[3], ledger.Failed, "L3b")
+		b.record(t, "e", ids[0], ledger.Deleted, "dup")
+		at := b.now
+		_, err := b.ledger.RecordMany(b.ctx, []ledger.Attempt{
+			{ConversationID: ids[4], Batch: "e", Queue: "default", Outcome: ledger.Deleted, HasCode: true, LogID: "L4", At: at},
+			{ConversationID: ids[5], Batch: "e", Queue: "default", Outcome: ledger.Retrying, Code: 5000, HasCode: true, LogID: "L5", At: at},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries := map[string]ledger.Entry{}
+		if err := b.ledger.Entries(b.ctx, "e", func(e ledger.Entry) error { entries[e.ConversationID] = e; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return b.batch(t, "e"), entries
+	}
+	real := setup(t)
+	mini := miniredis.RunT(t)
+	embedded := real
+	embedded.rdb = redis.NewClient(&redis.Options{Addr: mini.Addr()})
+	embedded.ledger = ledger.New(embedded.rdb)
+	wantBatch, wantEntries := run(real)
+	gotBatch, gotEntries := run(embedded)
+	if wantBatch.Total != 6 || wantBatch.Deleted != 3 || wantBatch.NotFound != 1 || wantBatch.Failed != 1 {
+		t.Errorf("redis-server tallies %+v, want total 6, 3 deleted, 1 not found, 1 failed", wantBatch)
+	}
+	if gotBatch.Total != wantBatch.Total || gotBatch.Deleted != wantBatch.Deleted || gotBatch.NotFound != wantBatch.NotFound ||
+		gotBatch.Failed != wantBatch.Failed || gotBatch.Pending() != wantBatch.Pending() {
+		t.Errorf("embedded Redis tallies %+v, redis-server's %+v", gotBatch, wantBatch)
+	}
+	for _, id := range ids {
+		if gotEntries[id] != wantEntries[id] {
+			t.Errorf("entry of %s: embedded %+v, redis-server %+v", id, gotEntries[id], wantEntries[id])
+		}
+	}
+	if len(gotEntries) != len(ids) {
+		t.Errorf("embedded Redis has %d entries, want %d", len(gotEntries), len(ids))
 	}
 }

@@ -78,20 +78,32 @@ func (l *Ledger) RecordMany(ctx context.Context, attempts []Attempt) ([]Recorded
 		if a.HTTPStatus != 0 {
 			status = strconv.Itoa(a.HTTPStatus)
 		}
-		args = append(args, a.ConversationID, a.Batch, letter, code, truncate(a.Msg, maxMsgBytes), status,
-			strings.ReplaceAll(a.LogID, "|", "/"), a.At.UnixMilli(), a.Queue, string(a.Outcome))
+		args = append(args, a.ConversationID, a.Batch, letter, code, strings.ReplaceAll(a.LogID, "|", "/"),
+			a.At.UnixMilli(), a.Queue)
+		if letter != "d" { // the failure fields, which a deletion does not use (see record.lua)
+			args = append(args, truncate(a.Msg, maxMsgBytes), status, string(a.Outcome))
+		}
 	}
 	res, err := l.run(ctx, recordScript, args...).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: record %d attempts: %w", len(attempts), err)
 	}
+	// The script lists only the attempts whose result is not the common
+	// one (see record.lua): {attempt, transitions, attempts, completed}.
 	out := make([]Recorded, len(attempts))
 	for i := range out {
-		r := Recorded{Transitions: int(res[3*i].(int64)), Attempts: int(res[3*i+1].(int64))}
-		if done, _ := res[3*i+2].(string); done != "" {
+		out[i] = Recorded{Transitions: 1, Attempts: 1}
+	}
+	for j := 0; j+3 < len(res); j += 4 {
+		k, _ := res[j].(int64)
+		if k < 1 || int(k) > len(out) {
+			return nil, fmt.Errorf("ledger: record %d attempts: reply names attempt %d", len(attempts), k)
+		}
+		r := Recorded{Transitions: int(res[j+1].(int64)), Attempts: int(res[j+2].(int64))}
+		if done, _ := res[j+3].(string); done != "" {
 			r.Completed = strings.Fields(done)
 		}
-		out[i] = r
+		out[k-1] = r
 	}
 	return out, nil
 }

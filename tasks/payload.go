@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -27,9 +26,12 @@ type Payload struct {
 	ConversationID string `json:"id"`
 	// Batch names the request this deletion belongs to; see [ValidateBatch].
 	Batch string `json:"batch"`
-	// EnqueuedAt is when the producer enqueued the task, in Unix seconds.
-	EnqueuedAt int64 `json:"at"`
 }
+
+// A payload holds no enqueue time: asynq keeps one with every pending task
+// (pending_since), and each byte of a payload is paid for by every task
+// waiting in Redis. Payloads with the "at" field older producers wrote still
+// parse.
 
 // TaskID returns the asynq task id of the deletion of conversationID. asynq
 // refuses a second task with the same id while the first is pending,
@@ -61,15 +63,27 @@ func RetryBudget(asynqMaxRetry int) int {
 // NewTask returns the asynq task that deletes p.ConversationID, with its task
 // id set. Callers add the queue, schedule and retry options.
 func NewTask(p Payload, opts ...asynq.Option) (*asynq.Task, error) {
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
-	body, err := json.Marshal(p)
+	body, err := p.Encode()
 	if err != nil {
-		return nil, fmt.Errorf("encode payload: %w", err)
+		return nil, err
 	}
 	opts = append([]asynq.Option{asynq.TaskID(TaskID(p.ConversationID))}, opts...)
 	return asynq.NewTask(TypeDelete, body, opts...), nil
+}
+
+// Encode validates p and returns the task payload:
+// {"id":"…","batch":"…"}.
+func (p Payload) Encode() ([]byte, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	// Both fields are validated to hold nothing JSON would escape.
+	b := make([]byte, 0, len(`{"id":"","batch":""}`)+len(p.ConversationID)+len(p.Batch))
+	b = append(b, `{"id":"`...)
+	b = append(b, p.ConversationID...)
+	b = append(b, `","batch":"`...)
+	b = append(b, p.Batch...)
+	return append(b, `"}`...), nil
 }
 
 // ParsePayload decodes and validates a task payload. A payload written by
@@ -88,33 +102,23 @@ func ParsePayload(body []byte) (Payload, error) {
 	return p, nil
 }
 
-// parseCompact reads the exact form NewTask writes,
-// {"id":"…","batch":"…","at":N}, without reflection: the worker parses one
-// per deletion. Anything else (other key order, spaces, escapes) is left to
-// encoding/json.
+// parseCompact reads the exact form Encode writes, {"id":"…","batch":"…"},
+// without reflection: the worker parses one per deletion. Anything else
+// (other key order, spaces, escapes, more fields) is left to encoding/json.
 func parseCompact(b []byte) (Payload, bool) {
-	var p Payload
 	rest, ok := bytes.CutPrefix(b, []byte(`{"id":"`))
 	if !ok {
-		return p, false
+		return Payload{}, false
 	}
 	id, rest, ok := bytes.Cut(rest, []byte(`","batch":"`))
 	if !ok || bytes.ContainsAny(id, `"\`) {
-		return p, false
+		return Payload{}, false
 	}
-	batch, rest, ok := bytes.Cut(rest, []byte(`","at":`))
+	batch, ok := bytes.CutSuffix(rest, []byte(`"}`))
 	if !ok || bytes.ContainsAny(batch, `"\`) {
-		return p, false
+		return Payload{}, false
 	}
-	at, ok := bytes.CutSuffix(rest, []byte("}"))
-	if !ok {
-		return p, false
-	}
-	n, err := strconv.ParseInt(string(at), 10, 64)
-	if err != nil {
-		return p, false
-	}
-	return Payload{ConversationID: string(id), Batch: string(batch), EnqueuedAt: n}, true
+	return Payload{ConversationID: string(id), Batch: string(batch)}, true
 }
 
 // Validate checks the conversation id and the batch name.
@@ -123,14 +127,6 @@ func (p Payload) Validate() error {
 		return err
 	}
 	return ValidateBatch(p.Batch)
-}
-
-// EnqueueTime returns EnqueuedAt as a time, or the zero time when unset.
-func (p Payload) EnqueueTime() time.Time {
-	if p.EnqueuedAt == 0 {
-		return time.Time{}
-	}
-	return time.Unix(p.EnqueuedAt, 0).UTC()
 }
 
 // ErrInvalidBatch is wrapped by the error [ValidateBatch] returns.

@@ -127,7 +127,7 @@ func TestDuplicateExecutionCountsOnce(t *testing.T) {
 	if _, err := b.enqueue.Enqueue(b.ctx, "7600000000000000001", enqueue.Batch("dup"), enqueue.Queue("unused")); err != nil {
 		t.Fatal(err)
 	}
-	payload, _ := json.Marshal(tasks.Payload{ConversationID: "7600000000000000001", Batch: "dup", EnqueuedAt: 1})
+	payload, _ := json.Marshal(tasks.Payload{ConversationID: "7600000000000000001", Batch: "dup"})
 	task := asynq.NewTask(tasks.TypeDelete, payload)
 	for range 2 {
 		if err := w.Handler().ProcessTask(b.ctx, task); err != nil {

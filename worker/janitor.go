@@ -123,7 +123,7 @@ func (j *janitor) requeueOrphans(ctx context.Context) {
 
 func (j *janitor) requeue(ctx context.Context, o ledger.Orphan) error {
 	taskID := tasks.TaskID(o.ConversationID)
-	task, err := tasks.NewTask(tasks.Payload{ConversationID: o.ConversationID, Batch: o.Batch, EnqueuedAt: j.srv.cfg.Now().Unix()},
+	task, err := tasks.NewTask(tasks.Payload{ConversationID: o.ConversationID, Batch: o.Batch},
 		asynq.Queue(o.Queue), asynq.MaxRetry(tasks.AsynqMaxRetry(tasks.DefaultMaxRetry)))
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/coze-eraser/coze-eraser/coze"
+	"github.com/coze-eraser/coze-eraser/internal/logwriter"
 	"github.com/coze-eraser/coze-eraser/worker"
 )
 
@@ -194,23 +195,26 @@ func (f *logFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.level, "log-level", "info", "log level: debug, info, warn or error")
 }
 
-// logger returns the logger the flags describe.
-func (f *logFlags) logger(w io.Writer) (*slog.Logger, error) {
+// logger returns the logger the flags describe, writing to w through a
+// buffer (a line per attempt would otherwise be a system call per attempt);
+// flush must be called before the command returns.
+func (f *logFlags) logger(w io.Writer) (log *slog.Logger, flush func(), err error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.level)); err != nil {
-		return nil, setupError("--log-level %q: use debug, info, warn or error", f.level)
+		return nil, nil, setupError("--log-level %q: use debug, info, warn or error", f.level)
 	}
+	buffered := logwriter.New(w, logwriter.DefaultInterval)
+	w = buffered
 	opts := &slog.HandlerOptions{Level: level}
-	var log *slog.Logger
 	switch f.format {
 	case "text":
 		log = slog.New(slog.NewTextHandler(w, opts))
 	case "json":
 		log = slog.New(slog.NewJSONHandler(w, opts))
 	default:
-		return nil, setupError("--log-format %q: use text or json", f.format)
+		return nil, nil, setupError("--log-format %q: use text or json", f.format)
 	}
-	return log, nil
+	return log, func() { _ = buffered.Flush() }, nil
 }
 
 // redisLogger sends go-redis's own messages (a connection pool's dial

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/csv"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -106,6 +107,44 @@ func TestEnqueueBadInput(t *testing.T) {
 	slices.Sort(got)
 	if want := []string{"7379996104798150001", "7379996104798150002", "7379996104798150003"}; !slices.Equal(got, want) {
 		t.Errorf("queued %v, want each valid id once: %v", got, want)
+	}
+}
+
+// TestEnqueueSizesTheBatchToItsFile checks a file's size sizes a new
+// batch's ledger (fewer, fuller buckets for a small file), and that input
+// of unknown size gets the default.
+func TestEnqueueSizesTheBatchToItsFile(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	var ids strings.Builder
+	for i := range 5000 {
+		fmt.Fprintf(&ids, "%d\n", 7379996104798150001+i*13)
+	}
+	path := filepath.Join(t.TempDir(), "ids.txt")
+	if err := os.WriteFile(path, []byte(ids.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := cli{env: map[string]string{"REDIS_URL": srv.URL}, stdin: ids.String()}
+	ctx := context.Background()
+	if res := c.run(ctx, "enqueue", "--file", path, "--batch", "from-file"); res.code != 0 {
+		t.Fatalf("enqueue --file: exit %d: %s", res.code, res.stderr)
+	}
+	if res := c.run(ctx, "enqueue", "--file", "-", "--batch", "from-stdin"); res.code != 0 {
+		t.Fatalf("enqueue --file -: exit %d: %s", res.code, res.stderr)
+	}
+	buckets := func(batch string) int {
+		keys, err := srv.Client().Keys(ctx, "*batch:"+batch+":ids:*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(keys)
+	}
+	// 100,000 bytes are at most 6,251 ids: 128 buckets.
+	if got, want := buckets("from-file"), ledger.BucketsFor(100_000/16+1); got != want || want != 128 {
+		t.Errorf("the file's batch has %d buckets, want %d", got, want)
+	}
+	if got := buckets("from-stdin"); got <= 128 {
+		t.Errorf("the stdin batch has %d buckets, want the default's spread (thousands)", got)
 	}
 }
 

@@ -86,14 +86,16 @@ func (a *app) runRun(ctx context.Context, f *runFlags, args []string) error {
 	if err != nil {
 		return err
 	}
+	opts = append(opts, sizeHint(in.Reader, args)...)
 	batch := f.batch.batch
 	if batch == "" {
 		batch = defaultRunBatch(source)
 	}
-	log, err := f.work.log.logger(a.stderr)
+	log, flushLog, err := f.work.log.logger(a.stderr)
 	if err != nil {
 		return err
 	}
+	defer flushLog()
 	api, tokens, err := f.work.api(a)
 	if err != nil {
 		return err

@@ -58,10 +58,11 @@ signed with HMAC-SHA256 when COZE_ERASER_CALLBACK_SECRET is set.`,
 }
 
 func (a *app) runWorker(ctx context.Context, f *workerFlags) error {
-	log, err := f.work.log.logger(a.stderr)
+	log, flushLog, err := f.work.log.logger(a.stderr)
 	if err != nil {
 		return err
 	}
+	defer flushLog()
 	slog.SetDefault(log)
 	queues, err := worker.ParseQueues(f.queues)
 	if err != nil {

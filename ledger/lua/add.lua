@@ -13,13 +13,13 @@ local out, added, touched = {}, 0, {}
 for i = 6, #ARGV do
   local id = ARGV[i]
   local key = idsKey(B, bucket(id, n))
-  local cur = redis.call('HGET', key, id)
-  if not cur then
-    redis.call('HSET', key, id, 'p')
+  -- HSETNX adds a new id in one command, the common case of a bulk
+  -- enqueue; only a member already there is read.
+  if redis.call('HSETNX', key, id, 'p') == 1 then
     touched[key] = true
     added = added + 1
     out[#out + 1] = 'n'
-  elseif isPending(cur) then
+  elseif isPending(redis.call('HGET', key, id)) then
     out[#out + 1] = 'p'
   else
     out[#out + 1] = 't'

@@ -1,85 +1,149 @@
 -- Record the outcomes of several attempts at once (a group commit: the
--- workers of a process share one round trip). Each attempt is 10 ARGV
--- entries from ARGV[5] on: id, batch, outcome letter (d n f r), code, msg,
--- http status, log id, now ms, queue, outcome name.
+-- workers of a process share one round trip). Each attempt is 7 ARGV
+-- entries from ARGV[5] on: id, batch, outcome letter (d n f r), code, log id,
+-- now ms, queue; and then, for an outcome other than d (deleted, which
+-- writes no failure record), 3 more: msg, http status, outcome name.
 -- ARGV: 2 default ttl s, 3 default due offset ms, 4 default buckets.
--- Returns, per attempt, {transitions, attempts, completed batches joined by
--- spaces}, flattened.
+-- Returns, flattened, {attempt (1 for the first), transitions, attempts,
+-- completed batches joined by spaces} for each attempt whose result is not
+-- the common one, which the others had: 1 transition, the first attempt,
+-- completing no batch. (Most attempts have it: the reply stays short.)
 --
 -- The per-id work is a few commands (read the entry and the attempt count,
 -- write the entry, and the failure record when there is one); what is per
 -- batch (tallies, rate, progress, retention, completion) is done once per
 -- batch and call.
+--
+-- This script runs for every id a worker records, so it is written for
+-- Redis's CPU. Besides the commands themselves, what costs is:
+-- * Turning numbers into text. redis.call formats a Lua number argument with
+--   %.17g, and `..` formats one with %.14g, both through libc's
+--   floating-point printf: each costs about as much as a whole HGET. So
+--   numbers that came in as text (ARGV, HMGET replies) are passed on as that
+--   text, and new ones are made by int() (%d, several times cheaper); all
+--   are integers far below 2^53, so the text is the same. The other way,
+--   text + 0 converts with one strtod where tonumber(text) runs two; it is
+--   used only on integers Go wrote, never on an id's digits (the embedded
+--   Redis's Lua reads a leading zero as octal).
+-- * Arguments and results, which Redis parses and converts one by one: a
+--   deletion leaves out the failure fields, and the reply lists only the
+--   attempts whose result is not the common one.
+-- * Tables, closures and strings, which the garbage collector pays for
+--   again: the common attempt (a first attempt that deletes a pending id)
+--   reads its ARGV into locals and builds no table.
+
+local call = redis.call
+local format, sub = string.format, string.sub
+
+-- int formats an integer as redis.call and `..` would, without the
+-- floating-point printf.
+local function int(n) return format('%d', n) end
 
 local batches = {} -- batch name -> its metadata and the changes of this call
 
-local function batchOf(b, now, queue)
-  local info = batches[b]
-  if info then
-    return info
-  end
+-- batchOf reads batch b's metadata, once per call; now and nowMs (its text)
+-- are those of the first attempt that touches b.
+local function batchOf(b, now, nowMs, queue)
   local meta = metaKey(b)
   local slot = math.floor(now / 10000)
   local slotIndex = slot % 6
-  local m = redis.call('HMGET', meta, 'buckets', 'ttl', 'due', 'total', 'deleted', 'not_found', 'failed',
-    'rs' .. slotIndex, 'rc' .. slotIndex)
+  local rs, rc = format('rs%d', slotIndex), format('rc%d', slotIndex) -- the rate's fields for the slot
+  local m = call('HMGET', meta, 'buckets', 'ttl', 'total', 'deleted', 'not_found', 'failed', rs, rc)
+  local due -- read when needed: only when ids join the batch
   if not m[1] then
     -- A task whose batch was never opened (another producer) or expired
     -- still gets a batch, with the defaults.
-    redis.call('HSET', meta, 'created', now, 'due', now + tonumber(ARGV[3]), 'note', '', 'callback', '',
+    call('HSET', meta, 'created', now, 'due', now + tonumber(ARGV[3]), 'note', '', 'callback', '',
       'ttl', ARGV[2], 'buckets', ARGV[4], 'total', 0, 'deleted', 0, 'not_found', 0, 'failed', 0,
       'completions', 0, 'complete', 0, 'queues', queue, 'progress_at', now)
-    redis.call('ZADD', P .. 'batches', now, b)
-    m = {ARGV[4], ARGV[2], now + tonumber(ARGV[3]), '0', '0', '0', '0', false, false}
+    call('ZADD', P .. 'batches', now, b)
+    m = {ARGV[4], ARGV[2], '0', '0', '0', '0', false, false}
+    due = now + tonumber(ARGV[3])
   end
-  info = {meta = meta, buckets = tonumber(m[1]), ttl = tonumber(m[2]), due = m[3], total = tonumber(m[4]),
-    before = {deleted = tonumber(m[5]), not_found = tonumber(m[6]), failed = tonumber(m[7])},
-    slot = slot, slotIndex = slotIndex, sameSlot = m[8] == tostring(slot), slotCount = tonumber(m[9]) or 0,
-    deleted = 0, not_found = 0, failed = 0, added = 0, now = now}
+  -- The tallies (m[3] to m[6]) stay text until the end of the call.
+  local info = {name = b, meta = meta, buckets = m[1] + 0, ttl = m[2], due = due, m = m,
+    slot = slot, rs = rs, rc = rc, sameSlot = m[7] and m[7] + 0 == slot, slotCount = m[8] and m[8] + 0 or 0,
+    deleted = 0, not_found = 0, failed = 0, added = 0, now = now, nowMs = nowMs,
+    idsPrefix = P .. 'batch:' .. b .. ':ids:'}
   batches[b] = info
   return info
 end
 
-local fields = {d = 'deleted', n = 'not_found', f = 'failed'}
-
-local function writeFailure(b, id, ttl, a, attempts)
-  local fkey = failKey(b, id)
-  redis.call('HSETNX', fkey, 'first_at', a.now)
-  redis.call('HSET', fkey, 'batch', b, 'queue', a.queue, 'outcome', a.name, 'code', a.code, 'msg', a.msg,
-    'http_status', a.status, 'logid', a.logid, 'last_at', a.now, 'attempts', attempts)
-  redis.call('ZADD', P .. 'failures', a.now, failMember(b, id))
-  redis.call('EXPIRE', fkey, ttl)
+-- idsKeyOf is the prelude's idsKey(b, bucket(id, n)) for batch info's b.
+-- (tonumber, not arithmetic on the text: the embedded Redis's Lua reads
+-- "012345" as octal.)
+local function idsKeyOf(info, id)
+  return info.idsPrefix .. int(tonumber(sub(id, -6)) % info.buckets)
 end
 
--- finish gives id its terminal outcome in batch b, whose entry is pending.
--- (The bucket's retention runs from when ids were added and from the
--- batch's completion, when every bucket gets it again.)
-local function finish(b, info, key, id, a, value)
-  redis.call('HSET', key, id, value)
-  info[fields[a.letter]] = info[fields[a.letter]] + 1
-  if a.now > info.now then
-    info.now = a.now
+-- entryOf is a finished id's entry, 'outcome|code|logid|attempts|time', for
+-- the attempt at ARGV[i]; attempts is text. The time is in seconds: the
+-- ms text (an integer from Go) less its last three digits.
+local function entryOf(i, letter, attempts, now, nowMs)
+  local secs
+  if now >= 1000 then
+    secs = sub(nowMs, 1, -4)
+  else
+    secs = int(math.floor(now / 1000))
   end
+  return letter .. '|' .. ARGV[i + 3] .. '|' .. ARGV[i + 4] .. '|' .. attempts .. '|' .. secs
+end
+
+-- writeFailure writes the failure record of id in batch b from the attempt
+-- at ARGV[i]; attempts is text.
+local function writeFailure(b, id, ttl, i, attempts)
+  local fkey = failKey(b, id)
+  local nowMs = ARGV[i + 5]
+  call('HSETNX', fkey, 'first_at', nowMs)
+  call('HSET', fkey, 'batch', b, 'queue', ARGV[i + 6], 'outcome', ARGV[i + 9], 'code', ARGV[i + 3],
+    'msg', ARGV[i + 7], 'http_status', ARGV[i + 8], 'logid', ARGV[i + 4], 'last_at', nowMs, 'attempts', attempts)
+  call('ZADD', P .. 'failures', nowMs, failMember(b, id))
+  call('EXPIRE', fkey, ttl)
+end
+
+local function clearFailure(b, id)
+  call('DEL', failKey(b, id))
+  call('ZREM', P .. 'failures', failMember(b, id))
+end
+
+local tally = {d = 'deleted', n = 'not_found', f = 'failed'}
+local finishes = 0 -- counts finish calls, to order the batches one attempt completes
+
+-- finish gives id its terminal outcome, by attempt k, in the batch of info,
+-- where its entry (at key) is pending. (The bucket's retention runs from
+-- when ids were added and from the batch's completion, when every bucket
+-- gets it again.)
+local function finish(info, key, id, letter, value, now, nowMs, k)
+  call('HSET', key, id, value)
+  local field = tally[letter]
+  info[field] = info[field] + 1
+  if now > info.now then
+    info.now, info.nowMs = now, nowMs
+  end
+  finishes = finishes + 1
+  info.lastAttempt, info.lastFinish = k, finishes
 end
 
 local alsoKey = P .. 'also'
-local anyLinks = redis.call('EXISTS', alsoKey) == 1
-local out = {}
-local touched = {} -- attempt index -> batches it finished, for completion
+local anyLinks = call('EXISTS', alsoKey) == 1
+local out, n = {}, 0
+local reported = {} -- attempt -> its completed batches' place in out
 
-for i = 5, #ARGV, 10 do
-  local a = {id = ARGV[i], batch = ARGV[i + 1], letter = ARGV[i + 2], code = ARGV[i + 3], msg = ARGV[i + 4],
-    status = ARGV[i + 5], logid = ARGV[i + 6], now = tonumber(ARGV[i + 7]), queue = ARGV[i + 8], name = ARGV[i + 9]}
-  local id, B = a.id, a.batch
-  local info = batchOf(B, a.now, a.queue)
-  local key = idsKey(B, bucket(id, info.buckets))
-  local cur = redis.call('HGET', key, id)
+local i, k = 5, 0
+while i <= #ARGV do
+  k = k + 1
+  local id, B, letter, nowMs = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 5]
+  local now = nowMs + 0 -- tonumber(nowMs), with one strtod
+  local info = batches[B] or batchOf(B, now, nowMs, ARGV[i + 6])
+  local key = idsKeyOf(info, id)
+  local cur = call('HGET', key, id)
   local duplicate = cur and not isPending(cur) -- the batch has this id's outcome already: a duplicate run
-  local transitions, attempts, done = 0, 0, {}
-  if not (duplicate and a.letter == 'r') then
-    if not cur then
-      redis.call('HSET', key, id, 'p')
-      redis.call('EXPIRE', key, info.ttl)
+  local transitions, attempts = 0, 0
+  if not (duplicate and letter == 'r') then
+    local joins = not cur
+    if joins then
+      -- Not in the batch: it joins it now. Its entry is written below
+      -- (the outcome, or 'r'), in one write instead of 'p' and then that.
       info.added = info.added + 1
       cur = 'p'
     end
@@ -89,106 +153,139 @@ for i = 5, #ARGV, 10 do
       -- attempts from (and to clear on deletion): the common case, a
       -- first attempt that deletes, reads and writes one entry.
       attempts = 1
+      local attemptsText = '1'
       if cur == 'r' then
-        attempts = tonumber(redis.call('HGET', failKey(B, id), 'attempts') or '0') + 1
+        attempts = tonumber(call('HGET', failKey(B, id), 'attempts') or '0') + 1
+        attemptsText = int(attempts)
       end
-      if a.letter == 'd' then
+      if letter == 'd' then
         if cur == 'r' then
-          redis.call('DEL', failKey(B, id))
-          redis.call('ZREM', P .. 'failures', failMember(B, id))
+          clearFailure(B, id)
         end
       else
-        writeFailure(B, id, info.ttl, a, attempts)
+        writeFailure(B, id, info.ttl, i, attemptsText)
       end
-      if a.letter == 'r' then
+      if letter == 'r' then
         if cur == 'p' then
-          redis.call('HSET', key, id, 'r')
+          call('HSET', key, id, 'r')
         end
       else
-        value = a.letter .. '|' .. a.code .. '|' .. a.logid .. '|' .. attempts .. '|' .. math.floor(a.now / 1000)
-        finish(B, info, key, id, a, value)
+        value = entryOf(i, letter, attemptsText, now, nowMs)
+        finish(info, key, id, letter, value, now, nowMs, k)
         transitions = 1
-        done[#done + 1] = B
       end
+    end
+    if joins then
+      call('EXPIRE', key, info.ttl) -- after the write: the key may be new
     end
     -- Other batches waiting for this id (it was enqueued into them while
     -- this task was already queued) get the same outcome, even from a
     -- duplicate run: a link made between two runs of a task is served by
     -- the second.
-    if a.letter ~= 'r' and anyLinks then
-      local also = redis.call('HGET', alsoKey, id)
+    if letter ~= 'r' and anyLinks then
+      local also = call('HGET', alsoKey, id)
       if also then
-        value = value or (a.letter .. '|' .. a.code .. '|' .. a.logid .. '|1|' .. math.floor(a.now / 1000))
+        local linkAttempts = attempts > 1 and int(attempts) or '1'
+        value = value or entryOf(i, letter, '1', now, nowMs)
         for entry in string.gmatch(also, '%S+') do
           local b = string.match(entry, '^(.-)@')
-          if b ~= B and redis.call('EXISTS', metaKey(b)) == 1 then
-            local binfo = batchOf(b, a.now, a.queue)
-            local bkey = idsKey(b, bucket(id, binfo.buckets))
-            if isPending(redis.call('HGET', bkey, id)) then
-              finish(b, binfo, bkey, id, a, value)
+          if b ~= B and call('EXISTS', metaKey(b)) == 1 then
+            local binfo = batches[b] or batchOf(b, now, nowMs, ARGV[i + 6])
+            local bkey = idsKeyOf(binfo, id)
+            if isPending(call('HGET', bkey, id)) then
+              finish(binfo, bkey, id, letter, value, now, nowMs, k)
               transitions = transitions + 1
-              done[#done + 1] = b
-              if a.letter == 'd' then
-                redis.call('DEL', failKey(b, id))
-                redis.call('ZREM', P .. 'failures', failMember(b, id))
+              if letter == 'd' then
+                clearFailure(b, id)
               else
-                writeFailure(b, id, binfo.ttl, a, math.max(attempts, 1))
+                writeFailure(b, id, binfo.ttl, i, linkAttempts)
               end
             end
           end
         end
-        redis.call('HDEL', alsoKey, id)
+        call('HDEL', alsoKey, id)
       end
     end
   end
-  out[#out + 1] = transitions
-  out[#out + 1] = attempts
-  out[#out + 1] = ''
-  touched[#out] = done
+  if transitions ~= 1 or attempts ~= 1 then
+    out[n + 1], out[n + 2], out[n + 3], out[n + 4] = k, transitions, attempts, ''
+    n = n + 4
+    reported[k] = n
+  end
+  i = i + (letter == 'd' and 7 or 10)
 end
 
--- Per batch, once: the tallies, the rate and progress in one write (the
--- script runs alone, so the values read above are still current), the
--- retention when the rate's slot turns (every 10 s at most), completion.
-local completedBy = {}
+-- Per batch, once: the tallies, the rate and progress in one write of the
+-- fields that change (the script runs alone, so the values read above are
+-- still current), the retention when the rate's slot turns (every 10 s at
+-- most), completion.
+local completed = {}
 for b, info in pairs(batches) do
-  local meta = info.meta
   local finished = info.deleted + info.not_found + info.failed
-  if info.added > 0 then
-    redis.call('ZADD', P .. 'batches:open', info.due, b)
+  local added = info.added
+  if added > 0 then
+    call('ZADD', P .. 'batches:open', info.due or call('HGET', info.meta, 'due'), b)
   end
-  if finished > 0 or info.added > 0 then
+  local allFinished = false
+  if finished > 0 or added > 0 then
+    local m = info.m
+    local total, deleted, notFound, failed = m[3] + added, m[4] + info.deleted, m[5] + info.not_found,
+      m[6] + info.failed
     local count = finished
     if info.sameSlot then
       count = count + info.slotCount
     end
-    redis.call('HSET', meta, 'total', info.total + info.added,
-      'deleted', info.before.deleted + info.deleted, 'not_found', info.before.not_found + info.not_found,
-      'failed', info.before.failed + info.failed, 'rs' .. info.slotIndex, info.slot, 'rc' .. info.slotIndex, count,
-      'progress_at', info.now)
-    if info.added > 0 then
-      redis.call('HSET', meta, 'complete', 0)
+    local args = {'HSET', info.meta}
+    local function set(field, value)
+      args[#args + 1] = field
+      args[#args + 1] = value
     end
+    if added > 0 then
+      set('total', int(total))
+    end
+    if info.deleted > 0 then
+      set('deleted', int(deleted))
+    end
+    if info.not_found > 0 then
+      set('not_found', int(notFound))
+    end
+    if info.failed > 0 then
+      set('failed', int(failed))
+    end
+    if not info.sameSlot then
+      set(info.rs, int(info.slot))
+    end
+    set(info.rc, int(count))
+    set('progress_at', info.nowMs)
+    if added > 0 then
+      set('complete', '0')
+    end
+    call(unpack(args))
+    allFinished = finished > 0 and deleted + notFound + failed >= total
   end
   if not info.sameSlot then
-    redis.call('EXPIRE', meta, info.ttl)
+    call('EXPIRE', info.meta, info.ttl)
   end
-  local finishedBefore = info.before.deleted + info.before.not_found + info.before.failed
-  if finished > 0 and finishedBefore + finished >= info.total + info.added and tryComplete(b, info.now) then
-    completedBy[b] = true
+  if allFinished and tryComplete(b, info.now) then
+    completed[#completed + 1] = info
   end
 end
 
--- Report each completed batch with the last attempt that finished in it.
-local reported = {}
-for slotPos = #out, 3, -3 do
-  local names = {}
-  for _, b in ipairs(touched[slotPos] or {}) do
-    if completedBy[b] and not reported[b] then
-      reported[b] = true
-      names[#names + 1] = b
+-- Report each completed batch with the last attempt that finished in it
+-- (an attempt that completes several lists them in the order it finished
+-- them).
+if #completed > 0 then
+  table.sort(completed, function(x, y) return x.lastFinish < y.lastFinish end)
+  for _, info in ipairs(completed) do
+    local k = info.lastAttempt
+    local at = reported[k]
+    if at then
+      out[at] = out[at] == '' and info.name or out[at] .. ' ' .. info.name
+    else
+      out[n + 1], out[n + 2], out[n + 3], out[n + 4] = k, 1, 1, info.name
+      n = n + 4
+      reported[k] = n
     end
   end
-  out[slotPos] = table.concat(names, ' ')
 end
 return out

@@ -1,0 +1,239 @@
+// Package asynqwire writes tasks into Redis the way asynq v0.26's
+// Client.Enqueue does, many in one round trip.
+//
+// asynq has no batch enqueue: its Client makes one round trip per task, and
+// at that pace Redis spends most of its time reading and answering requests,
+// not storing tasks. A bulk enqueue of millions of ids needs many tasks per
+// round trip, so this package encodes asynq's task message itself and runs,
+// for a whole chunk in one script, the steps asynq's enqueue script runs for
+// one task (create the task hash unless a task with the id exists, then push
+// the id onto the pending list, or add it to the scheduled set).
+//
+// The layout it writes is asynq's, so everything else (servers, Inspector,
+// the web UI) sees ordinary tasks. It is pinned to asynq v0.26: the tests
+// compare what it writes, byte for byte, with what asynq's Client writes, so
+// that an asynq upgrade that changes the layout fails them.
+package asynqwire
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// DefaultTimeout is the task timeout asynq's Client sets when a task has
+// neither a timeout nor a deadline.
+const DefaultTimeout = 30 * time.Minute
+
+// Task is one task to write.
+type Task struct {
+	// ID is the task id; a task with the same id already in the queue is a
+	// conflict, as with asynq's TaskID option.
+	ID      string
+	Type    string
+	Payload []byte
+	Queue   string
+	// MaxRetry is asynq's MaxRetry option.
+	MaxRetry int
+	// Timeout is asynq's Timeout option; zero means DefaultTimeout.
+	Timeout time.Duration
+	// ProcessAt, when after now, schedules the task instead of making it
+	// pending, as asynq's ProcessAt option does.
+	ProcessAt time.Time
+}
+
+// Writer writes tasks. It is safe for concurrent use.
+type Writer struct {
+	rdb redis.UniversalClient
+	now func() time.Time
+	// published holds the queues known to be in asynq's set of queues,
+	// which asynq's Client also adds to once per queue and process.
+	published sync.Map
+}
+
+// NewWriter returns a Writer that writes through rdb.
+func NewWriter(rdb redis.UniversalClient) *Writer {
+	return &Writer{rdb: rdb, now: time.Now}
+}
+
+// The scripts do, for each task in turn, what asynq's enqueue and schedule
+// scripts do for one: create the task hash unless a task with the id
+// exists, then push the id onto the pending list or add it to the
+// scheduled set. They return one digit per task: 1 written, 0 conflict.
+var (
+	// KEYS: 1 the pending list, 2.. the task hashes. ARGV: 1 now in Unix
+	// ns, then per task its message and id.
+	enqueueScript = redis.NewScript(`
+local out = {}
+for i = 2, #KEYS do
+  local msg, id = ARGV[2 * i - 2], ARGV[2 * i - 1]
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    out[#out + 1] = '0'
+  else
+    redis.call('HSET', KEYS[i], 'msg', msg, 'state', 'pending', 'pending_since', ARGV[1])
+    redis.call('LPUSH', KEYS[1], id)
+    out[#out + 1] = '1'
+  end
+end
+return table.concat(out)`)
+	// KEYS: 1 the scheduled set, 2.. the task hashes. ARGV: 1 process-at in
+	// Unix s, then per task its message and id.
+	scheduleScript = redis.NewScript(`
+local out = {}
+for i = 2, #KEYS do
+  local msg, id = ARGV[2 * i - 2], ARGV[2 * i - 1]
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    out[#out + 1] = '0'
+  else
+    redis.call('HSET', KEYS[i], 'msg', msg, 'state', 'scheduled')
+    redis.call('ZADD', KEYS[1], ARGV[1], id)
+    out[#out + 1] = '1'
+  end
+end
+return table.concat(out)`)
+)
+
+// EnqueueMany writes tasks and reports, for each, whether it was written:
+// false means a task with its id was in its queue already (asynq's
+// ErrTaskIDConflict), and nothing was changed for it. Tasks of one queue
+// and one ProcessAt (the usual chunk) take one round trip. On an error some
+// tasks may have been written; writing them again is safe, as they then
+// conflict.
+func (w *Writer) EnqueueMany(ctx context.Context, tasks []Task) ([]bool, error) {
+	created := make([]bool, len(tasks))
+	now := w.now()
+	for _, g := range groups(tasks, now) {
+		if err := w.publishQueue(ctx, g.queue); err != nil {
+			return nil, err
+		}
+		written, err := w.write(ctx, tasks, g, now)
+		if err != nil {
+			return nil, err
+		}
+		for j, i := range g.tasks {
+			created[i] = written[j] == '1'
+		}
+	}
+	return created, nil
+}
+
+// A group is tasks written by one script call: one queue, pending or
+// scheduled for the same second.
+type group struct {
+	queue     string
+	processAt int64 // Unix s; 0 for pending
+	tasks     []int // indexes
+}
+
+func groups(tasks []Task, now time.Time) []group {
+	type key struct {
+		queue     string
+		processAt int64
+	}
+	var out []group
+	index := map[key]int{}
+	for i, t := range tasks {
+		k := key{queue: t.Queue}
+		if t.ProcessAt.After(now) {
+			k.processAt = t.ProcessAt.Unix()
+		}
+		j, ok := index[k]
+		if !ok {
+			j = len(out)
+			index[k] = j
+			out = append(out, group{queue: k.queue, processAt: k.processAt})
+		}
+		out[j].tasks = append(out[j].tasks, i)
+	}
+	return out
+}
+
+// write runs the script of g, loading it first if Redis lost its scripts
+// (a restart, SCRIPT FLUSH), and returns its digits.
+func (w *Writer) write(ctx context.Context, tasks []Task, g group, now time.Time) (string, error) {
+	keys := make([]string, 1, 1+len(g.tasks))
+	args := make([]any, 1, 1+2*len(g.tasks))
+	script := enqueueScript
+	keys[0], args[0] = pendingKey(g.queue), now.UnixNano()
+	if g.processAt != 0 {
+		script = scheduleScript
+		keys[0], args[0] = scheduledKey(g.queue), g.processAt
+	}
+	for _, i := range g.tasks {
+		t := tasks[i]
+		keys = append(keys, TaskKey(t.Queue, t.ID))
+		args = append(args, Encode(t), t.ID)
+	}
+	written, err := script.Run(ctx, w.rdb, keys, args...).Text()
+	if err != nil {
+		return "", fmt.Errorf("enqueue tasks: %w", err)
+	}
+	if len(written) != len(g.tasks) {
+		return "", fmt.Errorf("enqueue tasks: %d answers for %d tasks", len(written), len(g.tasks))
+	}
+	return written, nil
+}
+
+func (w *Writer) publishQueue(ctx context.Context, queue string) error {
+	if _, ok := w.published.Load(queue); ok {
+		return nil
+	}
+	if err := w.rdb.SAdd(ctx, "asynq:queues", queue).Err(); err != nil {
+		return fmt.Errorf("enqueue tasks: %w", err)
+	}
+	w.published.Store(queue, true)
+	return nil
+}
+
+// TaskKey is the key of a task's hash, as asynq names it.
+func TaskKey(queue, id string) string { return queuePrefix(queue) + "t:" + id }
+
+func pendingKey(queue string) string   { return queuePrefix(queue) + "pending" }
+func scheduledKey(queue string) string { return queuePrefix(queue) + "scheduled" }
+func queuePrefix(queue string) string  { return "asynq:{" + queue + "}:" }
+
+// Encode returns t as asynq's TaskMessage protobuf, the "msg" field of a
+// task hash: the fields asynq's Client sets for a task without unique key,
+// group, retention or headers, in field-number order, zero values left out.
+func Encode(t Task) []byte {
+	timeout := t.Timeout
+	if timeout == 0 {
+		timeout = DefaultTimeout
+	}
+	b := make([]byte, 0, 32+len(t.Type)+len(t.Payload)+len(t.ID)+len(t.Queue))
+	b = appendString(b, 1, t.Type)
+	b = appendBytes(b, 2, t.Payload)
+	b = appendString(b, 3, t.ID)
+	b = appendString(b, 4, t.Queue)
+	b = appendVarint(b, 5, uint64(int32(t.MaxRetry)))
+	b = appendVarint(b, 8, uint64(int64(timeout.Seconds())))
+	return b
+}
+
+func appendString(b []byte, field protowire.Number, s string) []byte {
+	if s == "" {
+		return b
+	}
+	b = protowire.AppendTag(b, field, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
+
+func appendBytes(b []byte, field protowire.Number, v []byte) []byte {
+	if len(v) == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, field, protowire.BytesType)
+	return protowire.AppendBytes(b, v)
+}
+
+func appendVarint(b []byte, field protowire.Number, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, field, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
+}

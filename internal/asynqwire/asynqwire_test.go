@@ -1,0 +1,174 @@
+package asynqwire_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/coze-eraser/coze-eraser/internal/asynqwire"
+	"github.com/coze-eraser/coze-eraser/internal/redistest"
+)
+
+type bundle struct {
+	rdb       *redis.Client
+	writer    *asynqwire.Writer
+	asynq     *asynq.Client
+	inspector *asynq.Inspector
+}
+
+func setup(t *testing.T) bundle {
+	t.Helper()
+	rdb := redistest.Start(t).Client()
+	return bundle{
+		rdb:       rdb,
+		writer:    asynqwire.NewWriter(rdb),
+		asynq:     asynq.NewClientFromRedisClient(rdb),
+		inspector: asynq.NewInspectorFromRedisClient(rdb),
+	}
+}
+
+// TestSameAsAsynqClient writes each task once with asynq's Client and once
+// with the Writer, into two queues, and compares what is stored: an asynq
+// upgrade that changes its layout fails here.
+func TestSameAsAsynqClient(t *testing.T) {
+	t.Parallel()
+	future := time.Now().Add(time.Hour).Truncate(time.Second)
+	cases := []struct {
+		name string
+		task asynqwire.Task
+		opts []asynq.Option
+	}{
+		{"pending", asynqwire.Task{ID: "del:7379996104798150001", Type: "conversation:delete",
+			Payload: []byte(`{"id":"7379996104798150001","batch":"b"}`), MaxRetry: 125}, []asynq.Option{asynq.MaxRetry(125)}},
+		{"timeout", asynqwire.Task{ID: "del:7379996104798150002", Type: "conversation:delete",
+			Payload: []byte(`{}`), MaxRetry: 3, Timeout: 90 * time.Second}, []asynq.Option{asynq.MaxRetry(3), asynq.Timeout(90 * time.Second)}},
+		{"no retry", asynqwire.Task{ID: "x", Type: "t", Payload: []byte("p")}, []asynq.Option{asynq.MaxRetry(0)}},
+		{"scheduled", asynqwire.Task{ID: "del:7379996104798150003", Type: "conversation:delete",
+			Payload: []byte(`{}`), MaxRetry: 25, ProcessAt: future}, []asynq.Option{asynq.MaxRetry(25), asynq.ProcessAt(future)}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			ctx := context.Background()
+			opts := append([]asynq.Option{asynq.TaskID(tc.task.ID), asynq.Queue("theirs")}, tc.opts...)
+			if _, err := b.asynq.Enqueue(asynq.NewTask(tc.task.Type, tc.task.Payload), opts...); err != nil {
+				t.Fatal(err)
+			}
+			ours := tc.task
+			ours.Queue = "ours"
+			created, err := b.writer.EnqueueMany(ctx, []asynqwire.Task{ours})
+			if err != nil || !created[0] {
+				t.Fatalf("EnqueueMany = %v, %v; want created", created, err)
+			}
+
+			theirs := b.rdb.HGetAll(ctx, asynqwire.TaskKey("theirs", tc.task.ID)).Val()
+			mine := b.rdb.HGetAll(ctx, asynqwire.TaskKey("ours", tc.task.ID)).Val()
+			if got, want := mine["msg"], string(asynqwire.Encode(withQueue(tc.task, "theirs"))); theirs["msg"] != want {
+				t.Errorf("asynq's msg %q, Encode gives %q", theirs["msg"], want)
+			} else if got != string(asynqwire.Encode(ours)) {
+				t.Errorf("stored msg %q, Encode gives %q", got, asynqwire.Encode(ours))
+			}
+			if mine["state"] != theirs["state"] || len(mine) != len(theirs) {
+				t.Errorf("task hash %v, asynq's %v", keysOf(mine), keysOf(theirs))
+			}
+			for _, q := range []string{"theirs", "ours"} {
+				info, err := b.inspector.GetTaskInfo(q, tc.task.ID)
+				if err != nil {
+					t.Fatalf("queue %s: %v", q, err)
+				}
+				if string(info.Payload) != string(tc.task.Payload) || info.Type != tc.task.Type || info.MaxRetry != tc.task.MaxRetry {
+					t.Errorf("queue %s: task %+v", q, info)
+				}
+				if !tc.task.ProcessAt.IsZero() && !info.NextProcessAt.Equal(tc.task.ProcessAt) {
+					t.Errorf("queue %s: next process at %v, want %v", q, info.NextProcessAt, tc.task.ProcessAt)
+				}
+			}
+			queues, _ := b.inspector.Queues()
+			if len(queues) != 2 {
+				t.Errorf("queues %v, want theirs and ours", queues)
+			}
+		})
+	}
+}
+
+func withQueue(t asynqwire.Task, q string) asynqwire.Task {
+	t.Queue = q
+	return t
+}
+
+func keysOf(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func TestConflicts(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	task := func(id string) asynqwire.Task {
+		return asynqwire.Task{ID: id, Type: "conversation:delete", Payload: []byte(id), Queue: "default", MaxRetry: 1}
+	}
+	got, err := b.writer.EnqueueMany(ctx, []asynqwire.Task{task("a"), task("b"), task("a")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []bool{true, true, false}; !slices.Equal(got, want) {
+		t.Errorf("first write %v, want %v", got, want)
+	}
+	got, err = b.writer.EnqueueMany(ctx, []asynqwire.Task{task("b"), task("c")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []bool{false, true}; !slices.Equal(got, want) {
+		t.Errorf("second write %v, want %v", got, want)
+	}
+	if _, err := b.asynq.Enqueue(asynq.NewTask("conversation:delete", nil), asynq.TaskID("c")); !errors.Is(err, asynq.ErrTaskIDConflict) {
+		t.Errorf("asynq's Client on a written id: %v, want ErrTaskIDConflict", err)
+	}
+	q, err := b.inspector.GetQueueInfo("default")
+	if err != nil || q.Pending != 3 {
+		t.Errorf("queue %+v, %v; want 3 pending", q, err)
+	}
+}
+
+// TestScriptsLost: after SCRIPT FLUSH (or a Redis restart) the pipeline of
+// EVALSHA is refused; the writer loads the scripts and writes again.
+func TestScriptsLost(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	tasks := []asynqwire.Task{{ID: "a", Type: "t", Queue: "default"}, {ID: "b", Type: "t", Queue: "default", ProcessAt: time.Now().Add(time.Hour)}}
+	if _, err := b.writer.EnqueueMany(ctx, tasks[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.rdb.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.writer.EnqueueMany(ctx, append(tasks, asynqwire.Task{ID: "c", Type: "t", Queue: "default"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []bool{false, true, true}; !slices.Equal(got, want) {
+		t.Errorf("after SCRIPT FLUSH: %v, want %v", got, want)
+	}
+}
+
+func TestRedisDown(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	w := asynqwire.NewWriter(srv.Client())
+	srv.Kill()
+	_, err := w.EnqueueMany(context.Background(), []asynqwire.Task{{ID: "a", Type: "t", Queue: "default"}})
+	if err == nil {
+		t.Fatal("EnqueueMany with Redis down: no error")
+	}
+}

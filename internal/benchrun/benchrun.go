@@ -1,0 +1,591 @@
+// Package benchrun is `coze-eraser bench`: it measures the full pipeline
+// against what a user would otherwise write with bare asynq, in one run on
+// one redis-server, with every side in its own process so that CPU and
+// memory are measured per process:
+//
+//   - enqueue N ids from a file with `coze-eraser enqueue`, and the same N
+//     with a bare asynq Client.Enqueue loop of 16 goroutines;
+//   - work them down with `coze-eraser worker` (ledger, batch tallies,
+//     metrics, JSON logs to a file, no limiter) and with a bare asynq server
+//     whose handler only sends the same DELETE to the same zero-latency fake,
+//     both at the same concurrency;
+//   - Redis memory per pending task and per finished record, worker peak
+//     RSS, and CPU seconds per 1,000 deletions of each side and of Redis.
+//
+// Each pass runs Runs times, alternating which side goes first, and the
+// figures are medians.
+package benchrun
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/coze-eraser/coze-eraser/ledger"
+)
+
+// Config configures a bench.
+type Config struct {
+	// Binary is the coze-eraser executable to run.
+	Binary string
+	// IDs per pass, Runs passes; Concurrency of both workers.
+	IDs         int
+	Runs        int
+	Concurrency int
+	// RSSConcurrency is the concurrency of an extra pass of the full worker
+	// whose peak RSS is reported (0 skips it).
+	RSSConcurrency int
+	// Big, when positive, is the size of an extra enqueue from a file whose
+	// time and peak RSS are reported.
+	Big int
+	// Dir holds the id files and logs (default a temporary directory).
+	Dir string
+	// ProfileDir, when set, receives a CPU profile of every process the
+	// bench measures, named for its pass.
+	ProfileDir string
+	// Out receives progress lines and the results.
+	Out io.Writer
+}
+
+// Sample is one process's figures for one pass.
+type Sample struct {
+	Rate      float64 // ids per second
+	CPU       float64 // process CPU seconds per 1,000 ids
+	RedisCPU  float64 // Redis CPU seconds per 1,000 ids
+	PeakRSSMB float64
+	// MemPerID is Redis memory per id after the pass, in bytes.
+	MemPerID float64
+}
+
+// Result holds every sample, by pass name.
+type Result map[string][]Sample
+
+// env is a bench's running redis-server and fake API.
+type env struct {
+	cfg      Config
+	redisURL string
+	rdb      *redis.Client
+	fakeURL  string
+	passes   int // id files written, one per pass
+	procs    []*exec.Cmd
+	profiles int
+}
+
+// Run runs the bench and writes its results to cfg.Out.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	if cfg.Runs < 1 {
+		cfg.Runs = 3
+	}
+	if cfg.Dir == "" {
+		dir, err := os.MkdirTemp("", "coze-eraser-bench-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		cfg.Dir = dir
+	} else if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	if cfg.ProfileDir != "" {
+		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	e := &env{cfg: cfg}
+	defer e.stop()
+	if err := e.start(ctx); err != nil {
+		return nil, err
+	}
+	res := Result{}
+	for run := range cfg.Runs {
+		passes := []func(context.Context, Result) error{e.oursPass, e.barePass}
+		if run%2 == 1 {
+			slices.Reverse(passes)
+		}
+		for _, pass := range passes {
+			if err := pass(ctx, res); err != nil {
+				return res, err
+			}
+		}
+		e.logf("run %d of %d done", run+1, cfg.Runs)
+	}
+	if cfg.RSSConcurrency > 0 {
+		if err := e.rssPass(ctx, res); err != nil {
+			return res, err
+		}
+	}
+	if cfg.Big > 0 {
+		if err := e.bigPass(ctx, res); err != nil {
+			return res, err
+		}
+	}
+	res.write(cfg)
+	return res, nil
+}
+
+func (e *env) logf(format string, args ...any) {
+	fmt.Fprintf(e.cfg.Out, "bench: "+format+"\n", args...)
+}
+
+// start launches redis-server and the fake API, and writes the ids.
+func (e *env) start(ctx context.Context) error {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return errors.New("redis-server is not on PATH: install it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis)")
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	redisCmd := exec.CommandContext(ctx, bin, "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "",
+		"--appendonly", "no", "--dir", e.cfg.Dir, "--logfile", filepath.Join(e.cfg.Dir, "redis.log"))
+	if err := redisCmd.Start(); err != nil {
+		return err
+	}
+	e.procs = append(e.procs, redisCmd)
+	e.redisURL = fmt.Sprintf("redis://127.0.0.1:%d/0", port)
+	opt, _ := redis.ParseURL(e.redisURL)
+	e.rdb = redis.NewClient(opt)
+	if err := waitUntil(ctx, 10*time.Second, func() bool { return e.rdb.Ping(ctx).Err() == nil }); err != nil {
+		log, _ := os.ReadFile(filepath.Join(e.cfg.Dir, "redis.log"))
+		return fmt.Errorf("redis-server did not start (%w): %s", err, strings.TrimSpace(string(log)))
+	}
+	fakeAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	fake := exec.CommandContext(ctx, e.cfg.Binary, "fake-api", "--addr", fakeAddr)
+	fake.Env = os.Environ()
+	if err := fake.Start(); err != nil {
+		return err
+	}
+	e.procs = append(e.procs, fake)
+	e.fakeURL = "http://" + fakeAddr
+	if err := waitUntil(ctx, 10*time.Second, func() bool { return dialable(fakeAddr) }); err != nil {
+		return fmt.Errorf("fake API did not start: %w", err)
+	}
+	return nil
+}
+
+// newIDs writes n ids no earlier pass used to a file and returns its path:
+// the fake API remembers what it deleted and answers "not found" the
+// second time, which would give the second side of a run other work.
+func (e *env) newIDs(n int) (string, error) {
+	e.passes++
+	path := filepath.Join(e.cfg.Dir, fmt.Sprintf("ids-%d.txt", e.passes))
+	// 19-digit ids, 10^13 apart per pass, 13 apart within one.
+	return path, writeIDs(path, n, 7379996104798150001-int64(e.passes)*10_000_000_000_000)
+}
+
+func (e *env) stop() {
+	for _, p := range e.procs {
+		_ = p.Process.Kill()
+		_ = p.Wait()
+	}
+	if e.rdb != nil {
+		e.rdb.Close()
+	}
+}
+
+// oursPass enqueues and works down with coze-eraser's own commands.
+func (e *env) oursPass(ctx context.Context, res Result) error {
+	base, err := e.reset(ctx)
+	if err != nil {
+		return err
+	}
+	ids, err := e.newIDs(e.cfg.IDs)
+	if err != nil {
+		return err
+	}
+	enq, err := e.measure(ctx, "enqueue/coze-eraser", []string{"enqueue", "--file", ids, "--batch", "bench", "--redis-url", e.redisURL},
+		e.cfg.IDs, nil, "")
+	if err != nil {
+		return err
+	}
+	enq.MemPerID = float64(e.usedMemory(ctx)-base) / float64(e.cfg.IDs)
+	res["enqueue/coze-eraser"] = append(res["enqueue/coze-eraser"], enq)
+
+	led := ledger.New(e.rdb)
+	done := func() bool { b, _, _ := led.Batch(ctx, "bench"); return b.Total == e.cfg.IDs && b.Pending() == 0 }
+	work, err := e.measure(ctx, "work/coze-eraser", e.workerArgs(e.cfg.Concurrency), e.cfg.IDs, done, e.logFile("worker"))
+	if err != nil {
+		return err
+	}
+	work.MemPerID = float64(e.usedMemory(ctx)-base) / float64(e.cfg.IDs)
+	res["work/coze-eraser"] = append(res["work/coze-eraser"], work)
+	return nil
+}
+
+// bareQueueEmpty reports whether asynq's default queue has no task left to
+// run. (Not Inspector.GetQueueInfo: it samples memory use with MEMORY USAGE
+// calls, which polled every 10 ms would load the bare side's Redis more
+// than the ledger poll loads ours.)
+func (e *env) bareQueueEmpty(ctx context.Context) bool {
+	const q = "asynq:{default}:"
+	pipe := e.rdb.Pipeline()
+	counts := []*redis.IntCmd{pipe.LLen(ctx, q+"pending"), pipe.LLen(ctx, q+"active"), pipe.ZCard(ctx, q+"retry"), pipe.ZCard(ctx, q+"scheduled")}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return false
+	}
+	for _, c := range counts {
+		if c.Val() != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (e *env) workerArgs(concurrency int) []string {
+	return []string{"worker", "--redis-url", e.redisURL, "--coze-base-url", e.fakeURL, "--concurrency", strconv.Itoa(concurrency),
+		"--metrics-addr", "", "--log-format", "json"}
+}
+
+// barePass does the same with bare asynq.
+func (e *env) barePass(ctx context.Context, res Result) error {
+	base, err := e.reset(ctx)
+	if err != nil {
+		return err
+	}
+	ids, err := e.newIDs(e.cfg.IDs)
+	if err != nil {
+		return err
+	}
+	enq, err := e.measure(ctx, "enqueue/bare asynq", []string{"bench", "bare-enqueue", "--file", ids, "--redis-url", e.redisURL}, e.cfg.IDs, nil, "")
+	if err != nil {
+		return err
+	}
+	enq.MemPerID = float64(e.usedMemory(ctx)-base) / float64(e.cfg.IDs)
+	res["enqueue/bare asynq"] = append(res["enqueue/bare asynq"], enq)
+
+	done := func() bool { return e.bareQueueEmpty(ctx) }
+	work, err := e.measure(ctx, "work/bare asynq", []string{"bench", "bare-worker", "--redis-url", e.redisURL, "--coze-base-url", e.fakeURL,
+		"--concurrency", strconv.Itoa(e.cfg.Concurrency)}, e.cfg.IDs, done, e.logFile("bare-worker"))
+	if err != nil {
+		return err
+	}
+	work.MemPerID = float64(e.usedMemory(ctx)-base) / float64(e.cfg.IDs)
+	res["work/bare asynq"] = append(res["work/bare asynq"], work)
+	return nil
+}
+
+// rssPass works a batch with the full worker at RSSConcurrency.
+func (e *env) rssPass(ctx context.Context, res Result) error {
+	if _, err := e.reset(ctx); err != nil {
+		return err
+	}
+	ids, err := e.newIDs(e.cfg.IDs)
+	if err != nil {
+		return err
+	}
+	if _, err := e.measure(ctx, "enqueue/rss", []string{"enqueue", "--file", ids, "--batch", "rss", "--redis-url", e.redisURL}, e.cfg.IDs, nil, ""); err != nil {
+		return err
+	}
+	rssName := fmt.Sprintf("work/coze-eraser at concurrency %d", e.cfg.RSSConcurrency)
+	led := ledger.New(e.rdb)
+	done := func() bool { b, _, _ := led.Batch(ctx, "rss"); return b.Total == e.cfg.IDs && b.Pending() == 0 }
+	s, err := e.measure(ctx, rssName, e.workerArgs(e.cfg.RSSConcurrency), e.cfg.IDs, done, e.logFile("worker-rss"))
+	if err != nil {
+		return err
+	}
+	res[rssName] = []Sample{s}
+	return nil
+}
+
+// bigPass enqueues cfg.Big ids from a file.
+func (e *env) bigPass(ctx context.Context, res Result) error {
+	base, err := e.reset(ctx)
+	if err != nil {
+		return err
+	}
+	bigName := fmt.Sprintf("enqueue/coze-eraser of %d ids", e.cfg.Big)
+	path := filepath.Join(e.cfg.Dir, "big.txt")
+	if err := writeIDs(path, e.cfg.Big, 7479996104798150001); err != nil {
+		return err
+	}
+	s, err := e.measure(ctx, bigName, []string{"enqueue", "--file", path, "--batch", "big", "--redis-url", e.redisURL}, e.cfg.Big, nil, "")
+	if err != nil {
+		return err
+	}
+	s.MemPerID = float64(e.usedMemory(ctx)-base) / float64(e.cfg.Big)
+	res[bigName] = []Sample{s}
+	return nil
+}
+
+// measure runs the binary with args until it exits or, with done, until
+// done reports true (then it is stopped with SIGTERM), and returns its rate
+// over n ids, its CPU and Redis's, and its peak RSS.
+func (e *env) measure(ctx context.Context, pass string, args []string, n int, done func() bool, logPath string) (Sample, error) {
+	cmd := exec.CommandContext(ctx, e.cfg.Binary, args...)
+	cmd.Env = append(os.Environ(), "COZE_API_TOKEN=pat_bench", "COZE_ERASER_REDIS_WAIT=10s")
+	if e.cfg.ProfileDir != "" {
+		e.profiles++
+		name := filepath.Join(e.cfg.ProfileDir, fmt.Sprintf("%02d-%s", e.profiles, fileName(pass)))
+		cmd.Env = append(cmd.Env, "COZE_ERASER_CPUPROFILE="+name+".pprof")
+		_ = e.rdb.ConfigResetStat(ctx).Err()
+		defer e.saveCommandStats(ctx, name+".commandstats")
+	}
+	var logFile *os.File
+	if logPath != "" {
+		f, err := os.Create(logPath)
+		if err != nil {
+			return Sample{}, err
+		}
+		defer f.Close()
+		logFile = f
+		cmd.Stdout, cmd.Stderr = f, f
+	}
+	redisBefore := e.redisCPU(ctx)
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return Sample{}, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var cpu time.Duration
+	var rss int64
+	if done == nil {
+		for {
+			cpu, rss = procStats(cmd.Process.Pid, cpu, rss)
+			select {
+			case err := <-exited:
+				if err != nil {
+					return Sample{}, fmt.Errorf("%s %s: %w", e.cfg.Binary, strings.Join(args[:2], " "), err)
+				}
+				// The final figures, from the exited process.
+				if usage, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+					cpu = time.Duration(usage.Utime.Nano() + usage.Stime.Nano())
+					rss = max(rss, usage.Maxrss*1024)
+				}
+				return e.sample(ctx, n, time.Since(start), cpu, rss, redisBefore), nil
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	for !done() {
+		cpu, rss = procStats(cmd.Process.Pid, cpu, rss)
+		select {
+		case err := <-exited:
+			return Sample{}, fmt.Errorf("%s exited early (%v); see %s", args[0], err, logFileName(logFile))
+		case <-ctx.Done():
+			return Sample{}, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	elapsed := time.Since(start)
+	cpu, rss = procStats(cmd.Process.Pid, cpu, rss)
+	s := e.sample(ctx, n, elapsed, cpu, rss, redisBefore)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+	return s, nil
+}
+
+func (e *env) sample(ctx context.Context, n int, elapsed, cpu time.Duration, rss int64, redisBefore float64) Sample {
+	k := float64(n) / 1000
+	return Sample{
+		Rate:      float64(n) / elapsed.Seconds(),
+		CPU:       cpu.Seconds() / k,
+		RedisCPU:  (e.redisCPU(ctx) - redisBefore) / k,
+		PeakRSSMB: float64(rss) / (1 << 20),
+	}
+}
+
+func logFileName(f *os.File) string {
+	if f == nil {
+		return "(no log)"
+	}
+	return f.Name()
+}
+
+// saveCommandStats writes Redis's per-command call counts and times since
+// the last reset, next to the profile of the process that caused them.
+func (e *env) saveCommandStats(ctx context.Context, path string) {
+	info, err := e.rdb.Info(ctx, "commandstats").Result()
+	if err == nil {
+		_ = os.WriteFile(path, []byte(info), 0o644)
+	}
+}
+
+func (e *env) logFile(name string) string { return filepath.Join(e.cfg.Dir, name+".log") }
+
+// reset empties Redis and returns its used memory then.
+func (e *env) reset(ctx context.Context) (int64, error) {
+	if err := e.rdb.FlushAll(ctx).Err(); err != nil {
+		return 0, err
+	}
+	return e.usedMemory(ctx), nil
+}
+
+func (e *env) usedMemory(ctx context.Context) int64 {
+	return infoField(ctx, e.rdb, "memory", "used_memory")
+}
+
+func (e *env) redisCPU(ctx context.Context) float64 {
+	info, _ := e.rdb.Info(ctx, "cpu").Result()
+	total := 0.0
+	for _, line := range strings.Split(info, "\r\n") {
+		for _, f := range []string{"used_cpu_sys:", "used_cpu_user:"} {
+			if v, ok := strings.CutPrefix(line, f); ok {
+				x, _ := strconv.ParseFloat(v, 64)
+				total += x
+			}
+		}
+	}
+	return total
+}
+
+func infoField(ctx context.Context, rdb *redis.Client, section, field string) int64 {
+	info, _ := rdb.Info(ctx, section).Result()
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// procStats reads a process's CPU time and peak RSS (VmHWM) from /proc,
+// keeping the previous figures when it is gone.
+func procStats(pid int, cpu time.Duration, rss int64) (time.Duration, int64) {
+	if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		s := string(data)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		if len(fields) > 12 {
+			utime, _ := strconv.ParseInt(fields[11], 10, 64)
+			stime, _ := strconv.ParseInt(fields[12], 10, 64)
+			cpu = time.Duration(utime+stime) * 10 * time.Millisecond
+		}
+	}
+	if f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+				rss = max(rss, kb*1024)
+			}
+		}
+		f.Close()
+	}
+	return cpu, rss
+}
+
+// fileName turns a pass name into a file name: "work/bare asynq" becomes
+// "work-bare-asynq".
+func fileName(pass string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == ' ' {
+			return '-'
+		}
+		return r
+	}, pass)
+}
+
+func writeIDs(path string, n int, base int64) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	for i := range n {
+		w.WriteString(strconv.FormatInt(base+int64(i)*13, 10))
+		w.WriteByte('\n')
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func freeAddr() (string, error) {
+	p, err := freePort()
+	return fmt.Sprintf("127.0.0.1:%d", p), err
+}
+
+func dialable(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+	if err == nil {
+		c.Close()
+	}
+	return err == nil
+}
+
+func waitUntil(ctx context.Context, timeout time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return errors.New("timed out")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// write prints the medians and the ratios the targets are about.
+func (r Result) write(cfg Config) {
+	med := func(name string, f func(Sample) float64) float64 {
+		var xs []float64
+		for _, s := range r[name] {
+			xs = append(xs, f(s))
+		}
+		if len(xs) == 0 {
+			return 0
+		}
+		slices.Sort(xs)
+		return xs[len(xs)/2]
+	}
+	rate := func(s Sample) float64 { return s.Rate }
+	tw := tabwriter.NewWriter(cfg.Out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "pass (median of %d)\tids/s\tCPU s/1000\tRedis CPU s/1000\tpeak RSS MB\tRedis B/id after\t\n", cfg.Runs)
+	names := make([]string, 0, len(r))
+	for name := range r {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		fmt.Fprintf(tw, "%s\t%.0f\t%.3f\t%.3f\t%.1f\t%.0f\t\n", name, med(name, rate),
+			med(name, func(s Sample) float64 { return s.CPU }), med(name, func(s Sample) float64 { return s.RedisCPU }),
+			med(name, func(s Sample) float64 { return s.PeakRSSMB }), med(name, func(s Sample) float64 { return s.MemPerID }))
+	}
+	tw.Flush()
+	ratio := func(a, b string, f func(Sample) float64) float64 { return med(a, f) / med(b, f) }
+	mem := func(s Sample) float64 { return s.MemPerID }
+	fmt.Fprintf(cfg.Out, "\nenqueue rate, coze-eraser / bare asynq: %.2f (target at least 0.90)\n",
+		ratio("enqueue/coze-eraser", "enqueue/bare asynq", rate))
+	fmt.Fprintf(cfg.Out, "work-down rate, coze-eraser / bare asynq: %.2f (target at least 0.90)\n",
+		ratio("work/coze-eraser", "work/bare asynq", rate))
+	fmt.Fprintf(cfg.Out, "Redis memory per pending task, coze-eraser / bare asynq: %.2f (target at most 1.10)\n",
+		ratio("enqueue/coze-eraser", "enqueue/bare asynq", mem))
+}

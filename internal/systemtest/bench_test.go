@@ -1,0 +1,66 @@
+package systemtest
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBenchReportsEveryPass runs a small `coze-eraser bench` end to end:
+// its own redis-server and fake API, both enqueues, both workers, the RSS
+// pass and the big enqueue, and checks every figure the issue asks for is
+// printed and finite.
+func TestBenchReportsEveryPass(t *testing.T) {
+	t.Parallel()
+	p := start(t, nil, "bench", "--ids", "300", "--runs", "1", "--concurrency", "10",
+		"--rss-concurrency", "20", "--big", "1000", "--dir", t.TempDir())
+	if code, _ := p.wait(2 * time.Minute); code != 0 {
+		t.Fatalf("bench exited %d:\n%s", code, p.out.String())
+	}
+	out := p.out.String()
+	for _, pass := range []string{"enqueue/coze-eraser", "enqueue/bare asynq", "work/coze-eraser", "work/bare asynq",
+		"work/coze-eraser at concurrency 20", "enqueue/coze-eraser of 1000 ids"} {
+		row := rowOf(out, pass)
+		if row == nil {
+			t.Errorf("no row for %q in:\n%s", pass, out)
+			continue
+		}
+		if rate, _ := strconv.ParseFloat(row[0], 64); rate <= 0 {
+			t.Errorf("%q: rate %q, want a positive number", pass, row[0])
+		}
+		if rss, _ := strconv.ParseFloat(row[3], 64); rss <= 0 {
+			t.Errorf("%q: peak RSS %q, want a positive number", pass, row[3])
+		}
+	}
+	ratio := regexp.MustCompile(`(?m)^(enqueue rate|work-down rate|Redis memory per pending task), coze-eraser / bare asynq: (\d+\.\d\d) \(target`)
+	matches := ratio.FindAllStringSubmatch(out, -1)
+	if len(matches) != 3 {
+		t.Fatalf("want 3 ratio lines with finite figures, got %d in:\n%s", len(matches), out)
+	}
+	for _, m := range matches {
+		if x, _ := strconv.ParseFloat(m[2], 64); x <= 0 {
+			t.Errorf("%s ratio %s, want positive", m[1], m[2])
+		}
+	}
+}
+
+// rowOf returns the figures of the table row for pass, or nil.
+func rowOf(out, pass string) []string {
+	for _, line := range strings.Split(out, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), pass+" ")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(rest)
+		// A longer pass name sharing this prefix ("... at concurrency 20")
+		// has words, not figures, next.
+		if len(fields) == 5 {
+			if _, err := strconv.ParseFloat(fields[0], 64); err == nil {
+				return fields
+			}
+		}
+	}
+	return nil
+}
