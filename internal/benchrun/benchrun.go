@@ -580,12 +580,22 @@ func (r Result) write(cfg Config) {
 			med(name, func(s Sample) float64 { return s.PeakRSSMB }), med(name, func(s Sample) float64 { return s.MemPerID }))
 	}
 	tw.Flush()
-	ratio := func(a, b string, f func(Sample) float64) float64 { return med(a, f) / med(b, f) }
-	mem := func(s Sample) float64 { return s.MemPerID }
-	fmt.Fprintf(cfg.Out, "\nenqueue rate, coze-eraser / bare asynq: %.2f (target at least 0.90)\n",
-		ratio("enqueue/coze-eraser", "enqueue/bare asynq", rate))
-	fmt.Fprintf(cfg.Out, "work-down rate, coze-eraser / bare asynq: %.2f (target at least 0.90)\n",
-		ratio("work/coze-eraser", "work/bare asynq", rate))
-	fmt.Fprintf(cfg.Out, "Redis memory per pending task, coze-eraser / bare asynq: %.2f (target at most 1.10)\n",
-		ratio("enqueue/coze-eraser", "enqueue/bare asynq", mem))
+	// Each ratio line also gives the ratio of every run's pair of passes,
+	// so that the noise between runs shows next to the median.
+	ratio := func(what, pass, target string, f func(Sample) float64) {
+		ours, bare := "enqueue/coze-eraser", "enqueue/bare asynq"
+		if pass == "work" {
+			ours, bare = "work/coze-eraser", "work/bare asynq"
+		}
+		var perRun []string
+		for i := range min(len(r[ours]), len(r[bare])) {
+			perRun = append(perRun, fmt.Sprintf("%.2f", f(r[ours][i])/f(r[bare][i])))
+		}
+		fmt.Fprintf(cfg.Out, "%s, coze-eraser / bare asynq: %.2f (target %s; per run %s)\n",
+			what, med(ours, f)/med(bare, f), target, strings.Join(perRun, ", "))
+	}
+	fmt.Fprintln(cfg.Out)
+	ratio("enqueue rate", "enqueue", "at least 0.90", rate)
+	ratio("work-down rate", "work", "at least 0.90", rate)
+	ratio("Redis memory per pending task", "enqueue", "at most 1.10", func(s Sample) float64 { return s.MemPerID })
 }

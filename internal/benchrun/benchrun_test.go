@@ -35,9 +35,9 @@ func TestWriteShowsMediansAndRatios(t *testing.T) {
 	text := out.String()
 	for _, want := range []string{
 		"pass (median of 3)",
-		"enqueue rate, coze-eraser / bare asynq: 2.00 (target at least 0.90)",
-		"work-down rate, coze-eraser / bare asynq: 0.80 (target at least 0.90)",
-		"Redis memory per pending task, coze-eraser / bare asynq: 1.10 (target at most 1.10)",
+		"enqueue rate, coze-eraser / bare asynq: 2.00 (target at least 0.90; per run 2.25, 0.00, 1.90)",
+		"work-down rate, coze-eraser / bare asynq: 0.80 (target at least 0.90; per run 0.80, 0.90, 0.02)",
+		"Redis memory per pending task, coze-eraser / bare asynq: 1.10 (target at most 1.10; per run 1.10, 1.08, 1.12)",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, text)
