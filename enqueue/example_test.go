@@ -28,6 +28,7 @@ func ExampleClient_EnqueueFrom() {
 	input := strings.NewReader("7379996104798150001\n\nnot-an-id\n7379996104798150002\n7379996104798150001\n")
 	sum, err := client.EnqueueFrom(context.Background(), input,
 		enqueue.Batch("gdpr-118"),
+		enqueue.ExpectedIDs(5), // sizes the batch's ledger; leave it out when the size is unknown
 		enqueue.OnInvalid(func(inv enqueue.Invalid) { fmt.Printf("line %d: %v\n", inv.Line, inv.Err) }))
 	if err != nil {
 		panic(err)
