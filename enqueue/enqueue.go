@@ -51,7 +51,6 @@ const (
 // Client enqueues deletions. It is safe for concurrent use.
 type Client struct {
 	rdb          redis.UniversalClient
-	asynq        *asynq.Client
 	wire         *asynqwire.Writer
 	inspector    *asynq.Inspector
 	ledger       *ledger.Ledger
@@ -70,7 +69,6 @@ func WithClock(now func() time.Time) ClientOption { return func(c *Client) { c.n
 func NewClient(rdb redis.UniversalClient, opts ...ClientOption) *Client {
 	c := &Client{
 		rdb:       rdb,
-		asynq:     asynq.NewClientFromRedisClient(rdb),
 		wire:      asynqwire.NewWriter(rdb),
 		inspector: asynq.NewInspectorFromRedisClient(rdb),
 		ledger:    ledger.New(rdb),
@@ -83,8 +81,10 @@ func NewClient(rdb redis.UniversalClient, opts ...ClientOption) *Client {
 	return c
 }
 
-// Close releases the client. It does not close the Redis client.
-func (c *Client) Close() error { return c.asynq.Close() }
+// Close releases the client. It does not close the Redis client, and a
+// client holds nothing else today: Close is there so that callers need not
+// change when it does.
+func (c *Client) Close() error { return nil }
 
 // DefaultBatch is the batch name used when a call names none: generated once
 // per client, so that one run of a producer is one batch.
@@ -186,19 +186,8 @@ func (c *Client) options(opts []Option) (options, error) {
 	return o, nil
 }
 
-func (o options) asynqOptions() []asynq.Option {
-	opts := []asynq.Option{asynq.Queue(o.queue), asynq.MaxRetry(tasks.AsynqMaxRetry(o.maxRetry))}
-	if !o.processAt.IsZero() {
-		opts = append(opts, asynq.ProcessAt(o.processAt))
-	}
-	if o.processIn != 0 {
-		opts = append(opts, asynq.ProcessIn(o.processIn))
-	}
-	return opts
-}
-
-// wireTask is the task of id as asynqOptions would have asynq's Client
-// write it.
+// wireTask is the task of id, as asynq's Client would write it with the
+// options' queue, retry budget and time.
 func (o options) wireTask(id string, now time.Time) (asynqwire.Task, error) {
 	payload, err := tasks.Payload{ConversationID: id, Batch: o.batch}.Encode()
 	if err != nil {
@@ -253,37 +242,54 @@ func (c *Client) EnqueueAll(ctx context.Context, ids iter.Seq[string], opts ...O
 	}, opts, nil)
 }
 
-// enqueueOne queues the task of one id that is pending in the batch.
-func (c *Client) enqueueOne(ctx context.Context, id string, o options, asynqOpts []asynq.Option) (Status, error) {
-	task, err := tasks.NewTask(tasks.Payload{ConversationID: id, Batch: o.batch}, asynqOpts...)
+// guardedTask is the task of id, written only while id is pending in the
+// adder's batch: between Add and the write a worker may finish the id (a
+// task from an earlier, interrupted enqueue of the batch), and a second
+// task would call the API again for an id already deleted.
+func (c *Client) guardedTask(adder *ledger.Adder, id string, o options) (asynqwire.Task, error) {
+	t, err := o.wireTask(id, c.now())
 	if err != nil {
-		return "", err
+		return t, err
 	}
+	t.Guard = &asynqwire.Guard{Key: adder.EntryKey(id), Field: id, Allow: ledger.PendingValues()}
+	return t, nil
+}
+
+// settleConflict handles a pending id whose task could not be written
+// because a task with its id is queued already. That task may be this
+// batch's or another batch's: it is linked, so that its outcome is
+// recorded here too (a link to the task's own batch is harmless). If it is
+// gone by now, or archived after failing elsewhere, t is written after
+// all, still only while the id is pending.
+func (c *Client) settleConflict(ctx context.Context, id string, o options, t asynqwire.Task) (Status, error) {
 	for range 3 {
-		_, err = c.asynq.EnqueueContext(ctx, task)
-		switch {
-		case err == nil:
-			return Enqueued, nil
-		case !errors.Is(err, asynq.ErrTaskIDConflict):
-			return "", fmt.Errorf("enqueue %s: %w", id, err)
-		}
-		// A task for the id is queued already. It may be this batch's, or
-		// another batch's: link it, so that its outcome is recorded here
-		// too (a link to the task's own batch is harmless).
-		state, err := c.ledger.Link(ctx, o.batch, id, o.queue, tasks.TaskID(id))
+		state, err := c.ledger.Link(ctx, o.batch, id, t.Queue, t.ID)
 		if err != nil {
 			return "", err
 		}
 		switch state {
+		case "finished":
+			return Finished, nil
 		case "pending", "scheduled", "retry", "active":
 			return Duplicate, nil
 		case "archived":
-			// It failed in its batch; this batch asks for a new attempt.
-			if err := c.inspector.DeleteTask(o.queue, tasks.TaskID(id)); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			// It failed in another batch; this batch asks for a new attempt.
+			if err := c.inspector.DeleteTask(t.Queue, t.ID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
 				return "", fmt.Errorf("enqueue %s: replace the archived task: %w", id, err)
 			}
 		}
-		// Gone, or deleted just now: queue ours.
+		// Gone, or deleted just now: write ours.
+		results, err := c.wire.EnqueueMany(ctx, []asynqwire.Task{t})
+		if err != nil {
+			return "", fmt.Errorf("enqueue %s: %w", id, err)
+		}
+		switch results[0] {
+		case asynqwire.Written:
+			return Enqueued, nil
+		case asynqwire.Refused:
+			return Finished, nil
+		}
+		// Another task appeared in the meantime: link that one.
 	}
 	return "", fmt.Errorf("enqueue %s: a task for it keeps appearing and disappearing", id)
 }

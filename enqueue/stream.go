@@ -12,8 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/coze-eraser/coze-eraser/internal/asynqwire"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/tasks"
@@ -143,7 +141,6 @@ func (c *Client) enqueueLines(ctx context.Context, lines iter.Seq2[line, error],
 	if err != nil {
 		return Summary{Batch: o.batch}, err
 	}
-	asynqOpts := o.asynqOptions()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -158,7 +155,7 @@ func (c *Client) enqueueLines(ctx context.Context, lines iter.Seq2[line, error],
 		go func() {
 			defer wg.Done()
 			for chunk := range chunks {
-				if err := c.enqueueChunk(ctx, adder, chunk, o, asynqOpts, &counts, onStatus); err != nil {
+				if err := c.enqueueChunk(ctx, adder, chunk, o, &counts, onStatus); err != nil {
 					fail(err)
 				}
 			}
@@ -233,7 +230,7 @@ feed:
 // writes a task for each id not finished in it in another. An id whose task
 // id is taken (another batch's task, or this batch's from an earlier run)
 // takes the one-by-one path that links the batch to that task.
-func (c *Client) enqueueChunk(ctx context.Context, adder *ledger.Adder, ids []string, o options, asynqOpts []asynq.Option,
+func (c *Client) enqueueChunk(ctx context.Context, adder *ledger.Adder, ids []string, o options,
 	counts *[3]atomic.Int64, onStatus func(Status)) error {
 	members, err := adder.Add(ctx, ids)
 	if err != nil {
@@ -246,13 +243,13 @@ func (c *Client) enqueueChunk(ctx context.Context, adder *ledger.Adder, ids []st
 			statuses[i] = Finished
 			continue
 		}
-		t, err := o.wireTask(id, c.now())
+		t, err := c.guardedTask(adder, id, o)
 		if err != nil {
 			return err
 		}
 		writes = append(writes, t)
 	}
-	created, err := c.wire.EnqueueMany(ctx, writes)
+	results, err := c.wire.EnqueueMany(ctx, writes)
 	if err != nil {
 		return err
 	}
@@ -261,9 +258,13 @@ func (c *Client) enqueueChunk(ctx context.Context, adder *ledger.Adder, ids []st
 		if statuses[i] == Finished {
 			continue
 		}
-		statuses[i] = Enqueued
-		if !created[w] {
-			if statuses[i], err = c.enqueueOne(ctx, id, o, asynqOpts); err != nil {
+		switch results[w] {
+		case asynqwire.Written:
+			statuses[i] = Enqueued
+		case asynqwire.Refused:
+			statuses[i] = Finished // a worker recorded its outcome since Add
+		default:
+			if statuses[i], err = c.settleConflict(ctx, id, o, writes[w]); err != nil {
 				return err
 			}
 		}

@@ -153,9 +153,24 @@ type Adder struct {
 	id    string
 	lease time.Duration
 	now   func() time.Time
+	// buckets is the batch's bucket count, for EntryKey.
+	buckets int
 	// Created reports whether OpenBatch created the batch.
 	Created bool
 }
+
+// EntryKey returns the Redis hash that holds id's entry in the adder's
+// batch, under the field id. The entry is pending while its value is one
+// of [PendingValues]; a producer that writes a task for a pending id can
+// make the write depend on that (see internal/asynqwire's Guard), since a
+// worker may record the id's outcome at any moment.
+func (a *Adder) EntryKey(id string) string {
+	return a.l.idsKey(a.batch, bucket(id, a.buckets))
+}
+
+// PendingValues returns the values of a pending id's entry: "p", or "r"
+// once an attempt failed and another is due.
+func PendingValues() []string { return []string{"p", "r"} }
 
 // OpenBatch creates the batch unless it exists, and returns an [Adder] for
 // it. An existing batch is kept as it is: adding ids to it is how a batch
@@ -187,6 +202,12 @@ func (l *Ledger) OpenBatch(ctx context.Context, spec BatchSpec) (*Adder, error) 
 		spec.Note, spec.CallbackURL, ttlSeconds(spec.TTL), BucketsFor(spec.ExpectedIDs), a.id, spec.AdderLease.Milliseconds(), spec.Queue).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open batch %s: %w", spec.Name, err)
+	}
+	a.buckets = BucketsFor(spec.ExpectedIDs)
+	if len(res) > 4 {
+		if n, err := strconv.Atoi(fmt.Sprint(res[4])); err == nil && n > 0 {
+			a.buckets = n
+		}
 	}
 	if res[0].(int64) == 1 {
 		a.Created = true

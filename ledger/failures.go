@@ -179,7 +179,8 @@ var linkScript = script(linkSource)
 func AsynqTaskKey(queue, taskID string) string { return "asynq:{" + queue + "}:t:" + taskID }
 
 // Link asks the task already queued for id in queue (task id taskID) to
-// record its outcome in batch as well. It returns the task's state:
+// record its outcome in batch as well. It returns "finished" when the id
+// has its outcome in batch already (nothing to do), else the task's state:
 // "pending", "scheduled", "retry" or "active" (linked), or "archived",
 // "gone" and the like (not linked: the caller should queue a new task).
 func (l *Ledger) Link(ctx context.Context, batch, id, queue, taskID string) (string, error) {

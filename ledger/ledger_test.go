@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -268,6 +269,36 @@ func TestLinkedBatchGetsTheOutcome(t *testing.T) {
 	}
 	if bt := b.batch(t, "B"); bt.Deleted != 1 || bt.NotFound != 0 || bt.Total != 1 {
 		t.Errorf("batch B %+v", bt)
+	}
+}
+
+// TestEntryKeyAndLinkSeeAFinishedID: a producer that found an id pending
+// may race a worker that finishes it. EntryKey names where the id's entry
+// is (for a guarded task write), and Link tells "finished" rather than
+// "gone", so that neither queues a second task.
+func TestEntryKeyAndLinkSeeAFinishedID(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for _, expected := range []int{0, 10} {
+		name := fmt.Sprintf("race-%d", expected)
+		a := b.adder(t, ledger.BatchSpec{Name: name, ExpectedIDs: expected})
+		if _, err := a.Add(b.ctx, []string{"7379996104798150001"}); err != nil {
+			t.Fatal(err)
+		}
+		key := a.EntryKey("7379996104798150001")
+		if v := b.rdb.HGet(b.ctx, key, "7379996104798150001").Val(); !slices.Contains(ledger.PendingValues(), v) {
+			t.Fatalf("%s: entry at EntryKey %q is %q, want a pending value", name, key, v)
+		}
+		if state, err := b.ledger.Link(b.ctx, name, "7379996104798150001", "default", "del:7379996104798150001"); err != nil || state != "gone" {
+			t.Errorf("%s: Link of a pending id without a task = %q, %v; want gone", name, state, err)
+		}
+		b.record(t, name, "7379996104798150001", ledger.Deleted, "L1")
+		if v := b.rdb.HGet(b.ctx, key, "7379996104798150001").Val(); slices.Contains(ledger.PendingValues(), v) {
+			t.Errorf("%s: entry at EntryKey still pending after the record: %q", name, v)
+		}
+		if state, err := b.ledger.Link(b.ctx, name, "7379996104798150001", "default", "del:7379996104798150001"); err != nil || state != "finished" {
+			t.Errorf("%s: Link of a finished id = %q, %v; want finished", name, state, err)
+		}
 	}
 }
 

@@ -342,6 +342,7 @@ func (f *Fake) decide(call *Call) string {
 	}
 	f.counts["total"]++
 	f.counts[answer]++
+	call.Answer = answer // before the copy below: recorded calls carry their answer
 	if f.record {
 		f.calls = append(f.calls, *call)
 	}

@@ -82,7 +82,8 @@ func TestFakeDeletesOnceThenAnswers4002(t *testing.T) {
 		t.Errorf("deletion record %+v", d)
 	}
 	calls := srv.Calls()
-	if len(calls) != 2 || calls[0].Token != "pat_x" || calls[0].Method != "DELETE" || !calls[0].Deleted || calls[1].Deleted {
+	if len(calls) != 2 || calls[0].Token != "pat_x" || calls[0].Method != "DELETE" || !calls[0].Deleted || calls[1].Deleted ||
+		calls[0].Answer != cozetest.AnswerDeleted || calls[1].Answer != cozetest.AnswerGone {
 		t.Errorf("calls %+v", calls)
 	}
 }

@@ -18,6 +18,7 @@ package asynqwire
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,7 +45,35 @@ type Task struct {
 	// ProcessAt, when after now, schedules the task instead of making it
 	// pending, as asynq's ProcessAt option does.
 	ProcessAt time.Time
+	// Guard, when set, makes the write conditional, checked in the same
+	// atomic step as the write.
+	Guard *Guard
 }
+
+// Guard makes a task's write depend on a hash field that someone else may
+// change at any moment: the task is written only while the field is missing
+// or holds one of Allow. A producer uses it to write a task only while its
+// id still needs one: a worker may record the id's outcome between the
+// producer's read and its write.
+type Guard struct {
+	Key, Field string
+	// Allow lists the values that allow the write; none may contain a space.
+	Allow []string
+}
+
+// Result is what EnqueueMany did with one task.
+type Result byte
+
+// The results of a task's write.
+const (
+	// Written: the task is in its queue now.
+	Written Result = '1'
+	// Conflict: a task with its id was in its queue already, and nothing
+	// was changed (asynq's ErrTaskIDConflict).
+	Conflict Result = '0'
+	// Refused: the task's guard did not allow the write.
+	Refused Result = '2'
+)
 
 // Writer writes tasks. It is safe for concurrent use.
 type Writer struct {
@@ -65,46 +94,49 @@ func NewWriter(rdb redis.UniversalClient) *Writer {
 // exists, then push the id onto the pending list or add it to the
 // scheduled set. They return one digit per task: 1 written, 0 conflict.
 var (
-	// KEYS: 1 the pending list, 2.. the task hashes. ARGV: 1 now in Unix
-	// ns, then per task its message and id.
-	enqueueScript = redis.NewScript(`
-local out = {}
-for i = 2, #KEYS do
-  local msg, id = ARGV[2 * i - 2], ARGV[2 * i - 1]
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    out[#out + 1] = '0'
-  else
-    redis.call('HSET', KEYS[i], 'msg', msg, 'state', 'pending', 'pending_since', ARGV[1])
-    redis.call('LPUSH', KEYS[1], id)
-    out[#out + 1] = '1'
-  end
-end
-return table.concat(out)`)
-	// KEYS: 1 the scheduled set, 2.. the task hashes. ARGV: 1 process-at in
-	// Unix s, then per task its message and id.
-	scheduleScript = redis.NewScript(`
-local out = {}
-for i = 2, #KEYS do
-  local msg, id = ARGV[2 * i - 2], ARGV[2 * i - 1]
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    out[#out + 1] = '0'
-  else
-    redis.call('HSET', KEYS[i], 'msg', msg, 'state', 'scheduled')
-    redis.call('ZADD', KEYS[1], ARGV[1], id)
-    out[#out + 1] = '1'
-  end
-end
-return table.concat(out)`)
+	// KEYS: 1 the pending list, then per task its hash and its guard's
+	// hash. ARGV: 1 now in Unix ns, then per task its message, its id, its
+	// guard's field ('' for none) and the values that allow the write.
+	enqueueScript = redis.NewScript(guardLoop(`
+    redis.call('HSET', taskKey, 'msg', msg, 'state', 'pending', 'pending_since', ARGV[1])
+    redis.call('LPUSH', KEYS[1], id)`))
+	// KEYS: 1 the scheduled set, then as above. ARGV: 1 process-at in Unix
+	// s, then as above.
+	scheduleScript = redis.NewScript(guardLoop(`
+    redis.call('HSET', taskKey, 'msg', msg, 'state', 'scheduled')
+    redis.call('ZADD', KEYS[1], ARGV[1], id)`))
 )
 
-// EnqueueMany writes tasks and reports, for each, whether it was written:
-// false means a task with its id was in its queue already (asynq's
-// ErrTaskIDConflict), and nothing was changed for it. Tasks of one queue
-// and one ProcessAt (the usual chunk) take one round trip. On an error some
-// tasks may have been written; writing them again is safe, as they then
-// conflict.
-func (w *Writer) EnqueueMany(ctx context.Context, tasks []Task) ([]bool, error) {
-	created := make([]bool, len(tasks))
+// guardLoop is the loop both scripts share: for each task, the guard, then
+// the conflict check, then write (asynq's own steps for one task). It
+// returns one result digit per task.
+func guardLoop(write string) string {
+	return `
+local out = {}
+local k = 0
+while 2 + 2 * k <= #KEYS do
+  local taskKey, guardKey = KEYS[2 + 2 * k], KEYS[3 + 2 * k]
+  local a = 2 + 4 * k
+  local msg, id, field, allow = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local v = field ~= '' and redis.call('HGET', guardKey, field)
+  if v and not string.find(' ' .. allow .. ' ', ' ' .. v .. ' ', 1, true) then
+    out[#out + 1] = '2'
+  elseif redis.call('EXISTS', taskKey) == 1 then
+    out[#out + 1] = '0'
+  else` + write + `
+    out[#out + 1] = '1'
+  end
+  k = k + 1
+end
+return table.concat(out)`
+}
+
+// EnqueueMany writes tasks and reports what it did with each. Tasks of one
+// queue and one ProcessAt (the usual chunk) take one round trip. On an
+// error some tasks may have been written; writing them again is safe, as
+// they then conflict.
+func (w *Writer) EnqueueMany(ctx context.Context, tasks []Task) ([]Result, error) {
+	results := make([]Result, len(tasks))
 	now := w.now()
 	for _, g := range groups(tasks, now) {
 		if err := w.publishQueue(ctx, g.queue); err != nil {
@@ -115,10 +147,10 @@ func (w *Writer) EnqueueMany(ctx context.Context, tasks []Task) ([]bool, error) 
 			return nil, err
 		}
 		for j, i := range g.tasks {
-			created[i] = written[j] == '1'
+			results[i] = Result(written[j])
 		}
 	}
-	return created, nil
+	return results, nil
 }
 
 // A group is tasks written by one script call: one queue, pending or
@@ -155,8 +187,8 @@ func groups(tasks []Task, now time.Time) []group {
 // write runs the script of g, loading it first if Redis lost its scripts
 // (a restart, SCRIPT FLUSH), and returns its digits.
 func (w *Writer) write(ctx context.Context, tasks []Task, g group, now time.Time) (string, error) {
-	keys := make([]string, 1, 1+len(g.tasks))
-	args := make([]any, 1, 1+2*len(g.tasks))
+	keys := make([]string, 1, 1+2*len(g.tasks))
+	args := make([]any, 1, 1+4*len(g.tasks))
 	script := enqueueScript
 	keys[0], args[0] = pendingKey(g.queue), now.UnixNano()
 	if g.processAt != 0 {
@@ -165,8 +197,14 @@ func (w *Writer) write(ctx context.Context, tasks []Task, g group, now time.Time
 	}
 	for _, i := range g.tasks {
 		t := tasks[i]
-		keys = append(keys, TaskKey(t.Queue, t.ID))
-		args = append(args, Encode(t), t.ID)
+		key := TaskKey(t.Queue, t.ID)
+		if t.Guard == nil {
+			keys = append(keys, key, key) // no guard: its key is not read
+			args = append(args, Encode(t), t.ID, "", "")
+			continue
+		}
+		keys = append(keys, key, t.Guard.Key)
+		args = append(args, Encode(t), t.ID, t.Guard.Field, strings.Join(t.Guard.Allow, " "))
 	}
 	written, err := script.Run(ctx, w.rdb, keys, args...).Text()
 	if err != nil {

@@ -3,6 +3,7 @@ package asynqwire_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -63,7 +64,7 @@ func TestSameAsAsynqClient(t *testing.T) {
 			ours := tc.task
 			ours.Queue = "ours"
 			created, err := b.writer.EnqueueMany(ctx, []asynqwire.Task{ours})
-			if err != nil || !created[0] {
+			if err != nil || created[0] != asynqwire.Written {
 				t.Fatalf("EnqueueMany = %v, %v; want created", created, err)
 			}
 
@@ -121,14 +122,15 @@ func TestConflicts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []bool{true, true, false}; !slices.Equal(got, want) {
+	W, C := asynqwire.Written, asynqwire.Conflict
+	if want := []asynqwire.Result{W, W, C}; !slices.Equal(got, want) {
 		t.Errorf("first write %v, want %v", got, want)
 	}
 	got, err = b.writer.EnqueueMany(ctx, []asynqwire.Task{task("b"), task("c")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []bool{false, true}; !slices.Equal(got, want) {
+	if want := []asynqwire.Result{C, W}; !slices.Equal(got, want) {
 		t.Errorf("second write %v, want %v", got, want)
 	}
 	if _, err := b.asynq.Enqueue(asynq.NewTask("conversation:delete", nil), asynq.TaskID("c")); !errors.Is(err, asynq.ErrTaskIDConflict) {
@@ -137,6 +139,50 @@ func TestConflicts(t *testing.T) {
 	q, err := b.inspector.GetQueueInfo("default")
 	if err != nil || q.Pending != 3 {
 		t.Errorf("queue %+v, %v; want 3 pending", q, err)
+	}
+}
+
+// TestGuard: a guarded task is written only while its guard field is
+// missing or holds an allowed value, pending or scheduled alike; a refused
+// task leaves nothing behind.
+func TestGuard(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	if err := b.rdb.HSet(ctx, "entries", "pending", "p", "retrying", "r", "done", "d|0|L|1|1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Hour)
+	tests := []struct {
+		field     string
+		processAt time.Time
+		want      asynqwire.Result
+	}{
+		{"pending", time.Time{}, asynqwire.Written},
+		{"retrying", later, asynqwire.Written},
+		{"missing", time.Time{}, asynqwire.Written},
+		{"done", time.Time{}, asynqwire.Refused},
+		{"done", later, asynqwire.Refused},
+	}
+	for i, tt := range tests {
+		id := fmt.Sprintf("t%d", i)
+		task := asynqwire.Task{ID: id, Type: "t", Queue: "default", ProcessAt: tt.processAt,
+			Guard: &asynqwire.Guard{Key: "entries", Field: tt.field, Allow: []string{"p", "r"}}}
+		got, err := b.writer.EnqueueMany(ctx, []asynqwire.Task{task})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[0] != tt.want {
+			t.Errorf("guard on %q: %c, want %c", tt.field, got[0], tt.want)
+		}
+		exists := b.rdb.Exists(ctx, asynqwire.TaskKey("default", id)).Val() == 1
+		if exists != (tt.want == asynqwire.Written) {
+			t.Errorf("guard on %q: task exists %v after %c", tt.field, exists, got[0])
+		}
+	}
+	q, err := b.inspector.GetQueueInfo("default")
+	if err != nil || q.Pending != 2 || q.Scheduled != 1 {
+		t.Errorf("queue %+v, %v; want 2 pending and 1 scheduled", q, err)
 	}
 }
 
@@ -157,7 +203,7 @@ func TestScriptsLost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []bool{false, true, true}; !slices.Equal(got, want) {
+	if want := []asynqwire.Result{asynqwire.Conflict, asynqwire.Written, asynqwire.Written}; !slices.Equal(got, want) {
 		t.Errorf("after SCRIPT FLUSH: %v, want %v", got, want)
 	}
 }

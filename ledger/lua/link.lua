@@ -3,8 +3,18 @@
 -- miss the link; the worker's janitor finds such links once the task is no
 -- longer live (see repair.lua).
 -- ARGV: 2 id, 3 batch, 4 queue, 5 the asynq task's key.
--- Returns the task's state ("pending", "active", "archived", ...) or "gone";
--- the link is made for live tasks: pending, scheduled, retry and active.
+-- Returns "finished" when the id has its outcome in the batch already (a
+-- task finished it since the caller looked: nothing to link, nothing to
+-- queue), else the task's state ("pending", "active", "archived", ...) or
+-- "gone"; the link is made for live tasks: pending, scheduled, retry and
+-- active.
+local buckets = redis.call('HGET', metaKey(ARGV[3]), 'buckets')
+if buckets then
+  local cur = redis.call('HGET', idsKey(ARGV[3], bucket(ARGV[2], tonumber(buckets))), ARGV[2])
+  if cur and not isPending(cur) then
+    return 'finished'
+  end
+end
 local state = redis.call('HGET', ARGV[5], 'state')
 if state and liveTask[state] then
   local alsoKey = P .. 'also'

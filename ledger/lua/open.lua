@@ -2,7 +2,7 @@
 -- it: the batch cannot complete while an adder's lease runs.
 -- ARGV: 2 batch, 3 now ms, 4 due ms, 5 note, 6 callback URL, 7 ttl s,
 --       8 buckets, 9 adder id, 10 adder lease ms, 11 queue.
--- Returns {created (0|1), due ms, note, callback URL} of the batch as it is.
+-- Returns {created (0|1), due ms, note, callback URL, buckets} of the batch as it is.
 local B = ARGV[2]
 local meta = metaKey(B)
 local created = 0
@@ -21,6 +21,6 @@ else
 end
 redis.call('ZADD', addersKey(B), tonumber(ARGV[3]) + tonumber(ARGV[10]), ARGV[9])
 redis.call('PEXPIRE', addersKey(B), tonumber(ARGV[10]) * 2)
-local m = redis.call('HMGET', meta, 'due', 'note', 'callback', 'ttl')
+local m = redis.call('HMGET', meta, 'due', 'note', 'callback', 'ttl', 'buckets')
 redis.call('EXPIRE', meta, m[4])
-return {created, m[1], m[2] or '', m[3] or ''}
+return {created, m[1], m[2] or '', m[3] or '', m[5]}
