@@ -242,17 +242,12 @@ func (c *Client) EnqueueAll(ctx context.Context, ids iter.Seq[string], opts ...O
 	}, opts, nil)
 }
 
-// guardedTask is the task of id, written only while id is pending in the
-// adder's batch: between Add and the write a worker may finish the id (a
-// task from an earlier, interrupted enqueue of the batch), and a second
-// task would call the API again for an id already deleted.
-func (c *Client) guardedTask(adder *ledger.Adder, id string, o options) (asynqwire.Task, error) {
-	t, err := o.wireTask(id, c.now())
-	if err != nil {
-		return t, err
-	}
-	t.Guard = &asynqwire.Guard{Key: adder.EntryKey(id), Field: id, Allow: ledger.PendingValues()}
-	return t, nil
+// guard makes a task's write depend on id being pending in the adder's
+// batch: between Add and the write a worker may finish the id (with a task
+// from an earlier, interrupted enqueue of the batch), and a second task
+// would call the API again for an id already deleted.
+func guard(adder *ledger.Adder, id string) *asynqwire.Guard {
+	return &asynqwire.Guard{Key: adder.EntryKey(id), Field: id, Allow: ledger.PendingValues()}
 }
 
 // settleConflict handles a pending id whose task could not be written
@@ -260,8 +255,9 @@ func (c *Client) guardedTask(adder *ledger.Adder, id string, o options) (asynqwi
 // batch's or another batch's: it is linked, so that its outcome is
 // recorded here too (a link to the task's own batch is harmless). If it is
 // gone by now, or archived after failing elsewhere, t is written after
-// all, still only while the id is pending.
-func (c *Client) settleConflict(ctx context.Context, id string, o options, t asynqwire.Task) (Status, error) {
+// all, guarded: only while the id is pending.
+func (c *Client) settleConflict(ctx context.Context, adder *ledger.Adder, id string, o options, t asynqwire.Task) (Status, error) {
+	t.Guard = guard(adder, id)
 	for range 3 {
 		state, err := c.ledger.Link(ctx, o.batch, id, t.Queue, t.ID)
 		if err != nil {

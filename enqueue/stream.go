@@ -243,9 +243,15 @@ func (c *Client) enqueueChunk(ctx context.Context, adder *ledger.Adder, ids []st
 			statuses[i] = Finished
 			continue
 		}
-		t, err := c.guardedTask(adder, id, o)
+		t, err := o.wireTask(id, c.now())
 		if err != nil {
 			return err
+		}
+		if members[i] == ledger.PendingMember {
+			// In the batch before this call: a task from an earlier enqueue
+			// may finish it at any moment. (A new member has no task that
+			// records into this batch, so it needs no guard.)
+			t.Guard = guard(adder, id)
 		}
 		writes = append(writes, t)
 	}
@@ -264,7 +270,7 @@ func (c *Client) enqueueChunk(ctx context.Context, adder *ledger.Adder, ids []st
 		case asynqwire.Refused:
 			statuses[i] = Finished // a worker recorded its outcome since Add
 		default:
-			if statuses[i], err = c.settleConflict(ctx, id, o, writes[w]); err != nil {
+			if statuses[i], err = c.settleConflict(ctx, adder, id, o, writes[w]); err != nil {
 				return err
 			}
 		}
