@@ -99,19 +99,22 @@ const (
 )
 
 // BucketsFor returns how many buckets a batch of about expected ids gets:
-// enough for 64 ids per bucket (half the listpack limit, so a batch may
-// double past its estimate and stay compact), a power of two from
-// [MinBuckets] to [Buckets]. expected <= 0, unknown, gets [Buckets].
+// enough for 16 ids per bucket, a power of two from [MinBuckets] to
+// [Buckets]. expected <= 0, unknown, gets [Buckets].
 //
 // Every bucket costs Redis about 250 bytes of its own (key, hash header,
 // expiry), so a 10,000-id batch in 4096 buckets would pay 100 bytes per id
-// for them; in 256 it pays 6.
+// for them; in 1024 it pays 25. Fuller buckets would save more memory but
+// cost CPU: Redis finds a field in a small (listpack) hash by scanning it,
+// and the worker reads and writes an id's entry on every deletion. At 16
+// per bucket a batch can also grow to 8 times its estimate before its
+// buckets outgrow the compact encoding.
 func BucketsFor(expected int) int {
 	if expected <= 0 {
 		return Buckets
 	}
 	n := MinBuckets
-	for n < Buckets && n*64 < expected {
+	for n < Buckets && n*16 < expected {
 		n *= 2
 	}
 	return n

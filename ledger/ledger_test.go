@@ -460,8 +460,8 @@ func TestRateAndETA(t *testing.T) {
 func TestBucketsFor(t *testing.T) {
 	t.Parallel()
 	tests := []struct{ expected, want int }{
-		{-1, ledger.Buckets}, {0, ledger.Buckets}, {1, ledger.MinBuckets}, {4096, 64}, {4097, 128},
-		{10_000, 256}, {50_000, 1024}, {262_144, 4096}, {262_145, 4096}, {10_000_000, 4096},
+		{-1, ledger.Buckets}, {0, ledger.Buckets}, {1, ledger.MinBuckets}, {1024, 64}, {1025, 128},
+		{10_000, 1024}, {30_000, 2048}, {50_000, 4096}, {65_536, 4096}, {10_000_000, 4096},
 	}
 	for _, tt := range tests {
 		if got := ledger.BucketsFor(tt.expected); got != tt.want {

@@ -139,11 +139,11 @@ func TestEnqueueSizesTheBatchToItsFile(t *testing.T) {
 		}
 		return len(keys)
 	}
-	// 100,000 bytes are at most 6,251 ids: 128 buckets.
-	if got, want := buckets("from-file"), ledger.BucketsFor(100_000/16+1); got != want || want != 128 {
+	// 100,000 bytes are at most 6,251 ids: 512 buckets.
+	if got, want := buckets("from-file"), ledger.BucketsFor(100_000/16+1); got != want || want != 512 {
 		t.Errorf("the file's batch has %d buckets, want %d", got, want)
 	}
-	if got := buckets("from-stdin"); got <= 128 {
+	if got := buckets("from-stdin"); got <= 512 {
 		t.Errorf("the stdin batch has %d buckets, want the default's spread (thousands)", got)
 	}
 }
