@@ -50,8 +50,12 @@ func TestRedisLostMidRun(t *testing.T) {
 	waitFor(t, time.Minute, "a fifth of the batch", func() bool { return b.batch("s4").Finished() >= len(all)/5 })
 	b.redis.Kill()
 	cpuBefore, wallBefore := w.cpu(), time.Now()
-	notReady := 0
+	// A probe takes as long as the worker's Redis client spends failing to
+	// dial, so the count of probes varies with the machine's load: what is
+	// checked is their share, not their number.
+	probes, notReady := 0, 0
 	for time.Since(wallBefore) < 20*time.Second {
+		probes++
 		if w.get("/readyz") != 200 {
 			notReady++
 		}
@@ -62,8 +66,8 @@ func TestRedisLostMidRun(t *testing.T) {
 	restartedAt := time.Now()
 	waitFor(t, 5*time.Minute, "the batch to finish", func() bool { return b.batch("s4").Pending() == 0 })
 	dups := b.checkOutcomes(t, "s4", all)
-	if notReady < 18 {
-		t.Errorf("/readyz failed in %d of 20 probes during the outage", notReady)
+	if notReady < probes-1 { // the first probe may come before the kill is noticed
+		t.Errorf("/readyz failed in %d of %d probes during the outage", notReady, probes)
 	}
 	if cpuShare > 0.25 {
 		t.Errorf("the worker used %.0f%% of a core while Redis was gone", 100*cpuShare)
@@ -74,7 +78,7 @@ func TestRedisLostMidRun(t *testing.T) {
 	if strings.Contains(w.out.String(), b.token) {
 		t.Error("the token is in the worker's output")
 	}
-	t.Logf("scenario 4: %d ids; Redis gone 20 s; /readyz not ready in %d of 20 probes; worker CPU %.1f%% of a core during the outage; "+
-		"%d duplicate DELETE calls; batch done %.1fs after Redis returned", len(all), notReady, 100*cpuShare, dups,
+	t.Logf("scenario 4: %d ids; Redis gone 20 s; /readyz not ready in %d of %d probes; worker CPU %.1f%% of a core during the outage; "+
+		"%d duplicate DELETE calls; batch done %.1fs after Redis returned", len(all), notReady, probes, 100*cpuShare, dups,
 		time.Since(restartedAt).Seconds())
 }
