@@ -247,18 +247,13 @@ func Parse(status int, header http.Header, body []byte, readErr error, maxBody i
 		res.Err = fmt.Errorf("response body longer than %d bytes, not parsed", maxBody)
 		return res
 	}
-	if logID, ok := parseSuccess(body); ok {
-		res.HasCode, res.Class = true, ClassifyCode(0, status)
-		if logID != "" {
-			res.LogID = logID
-		}
-		return res
-	}
 	var parsed responseBody
-	if err := json.Unmarshal(body, &parsed); err != nil || parsed.Code == nil {
-		res.Class = ClassifyStatus(status)
-		res.Err = fmt.Errorf("response body is not a JSON answer with a code: %s", describeBody(body))
-		return res
+	if !parseSuccess(body, &parsed) {
+		if err := json.Unmarshal(body, &parsed); err != nil || parsed.Code == nil {
+			res.Class = ClassifyStatus(status)
+			res.Err = fmt.Errorf("response body is not a JSON answer with a code: %s", describeBody(body))
+			return res
+		}
 	}
 	res.Code, res.HasCode, res.Msg = *parsed.Code, true, parsed.Msg
 	if parsed.Detail.LogID != "" {
@@ -268,20 +263,26 @@ func Parse(status int, header http.Header, body []byte, readErr error, maxBody i
 	return res
 }
 
-// parseSuccess reads the exact body of a success the API documents,
-// {"code":0,"msg":"","detail":{"logid":"…"}}, without reflection: a worker
-// parses one per deletion. Any other body (another spelling, an escape in
-// the log id) is left to encoding/json.
-func parseSuccess(body []byte) (logID string, ok bool) {
+// successCode is the code of the documented success body, for
+// parseSuccess to point at (read, never written).
+var successCode int64
+
+// parseSuccess fills parsed from the exact body of a success the API
+// documents, {"code":0,"msg":"","detail":{"logid":"…"}}, without
+// reflection: a worker parses one per deletion. It reports false, leaving
+// parsed alone, for any other body (another spelling, an escape in the log
+// id), which is left to encoding/json.
+func parseSuccess(body []byte, parsed *responseBody) bool {
 	rest, ok := bytes.CutPrefix(body, []byte(`{"code":0,"msg":"","detail":{"logid":"`))
 	if !ok {
-		return "", false
+		return false
 	}
 	id, ok := bytes.CutSuffix(rest, []byte(`"}}`))
 	if !ok || !plainJSONString(id) {
-		return "", false
+		return false
 	}
-	return string(id), true
+	parsed.Code, parsed.Msg, parsed.Detail.LogID = &successCode, "", string(id)
+	return true
 }
 
 // plainJSONString reports whether b, between quotes, is a JSON string that

@@ -23,9 +23,13 @@ func FuzzParseSuccessAgrees(f *testing.F) {
 		f.Add([]byte(body))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		logID, ok := parseSuccess(body)
-		if !ok {
+		var fast responseBody
+		if !parseSuccess(body, &fast) {
 			return
+		}
+		logID := fast.Detail.LogID
+		if fast.Code == nil || *fast.Code != 0 || fast.Msg != "" {
+			t.Fatalf("fast path read %q as %+v", body, fast)
 		}
 		var parsed responseBody
 		if err := json.Unmarshal(body, &parsed); err != nil {

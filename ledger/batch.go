@@ -203,11 +203,11 @@ func (l *Ledger) OpenBatch(ctx context.Context, spec BatchSpec) (*Adder, error) 
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open batch %s: %w", spec.Name, err)
 	}
-	a.buckets = BucketsFor(spec.ExpectedIDs)
-	if len(res) > 4 {
-		if n, err := strconv.Atoi(fmt.Sprint(res[4])); err == nil && n > 0 {
-			a.buckets = n
-		}
+	// The batch's own count, which an existing batch keeps whatever spec
+	// expects; Batch.buckets reads it the same way.
+	a.buckets, _ = strconv.Atoi(fmt.Sprint(res[4]))
+	if a.buckets <= 0 {
+		a.buckets = Buckets
 	}
 	if res[0].(int64) == 1 {
 		a.Created = true
@@ -443,7 +443,6 @@ var stalledScript = script(stalledSource)
 
 // Stalled is a page of a batch's pending ids that no live task will finish.
 type Stalled struct {
-	Batch string
 	// Queue is the first queue the batch's tasks were put in.
 	Queue string
 	IDs   []string
@@ -455,13 +454,13 @@ type Stalled struct {
 // PendingWithoutTask reads up to buckets buckets of batch from bucket from
 // and returns its pending ids whose task is gone from every queue the batch
 // used (and that no link covers). taskIDPrefix is the part of the task id
-// before the conversation id ("del:").
+// before the conversation id (tasks.TaskID("")).
 func (l *Ledger) PendingWithoutTask(ctx context.Context, batch string, from, buckets int, taskIDPrefix string) (Stalled, error) {
 	b, ok, err := l.Batch(ctx, batch)
 	if err != nil || !ok {
-		return Stalled{Batch: batch}, err
+		return Stalled{}, err
 	}
-	s := Stalled{Batch: batch}
+	var s Stalled
 	end := min(from+buckets, b.buckets())
 	for k := from; k < end; k++ {
 		res, err := l.run(ctx, stalledScript, batch, k, "asynq:{", "}:t:"+taskIDPrefix).StringSlice()

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -53,19 +54,27 @@ func (j *janitor) sweep(ctx context.Context) {
 		return
 	}
 	j.queueCallbacks(ctx)
-	j.completeIdleBatches(ctx)
+	names, err := j.ledger.OpenBatches(ctx)
+	if err != nil {
+		j.srv.cfg.Logger.Warn("janitor: reading open batches", "error", err)
+	} else {
+		j.completeIdleBatches(ctx, names)
+	}
 	j.requeueOrphans(ctx)
-	j.requeueStalled(ctx)
+	if err == nil {
+		j.requeueStalled(ctx, names)
+	}
 }
 
 // requeueStalled gives a new task to the pending ids of stalled batches
 // (no progress for StallAfter) that no live task will finish: their enqueue
 // died between adding them to the batch and queueing their tasks, and
 // nobody ran it again.
-func (j *janitor) requeueStalled(ctx context.Context) {
-	names, err := j.ledger.OpenBatches(ctx)
-	if err != nil {
-		return
+func (j *janitor) requeueStalled(ctx context.Context, names []string) {
+	for name := range j.cursors { // batches no longer open need no cursor
+		if !slices.Contains(names, name) {
+			delete(j.cursors, name)
+		}
 	}
 	now := j.srv.cfg.Now()
 	for _, name := range names {
@@ -74,7 +83,7 @@ func (j *janitor) requeueStalled(ctx context.Context) {
 			delete(j.cursors, name)
 			continue
 		}
-		page, err := j.ledger.PendingWithoutTask(ctx, name, j.cursors[name], stalledBucketsPerSweep, "del:")
+		page, err := j.ledger.PendingWithoutTask(ctx, name, j.cursors[name], stalledBucketsPerSweep, tasks.TaskID(""))
 		if err != nil {
 			j.srv.cfg.Logger.Warn("janitor: reading a stalled batch", "batch", name, "error", err)
 			continue
@@ -93,12 +102,7 @@ func (j *janitor) requeueStalled(ctx context.Context) {
 
 // completeIdleBatches completes open batches whose ids are all done but
 // whose producer stopped without sealing them.
-func (j *janitor) completeIdleBatches(ctx context.Context) {
-	names, err := j.ledger.OpenBatches(ctx)
-	if err != nil {
-		j.srv.cfg.Logger.Warn("janitor: reading open batches", "error", err)
-		return
-	}
+func (j *janitor) completeIdleBatches(ctx context.Context, names []string) {
 	for _, name := range names {
 		if done, err := j.ledger.CompleteIfDone(ctx, name, j.srv.cfg.Now()); err == nil && done {
 			j.srv.cfg.Logger.Info("batch complete", "batch", name)

@@ -112,7 +112,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	res := Result{}
 	for run := range cfg.Runs {
-		passes := []func(context.Context, Result) error{e.oursPass, e.barePass}
+		passes := []func(context.Context, Result) error{e.comparePass(e.ours()), e.comparePass(e.bare())}
 		if run%2 == 1 {
 			slices.Reverse(passes)
 		}
@@ -201,33 +201,89 @@ func (e *env) stop() {
 	}
 }
 
-// oursPass enqueues and works down with coze-eraser's own commands.
-func (e *env) oursPass(ctx context.Context, res Result) error {
+// side is one of the two things the bench compares: how it enqueues a
+// file of ids, how it works them down, and how to tell it is done.
+type side struct {
+	name    string // in pass names: "coze-eraser" or "bare asynq"
+	enqueue func(path string) []string
+	work    func(concurrency int) []string
+	done    func(ctx context.Context, n int) bool
+	log     string // the worker's log file
+}
+
+func (e *env) ours() side {
+	led := ledger.New(e.rdb)
+	return side{
+		name: "coze-eraser",
+		enqueue: func(path string) []string {
+			return []string{"enqueue", "--file", path, "--batch", "bench", "--redis-url", e.redisURL}
+		},
+		work: func(concurrency int) []string {
+			return []string{"worker", "--redis-url", e.redisURL, "--coze-base-url", e.fakeURL, "--concurrency", strconv.Itoa(concurrency),
+				"--metrics-addr", "", "--log-format", "json"}
+		},
+		done: func(ctx context.Context, n int) bool {
+			b, _, _ := led.Batch(ctx, "bench")
+			return b.Total == n && b.Pending() == 0
+		},
+		log: "worker",
+	}
+}
+
+func (e *env) bare() side {
+	return side{
+		name: "bare asynq",
+		enqueue: func(path string) []string {
+			return []string{"bench", "bare-enqueue", "--file", path, "--redis-url", e.redisURL}
+		},
+		work: func(concurrency int) []string {
+			return []string{"bench", "bare-worker", "--redis-url", e.redisURL, "--coze-base-url", e.fakeURL,
+				"--concurrency", strconv.Itoa(concurrency)}
+		},
+		done: func(ctx context.Context, _ int) bool { return e.bareQueueEmpty(ctx) },
+		log:  "bare-worker",
+	}
+}
+
+// pass empties Redis, enqueues n fresh ids from a file with s and, when
+// concurrency is positive, works them down. Each sample carries Redis's
+// memory per id after it.
+func (e *env) pass(ctx context.Context, s side, n, concurrency int) (enq, work Sample, err error) {
 	base, err := e.reset(ctx)
 	if err != nil {
-		return err
+		return enq, work, err
 	}
-	ids, err := e.newIDs(e.cfg.IDs)
+	ids, err := e.newIDs(n)
 	if err != nil {
-		return err
+		return enq, work, err
 	}
-	enq, err := e.measure(ctx, "enqueue/coze-eraser", []string{"enqueue", "--file", ids, "--batch", "bench", "--redis-url", e.redisURL},
-		e.cfg.IDs, nil, "")
-	if err != nil {
-		return err
+	memPerID := func() float64 { return float64(e.usedMemory(ctx)-base) / float64(n) }
+	if enq, err = e.measure(ctx, "enqueue/"+s.name, s.enqueue(ids), n, nil, ""); err != nil {
+		return enq, work, err
 	}
-	enq.MemPerID = float64(e.usedMemory(ctx)-base) / float64(e.cfg.IDs)
-	res["enqueue/coze-eraser"] = append(res["enqueue/coze-eraser"], enq)
+	enq.MemPerID = memPerID()
+	if concurrency <= 0 {
+		return enq, work, nil
+	}
+	done := func() bool { return s.done(ctx, n) }
+	if work, err = e.measure(ctx, "work/"+s.name, s.work(concurrency), n, done, e.logFile(s.log)); err != nil {
+		return enq, work, err
+	}
+	work.MemPerID = memPerID()
+	return enq, work, nil
+}
 
-	led := ledger.New(e.rdb)
-	done := func() bool { b, _, _ := led.Batch(ctx, "bench"); return b.Total == e.cfg.IDs && b.Pending() == 0 }
-	work, err := e.measure(ctx, "work/coze-eraser", e.workerArgs(e.cfg.Concurrency), e.cfg.IDs, done, e.logFile("worker"))
-	if err != nil {
-		return err
+// comparePass runs one pass of s at the bench's size and concurrency.
+func (e *env) comparePass(s side) func(context.Context, Result) error {
+	return func(ctx context.Context, res Result) error {
+		enq, work, err := e.pass(ctx, s, e.cfg.IDs, e.cfg.Concurrency)
+		if err != nil {
+			return err
+		}
+		res["enqueue/"+s.name] = append(res["enqueue/"+s.name], enq)
+		res["work/"+s.name] = append(res["work/"+s.name], work)
+		return nil
 	}
-	work.MemPerID = float64(e.usedMemory(ctx)-base) / float64(e.cfg.IDs)
-	res["work/coze-eraser"] = append(res["work/coze-eraser"], work)
-	return nil
 }
 
 // bareQueueEmpty reports whether asynq's default queue has no task left to
@@ -249,79 +305,23 @@ func (e *env) bareQueueEmpty(ctx context.Context) bool {
 	return true
 }
 
-func (e *env) workerArgs(concurrency int) []string {
-	return []string{"worker", "--redis-url", e.redisURL, "--coze-base-url", e.fakeURL, "--concurrency", strconv.Itoa(concurrency),
-		"--metrics-addr", "", "--log-format", "json"}
-}
-
-// barePass does the same with bare asynq.
-func (e *env) barePass(ctx context.Context, res Result) error {
-	base, err := e.reset(ctx)
-	if err != nil {
-		return err
-	}
-	ids, err := e.newIDs(e.cfg.IDs)
-	if err != nil {
-		return err
-	}
-	enq, err := e.measure(ctx, "enqueue/bare asynq", []string{"bench", "bare-enqueue", "--file", ids, "--redis-url", e.redisURL}, e.cfg.IDs, nil, "")
-	if err != nil {
-		return err
-	}
-	enq.MemPerID = float64(e.usedMemory(ctx)-base) / float64(e.cfg.IDs)
-	res["enqueue/bare asynq"] = append(res["enqueue/bare asynq"], enq)
-
-	done := func() bool { return e.bareQueueEmpty(ctx) }
-	work, err := e.measure(ctx, "work/bare asynq", []string{"bench", "bare-worker", "--redis-url", e.redisURL, "--coze-base-url", e.fakeURL,
-		"--concurrency", strconv.Itoa(e.cfg.Concurrency)}, e.cfg.IDs, done, e.logFile("bare-worker"))
-	if err != nil {
-		return err
-	}
-	work.MemPerID = float64(e.usedMemory(ctx)-base) / float64(e.cfg.IDs)
-	res["work/bare asynq"] = append(res["work/bare asynq"], work)
-	return nil
-}
-
 // rssPass works a batch with the full worker at RSSConcurrency.
 func (e *env) rssPass(ctx context.Context, res Result) error {
-	if _, err := e.reset(ctx); err != nil {
-		return err
-	}
-	ids, err := e.newIDs(e.cfg.IDs)
+	_, work, err := e.pass(ctx, e.ours(), e.cfg.IDs, e.cfg.RSSConcurrency)
 	if err != nil {
 		return err
 	}
-	if _, err := e.measure(ctx, "enqueue/rss", []string{"enqueue", "--file", ids, "--batch", "rss", "--redis-url", e.redisURL}, e.cfg.IDs, nil, ""); err != nil {
-		return err
-	}
-	rssName := fmt.Sprintf("work/coze-eraser at concurrency %d", e.cfg.RSSConcurrency)
-	led := ledger.New(e.rdb)
-	done := func() bool { b, _, _ := led.Batch(ctx, "rss"); return b.Total == e.cfg.IDs && b.Pending() == 0 }
-	s, err := e.measure(ctx, rssName, e.workerArgs(e.cfg.RSSConcurrency), e.cfg.IDs, done, e.logFile("worker-rss"))
-	if err != nil {
-		return err
-	}
-	res[rssName] = []Sample{s}
+	res[fmt.Sprintf("work/coze-eraser at concurrency %d", e.cfg.RSSConcurrency)] = []Sample{work}
 	return nil
 }
 
 // bigPass enqueues cfg.Big ids from a file.
 func (e *env) bigPass(ctx context.Context, res Result) error {
-	base, err := e.reset(ctx)
+	enq, _, err := e.pass(ctx, e.ours(), e.cfg.Big, 0)
 	if err != nil {
 		return err
 	}
-	bigName := fmt.Sprintf("enqueue/coze-eraser of %d ids", e.cfg.Big)
-	path := filepath.Join(e.cfg.Dir, "big.txt")
-	if err := writeIDs(path, e.cfg.Big, 7479996104798150001); err != nil {
-		return err
-	}
-	s, err := e.measure(ctx, bigName, []string{"enqueue", "--file", path, "--batch", "big", "--redis-url", e.redisURL}, e.cfg.Big, nil, "")
-	if err != nil {
-		return err
-	}
-	s.MemPerID = float64(e.usedMemory(ctx)-base) / float64(e.cfg.Big)
-	res[bigName] = []Sample{s}
+	res[fmt.Sprintf("enqueue/coze-eraser of %d ids", e.cfg.Big)] = []Sample{enq}
 	return nil
 }
 

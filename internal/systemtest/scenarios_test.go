@@ -1,7 +1,6 @@
 package systemtest
 
 import (
-	"net"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,10 +20,7 @@ import (
 func TestRedisKilledMidRun(t *testing.T) {
 	t.Parallel()
 	b := setup(t, []redistest.Option{redistest.WithArgs("--appendonly", "yes", "--appendfsync", "everysec")},
-		cozetest.WithLatency(2*time.Millisecond), cozetest.WithoutCallLog())
-	b.fake.Close() // replaced below by one that keeps its call log for the duplicate count
-	b.fake = cozetest.NewServer(cozetest.WithLatency(2 * time.Millisecond))
-	t.Cleanup(b.fake.Close)
+		cozetest.WithLatency(2*time.Millisecond)) // with its call log, for the duplicate count
 	all := ids(20_000, 7600000000000000001)
 	b.enqueue(t, "s1", all)
 	time.Sleep(1500 * time.Millisecond) // the enqueue is in the AOF, fsynced every second
@@ -114,12 +110,7 @@ func TestSIGTERMWithCallsInFlight(t *testing.T) {
 // and exit 2, after --redis-wait.
 func TestRedisUnreachableAtStart(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := "redis://" + ln.Addr().String() + "/0"
-	ln.Close()
+	dead := "redis://" + freeAddr(t) + "/0"
 	p := start(t, map[string]string{"COZE_API_TOKEN": "pat_x"}, "worker", "--redis-url", dead, "--redis-wait", "2s", "--metrics-addr", "")
 	code, took := p.wait(30 * time.Second)
 	lines := readLines(p.out.String())
