@@ -46,7 +46,9 @@ type Option func(*Client)
 func WithHTTPClient(c *http.Client) Option { return func(cl *Client) { cl.http = c } }
 
 // WithTimeout bounds each request, from dialling to the last byte of the
-// body. Default [DefaultTimeout].
+// body. Default [DefaultTimeout]. It must be positive: [NewClient] refuses
+// a zero or negative timeout rather than let a call hang for as long as the
+// server likes.
 func WithTimeout(d time.Duration) Option { return func(cl *Client) { cl.timeout = d } }
 
 // WithMaxBodyBytes bounds how much of a response body is read. A longer body
@@ -77,6 +79,9 @@ func NewClient(baseURL string, tokens TokenSource, opts ...Option) (*Client, err
 	}
 	for _, opt := range opts {
 		opt(c)
+	}
+	if c.timeout <= 0 {
+		return nil, fmt.Errorf("coze: timeout %v: must be positive (default %v)", c.timeout, DefaultTimeout)
 	}
 	if c.http == nil {
 		c.http = &http.Client{Transport: NewTransport()}
@@ -178,11 +183,8 @@ func (c *Client) deleteConversation(ctx context.Context, conversationID string) 
 	if err != nil {
 		return Result{Class: ClassAuth, Err: err}
 	}
-	if c.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.timeout)
-		defer cancel()
-	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
 	// PathEscape keeps the id one path segment whatever it holds; JoinPath
 	// would clean "a/../b" into another path.
 	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, c.endpoint+url.PathEscape(conversationID), nil)

@@ -3,9 +3,13 @@ package coze
 import (
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -40,23 +44,55 @@ func CheckToken(tok string) error {
 	return nil
 }
 
+// MaxTokenFileBytes bounds what [FileToken] reads from its file. A Coze
+// token is well under a kilobyte; the bound keeps a wrong path (a log file,
+// /dev/zero) from filling memory.
+const MaxTokenFileBytes = 64 << 10
+
+// FileTokenOption configures [FileToken].
+type FileTokenOption func(*fileToken)
+
+// OnReadableByOthers sets what happens when the token file can be read by
+// its group or by others (a mode such as 0644): fn gets the path and the
+// permission bits, never the content, once per source however often the
+// file is read again. It must not call Token. The default is a warning on
+// [slog.Default].
+func OnReadableByOthers(fn func(path string, perm fs.FileMode)) FileTokenOption {
+	return func(f *fileToken) { f.onReadable = fn }
+}
+
 // FileToken returns a source that reads the token from a file, such as a
 // Docker or Kubernetes secret, and reads it again when the file changes, so a
 // rotated token is picked up without a restart. Surrounding whitespace is
-// ignored.
-func FileToken(path string) TokenSource {
-	return &fileToken{path: path, now: time.Now}
+// ignored. Symlinks are followed (Kubernetes mounts secrets through them);
+// anything but a regular file of at most [MaxTokenFileBytes] is refused
+// without being read, so that a FIFO cannot block the caller and a device
+// cannot fill its memory.
+func FileToken(path string, opts ...FileTokenOption) TokenSource {
+	f := &fileToken{path: path, now: time.Now, onReadable: warnReadable}
+	for _, opt := range opts {
+		opt(f)
+	}
+	return f
+}
+
+// warnReadable is the default of [OnReadableByOthers].
+func warnReadable(path string, perm fs.FileMode) {
+	slog.Default().Warn("the token file can be read by other users: make it 0600 or 0400 (Kubernetes: defaultMode 0400)",
+		"path", path, "mode", fmt.Sprintf("%04o", perm))
 }
 
 type fileToken struct {
-	path string
-	now  func() time.Time
+	path       string
+	now        func() time.Time
+	onReadable func(path string, perm fs.FileMode)
 
 	mu        sync.Mutex
 	token     string
 	modTime   time.Time
 	size      int64
 	checkedAt time.Time
+	warned    bool
 }
 
 // recheckEvery bounds how often the file is looked at: a stat per API call
@@ -75,17 +111,86 @@ func (f *fileToken) Token() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("token file: %w", err)
 	}
+	// Checked before opening: opening a FIFO waits for a writer, and
+	// opening a device can have effects of its own.
+	if err := f.check(info); err != nil {
+		return "", err
+	}
 	if f.token != "" && info.ModTime().Equal(f.modTime) && info.Size() == f.size {
 		return f.token, nil
 	}
-	raw, err := os.ReadFile(f.path)
+	raw, info, err := f.read()
 	if err != nil {
-		return "", fmt.Errorf("token file: %w", err)
+		return "", err
 	}
 	tok := strings.TrimSpace(string(raw))
 	if err := CheckToken(tok); err != nil {
 		return "", fmt.Errorf("token file %s: %w", f.path, err)
 	}
+	if perm := info.Mode().Perm(); perm&0o044 != 0 && !f.warned {
+		f.warned = true
+		f.onReadable(f.path, perm)
+	}
 	f.token, f.modTime, f.size = tok, info.ModTime(), info.Size()
 	return tok, nil
+}
+
+// check refuses anything but a regular file within the size limit.
+func (f *fileToken) check(info fs.FileInfo) error {
+	if !info.Mode().IsRegular() {
+		return fmt.Errorf("token file %s: not a regular file but %s; give the path of a file holding only the token",
+			f.path, fileKind(info.Mode()))
+	}
+	if info.Size() > MaxTokenFileBytes {
+		return f.tooLarge()
+	}
+	return nil
+}
+
+func (f *fileToken) tooLarge() error {
+	return fmt.Errorf("token file %s: larger than the limit; a token file holds only the token, at most %d bytes",
+		f.path, MaxTokenFileBytes)
+}
+
+// read reads the file, at most one byte past the limit. It opens without
+// blocking, in case the path was replaced by a FIFO since it was checked,
+// and checks again what it opened.
+func (f *fileToken) read() ([]byte, fs.FileInfo, error) {
+	file, err := os.OpenFile(f.path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("token file: %w", err)
+	}
+	defer file.Close()
+	info, err := file.Stat()
+	if err != nil {
+		return nil, nil, fmt.Errorf("token file: %w", err)
+	}
+	if err := f.check(info); err != nil {
+		return nil, nil, err
+	}
+	raw, err := io.ReadAll(io.LimitReader(file, MaxTokenFileBytes+1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("token file: %w", err)
+	}
+	if len(raw) > MaxTokenFileBytes {
+		return nil, nil, f.tooLarge()
+	}
+	return raw, info, nil
+}
+
+// fileKind names the type of a file that is not a regular one.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m.IsDir():
+		return "a directory"
+	}
+	return "a special file"
 }

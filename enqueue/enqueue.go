@@ -17,11 +17,15 @@ import (
 	"fmt"
 	"iter"
 	"math/rand/v2"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/coze-eraser/coze-eraser/callback"
 	"github.com/coze-eraser/coze-eraser/internal/asynqwire"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/tasks"
@@ -109,15 +113,17 @@ type options struct {
 // Option configures an enqueue call.
 type Option func(*options)
 
-// Queue names the asynq queue (default [DefaultQueue]).
+// Queue names the asynq queue (default [DefaultQueue]); see
+// tasks.ValidateQueue for the names allowed.
 func Queue(name string) Option { return func(o *options) { o.queue = name } }
 
 // Batch names the batch the deletions belong to (default the client's
-// [Client.DefaultBatch]).
+// [Client.DefaultBatch]); see [ValidateBatch] for the names allowed.
 func Batch(name string) Option { return func(o *options) { o.batch = name } }
 
 // MaxRetry sets how many failed attempts are retried before a conversation
-// is recorded as failed (default tasks.DefaultMaxRetry).
+// is recorded as failed: 0 to [MaxRetryLimit] (default
+// tasks.DefaultMaxRetry).
 func MaxRetry(n int) Option { return func(o *options) { o.maxRetry = n } }
 
 // At schedules the deletions for t instead of now.
@@ -141,14 +147,20 @@ func Due(t time.Time) Option { return func(o *options) { o.due = t } }
 // DueIn sets the batch's due time relative to its creation.
 func DueIn(d time.Duration) Option { return func(o *options) { o.dueIn = d } }
 
-// Note sets the batch's free-text note (a ticket, a data subject reference).
+// Note sets the batch's free-text note (a ticket, a data subject
+// reference): one line of printable UTF-8, at most [MaxNoteBytes]; see
+// [CheckNote].
 func Note(s string) Option { return func(o *options) { o.note = s } }
 
 // CallbackURL makes the batch POST its summary to url when it completes.
+// The URL must pass callback.ValidateURL: http or https, a host, no
+// user name or password.
 func CallbackURL(url string) Option { return func(o *options) { o.callbackURL = url } }
 
 // Retention sets how long the batch's records are kept after its last
-// activity (default ledger.DefaultTTL).
+// activity: [MinRetention] to [MaxRetention] (default ledger.DefaultTTL).
+// The records must outlive the wait for the tasks to run by at least
+// [MinRetention], and the wait for the batch's due time.
 func Retention(d time.Duration) Option { return func(o *options) { o.retention = d } }
 
 // ExpectedIDs tells a new batch about how many ids it will hold (from the
@@ -156,6 +168,20 @@ func Retention(d time.Duration) Option { return func(o *options) { o.retention =
 // then costs Redis less per id. A wrong guess costs only memory; more ids
 // than expected still fit.
 func ExpectedIDs(n int) Option { return func(o *options) { o.expectedIDs = n } }
+
+// ValidateBatch checks the name of a batch a producer writes to: the rule
+// of tasks.ValidateBatch, and not ledger.InvalidBatch, under which the
+// worker keeps the records of tasks it refused. The error wraps
+// tasks.ErrInvalidBatch.
+func ValidateBatch(name string) error {
+	if err := tasks.ValidateBatch(name); err != nil {
+		return err
+	}
+	if name == ledger.InvalidBatch {
+		return fmt.Errorf("%w %q: reserved for the records of refused tasks; choose another name", tasks.ErrInvalidBatch, name)
+	}
+	return nil
+}
 
 // Invalid is one rejected input.
 type Invalid struct {
@@ -170,11 +196,15 @@ func (c *Client) options(opts []Option) (options, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if err := ValidateBatch(o.batch); err != nil {
+		return o, err
+	}
+	if err := tasks.ValidateQueue(o.queue); err != nil {
+		return o, err
+	}
 	switch {
-	case tasks.ValidateBatch(o.batch) != nil:
-		return o, tasks.ValidateBatch(o.batch)
-	case o.maxRetry < 0:
-		return o, fmt.Errorf("max retry %d: must be 0 or more", o.maxRetry)
+	case CheckMaxRetry(o.maxRetry) != nil:
+		return o, fmt.Errorf("max retry %d: %w", o.maxRetry, CheckMaxRetry(o.maxRetry))
 	case !o.processAt.IsZero() && o.processIn != 0:
 		return o, errors.New("give a time (At) or a delay (In), not both")
 	case !o.due.IsZero() && o.dueIn != 0:
@@ -182,8 +212,111 @@ func (c *Client) options(opts []Option) (options, error) {
 	case o.dueIn < 0:
 		return o, fmt.Errorf("due in %v: must not be negative", o.dueIn)
 	}
+	if o.callbackURL != "" {
+		if err := callback.ValidateURL(o.callbackURL); err != nil {
+			return o, fmt.Errorf("callback URL: %w", err)
+		}
+	}
+	if err := c.checkBatchBounds(o); err != nil {
+		return o, err
+	}
 	o.concurrency = max(o.concurrency, 1)
 	return o, nil
+}
+
+// Bounds of the options.
+const (
+	// MaxRetryLimit is the largest retry budget. asynq keeps the budget plus
+	// tasks.RetryReserve in an int32, and 2147483647 wrapped around to no
+	// retry at all; 1000 retries at the default backoff keep an id retrying
+	// for days, far more than any transient outage needs.
+	MaxRetryLimit = 1000
+	// MaxNoteBytes bounds a note: a ticket and a subject reference fit, and
+	// every status and report carries the note.
+	MaxNoteBytes = 1024
+	// MinRetention is the shortest retention, and the least time the
+	// records must outlive the wait for the tasks to run.
+	MinRetention = time.Hour
+	// MaxRetention is the longest retention, ten years: any longer is a
+	// typo, not a policy.
+	MaxRetention = 87600 * time.Hour
+)
+
+// CheckMaxRetry reports whether n is a retry budget [MaxRetry] takes. The
+// error gives the allowed range; callers name the value.
+func CheckMaxRetry(n int) error {
+	if n < 0 || n > MaxRetryLimit {
+		return fmt.Errorf("must be 0 to %d", MaxRetryLimit)
+	}
+	return nil
+}
+
+// CheckNote reports whether s is a note [Note] takes: valid UTF-8, at most
+// [MaxNoteBytes], and no control characters (newlines and escape sequences
+// included), so that a note prints as one inert line wherever it is shown.
+// The error says what is wrong and where; callers name the value.
+func CheckNote(s string) error {
+	if len(s) > MaxNoteBytes {
+		return fmt.Errorf("%d bytes long; at most %d bytes are allowed", len(s), MaxNoteBytes)
+	}
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"): // not a real U+FFFD
+			return fmt.Errorf("not valid UTF-8 (byte %d)", i+1)
+		case unicode.IsControl(r):
+			return fmt.Errorf("has the control character %U at byte %d; a note is one line of printable text", r, i+1)
+		}
+	}
+	return nil
+}
+
+// CheckRetention reports whether d is a retention [Retention] takes, on its
+// own; the client also checks it against the schedule and the due time.
+func CheckRetention(d time.Duration) error {
+	if d < MinRetention || d > MaxRetention {
+		return fmt.Errorf("must be %v to %v", MinRetention, MaxRetention)
+	}
+	return nil
+}
+
+// checkBatchBounds checks the note, the retention and the due time, the
+// last two against each other and the schedule: records that expire
+// before the tasks run, or before the batch is due, lose the proof.
+func (c *Client) checkBatchBounds(o options) error {
+	if err := CheckNote(o.note); err != nil {
+		return fmt.Errorf("note: %w", err)
+	}
+	retention := o.retention
+	if retention == 0 {
+		retention = ledger.DefaultTTL
+	}
+	if err := CheckRetention(retention); err != nil {
+		return fmt.Errorf("retention %v: %w", retention, err)
+	}
+	now := c.now()
+	if !o.due.IsZero() && o.due.Before(now) {
+		return fmt.Errorf("due %s: is in the past", o.due.Format(time.RFC3339))
+	}
+	untilRun := o.processIn
+	if !o.processAt.IsZero() {
+		untilRun = max(o.processAt.Sub(now), 0) // a past time runs now
+	}
+	if retention < untilRun+MinRetention {
+		return fmt.Errorf("retention %v: records would expire before the tasks run in %v; keep them at least %v longer than that",
+			retention, untilRun, MinRetention)
+	}
+	untilDue := ledger.DefaultDueIn
+	switch {
+	case !o.due.IsZero():
+		untilDue = o.due.Sub(now)
+	case o.dueIn > 0:
+		untilDue = o.dueIn
+	}
+	if retention <= untilDue {
+		return fmt.Errorf("retention %v: records would expire before the batch is due in %v; keep them longer, or give an earlier due time",
+			retention, untilDue)
+	}
+	return nil
 }
 
 // wireTask is the task of id, as asynq's Client would write it with the

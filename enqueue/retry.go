@@ -38,6 +38,12 @@ func (s RetrySummary) String() string {
 func (c *Client) RetryFailures(ctx context.Context, filter ledger.Filter, dryRun bool, opts ...Option) (RetrySummary, error) {
 	led, inspector := c.ledger, c.inspector
 	var sum RetrySummary
+	// Checked before any failure is touched: a bad option found at the
+	// first enqueue would leave an archived task deleted and a record
+	// reopened with no task.
+	if _, err := c.options(opts); err != nil {
+		return sum, err
+	}
 	var selected []ledger.Failure
 	err := led.Failures(ctx, filter, func(f ledger.Failure) error {
 		selected = append(selected, f)

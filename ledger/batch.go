@@ -53,6 +53,10 @@ const (
 	StateOpen     State = "open"     // ids pending, due time ahead
 	StateOverdue  State = "overdue"  // ids pending, due time passed
 	StateComplete State = "complete" // no id pending
+	// StateLost: Redis lost the batch (it restarted empty, or was
+	// flushed). Its records are gone; what it proved must be proved again
+	// by enqueueing its input again.
+	StateLost State = "lost"
 )
 
 // Batch is a batch's metadata and tallies.
@@ -74,6 +78,17 @@ type Batch struct {
 	NotFound int
 	Failed   int
 
+	// Instance tells two batches of the same name apart: one created after
+	// Redis lost the first has another. A reader that sees it change (or
+	// the batch vanish) knows that the batch it watched is lost.
+	Instance string
+	// LostAt is when the batch was found lost; zero for a batch that
+	// exists. A lost batch has only its Name, LostAt and LostOutcomes.
+	LostAt time.Time
+	// LostOutcomes counts the outcomes recorded after the loss, kept in the
+	// batch's lost record.
+	LostOutcomes int
+
 	// done holds finished-id counts of the last minute by 10 s slot.
 	done       map[int64]int
 	nbuckets   int
@@ -91,6 +106,8 @@ func (b Batch) Finished() int { return b.Deleted + b.NotFound + b.Failed }
 // complete (an empty batch too, as the metrics count it).
 func (b Batch) State(now time.Time) State {
 	switch {
+	case !b.LostAt.IsZero():
+		return StateLost
 	case b.Pending() == 0:
 		return StateComplete
 	case now.After(b.DueAt):
@@ -199,9 +216,17 @@ func (l *Ledger) OpenBatch(ctx context.Context, spec BatchSpec) (*Adder, error) 
 	}
 	a := &Adder{l: l, batch: spec.Name, id: newAdderID(), lease: spec.AdderLease, now: spec.Now}
 	res, err := l.run(ctx, openScript, spec.Name, spec.Created.UnixMilli(), spec.Due.UnixMilli(),
-		spec.Note, spec.CallbackURL, ttlSeconds(spec.TTL), BucketsFor(spec.ExpectedIDs), a.id, spec.AdderLease.Milliseconds(), spec.Queue).Slice()
+		spec.Note, spec.CallbackURL, ttlSeconds(spec.TTL), BucketsFor(spec.ExpectedIDs), a.id, spec.AdderLease.Milliseconds(),
+		spec.Queue, newAdderID(), newAdderID()).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open batch %s: %w", spec.Name, err)
+	}
+	if len(res) != 5 {
+		return nil, fmt.Errorf("ledger: open batch %s: unexpected reply %v", spec.Name, res)
+	}
+	created, ok := res[0].(int64)
+	if !ok {
+		return nil, fmt.Errorf("ledger: open batch %s: unexpected reply %v", spec.Name, res)
 	}
 	// The batch's own count, which an existing batch keeps whatever spec
 	// expects; Batch.buckets reads it the same way.
@@ -209,7 +234,7 @@ func (l *Ledger) OpenBatch(ctx context.Context, spec BatchSpec) (*Adder, error) 
 	if a.buckets <= 0 {
 		a.buckets = Buckets
 	}
-	if res[0].(int64) == 1 {
+	if created == 1 {
 		a.Created = true
 		return a, nil
 	}
@@ -267,6 +292,9 @@ func (a *Adder) Add(ctx context.Context, ids []string) ([]Membership, error) {
 		args = append(args, id)
 	}
 	res, err := a.l.run(ctx, addScript, args...).Text()
+	if err != nil && strings.HasPrefix(err.Error(), "NOBATCH") {
+		return nil, &LostError{Batch: a.batch, Reason: "it vanished while ids were being added to it"}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("ledger: add ids to %s: %w", a.batch, err)
 	}
@@ -326,6 +354,16 @@ func (l *Ledger) OpenBatches(ctx context.Context) ([]string, error) {
 		out = append(out, name)
 	}
 	return out, nil
+}
+
+// RecentBatchNames returns the names of the newest batches, at most limit,
+// as the index holds them (some may have expired).
+func (l *Ledger) RecentBatchNames(ctx context.Context, limit int) ([]string, error) {
+	names, err := l.rdb.ZRevRange(ctx, l.key("batches"), 0, int64(limit)-1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: %w", err)
+	}
+	return names, nil
 }
 
 // Batch returns one batch; ok is false when it does not exist (or expired).
@@ -388,6 +426,7 @@ func decodeBatch(name string, h map[string]string) Batch {
 		DueAt:       ms("due"),
 		CompletedAt: ms("completed_at"),
 		Completions: int(num("completions")),
+		Instance:    h["instance"],
 		TTL:         time.Duration(num("ttl")) * time.Second,
 		Total:       int(num("total")),
 		Deleted:     int(num("deleted")),
@@ -452,8 +491,9 @@ type Stalled struct {
 }
 
 // PendingWithoutTask reads up to buckets buckets of batch from bucket from
-// and returns its pending ids whose task is gone from every queue the batch
-// used (and that no link covers). taskIDPrefix is the part of the task id
+// and returns its pending ids that have no live task in any queue (and
+// that no link covers). A pending id whose live task is another batch's,
+// in a queue this batch never used, is linked to it on the way. taskIDPrefix is the part of the task id
 // before the conversation id (tasks.TaskID("")).
 func (l *Ledger) PendingWithoutTask(ctx context.Context, batch string, from, buckets int, taskIDPrefix string) (Stalled, error) {
 	b, ok, err := l.Batch(ctx, batch)
@@ -463,7 +503,7 @@ func (l *Ledger) PendingWithoutTask(ctx context.Context, batch string, from, buc
 	var s Stalled
 	end := min(from+buckets, b.buckets())
 	for k := from; k < end; k++ {
-		res, err := l.run(ctx, stalledScript, batch, k, "asynq:{", "}:t:"+taskIDPrefix).StringSlice()
+		res, err := l.run(ctx, stalledScript, batch, k, taskIDPrefix).StringSlice()
 		if err != nil {
 			return s, fmt.Errorf("ledger: stalled ids of %s: %w", batch, err)
 		}

@@ -178,13 +178,16 @@ var linkScript = script(linkSource)
 // task's state there. A test holds it against asynq itself.
 func AsynqTaskKey(queue, taskID string) string { return "asynq:{" + queue + "}:t:" + taskID }
 
-// Link asks the task already queued for id in queue (task id taskID) to
-// record its outcome in batch as well. It returns "finished" when the id
-// has its outcome in batch already (nothing to do), else the task's state:
-// "pending", "scheduled", "retry" or "active" (linked), or "archived",
-// "gone" and the like (not linked: the caller should queue a new task).
+// Link asks the live task of id (task id taskID), in queue or in any other
+// queue, to record its outcome in batch as well: asynq's task ids are
+// unique per queue only, and an id is called once whatever queues its
+// batches use. It returns "finished" when the id has its outcome in batch
+// already (nothing to do), else the live task's state: "pending",
+// "scheduled", "retry" or "active" (linked); or, when no queue holds a
+// live task, the state of the task in queue, "archived", "completed" or
+// "gone" (not linked: the caller should queue a new task).
 func (l *Ledger) Link(ctx context.Context, batch, id, queue, taskID string) (string, error) {
-	state, err := l.run(ctx, linkScript, id, batch, queue, AsynqTaskKey(queue, taskID)).Text()
+	state, err := l.run(ctx, linkScript, id, batch, queue, taskID).Text()
 	if err != nil {
 		return "", fmt.Errorf("ledger: link %s: %w", id, err)
 	}
@@ -221,7 +224,7 @@ func (l *Ledger) Orphans(ctx context.Context, taskID func(string) string) ([]Orp
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
 	for _, id := range ids {
-		entries, err := l.run(ctx, repairScript, id, "asynq:{", "}:t:"+taskID(id)).StringSlice()
+		entries, err := l.run(ctx, repairScript, id, taskID(id)).StringSlice()
 		if err != nil {
 			return out, fmt.Errorf("ledger: repair links of %s: %w", id, err)
 		}

@@ -18,7 +18,17 @@
 //     attempt times, indexed by last attempt in the "failures" sorted set;
 //   - batches (by creation) and batches:open (open batches by due time)
 //     indexes; "also", ids whose queued task must also record its outcome in
-//     other batches; "callbacks", completions whose callback is not queued yet.
+//     other batches; "callbacks", completions whose callback is not queued yet;
+//   - epoch: a random marker written once, without expiry, by the first
+//     batch or worker. Redis that comes back without it lost its data (see
+//     [LossDetector]);
+//   - lost (batches found lost, by when) and lost:{batch} (outcomes recorded
+//     for a lost batch by tasks that were in flight when Redis lost it).
+//
+// A batch is never created anew from partial state: a record whose batch
+// and task are both gone goes to lost:{batch}, and readers that saw a
+// batch vanish (or be replaced: each batch has a random instance id) mark
+// it lost. See [ErrBatchLost].
 //
 // Every write is one Lua script, so tallies and records never disagree, and
 // outcomes only move forward: a task that runs twice, or an id enqueued

@@ -40,7 +40,16 @@ type Recorded struct {
 	Attempts int
 	// Completed lists the batches this attempt completed.
 	Completed []string
+	// Lost is true when the attempt's batch no longer exists and neither
+	// does its task: Redis lost them while the task ran. The outcome is
+	// kept in the batch's lost record (see [Ledger.LostBatch]), and the
+	// batch is not created anew.
+	Lost bool
 }
+
+// deleteTaskIDPrefix is the part of a deletion's asynq task id before the
+// conversation id (tasks.TaskID(""), which a test holds it to).
+const deleteTaskIDPrefix = "del:"
 
 //go:embed lua/record.lua
 var recordSource string
@@ -63,8 +72,8 @@ func (l *Ledger) Record(ctx context.Context, a Attempt) (Recorded, error) {
 // batches they complete are reported with the last attempt that finished
 // in each.
 func (l *Ledger) RecordMany(ctx context.Context, attempts []Attempt) ([]Recorded, error) {
-	args := make([]any, 0, 4+10*len(attempts))
-	args = append(args, ttlSeconds(l.ttl), DefaultDueIn.Milliseconds(), Buckets)
+	args := make([]any, 0, 6+10*len(attempts))
+	args = append(args, ttlSeconds(l.ttl), DefaultDueIn.Milliseconds(), Buckets, "asynq:{", "}:t:"+deleteTaskIDPrefix)
 	for _, a := range attempts {
 		letter, ok := outcomeLetters[a.Outcome]
 		if !ok {
@@ -94,13 +103,25 @@ func (l *Ledger) RecordMany(ctx context.Context, attempts []Attempt) ([]Recorded
 	for i := range out {
 		out[i] = Recorded{Transitions: 1, Attempts: 1}
 	}
+	if len(res)%4 != 0 {
+		return nil, fmt.Errorf("ledger: record %d attempts: reply has %d values, not groups of 4", len(attempts), len(res))
+	}
 	for j := 0; j+3 < len(res); j += 4 {
-		k, _ := res[j].(int64)
+		k, ok1 := res[j].(int64)
+		transitions, ok2 := res[j+1].(int64)
+		count, ok3 := res[j+2].(int64)
+		done, ok4 := res[j+3].(string)
+		if !ok1 || !ok2 || !ok3 || !ok4 {
+			return nil, fmt.Errorf("ledger: record %d attempts: unexpected reply %v", len(attempts), res[j:j+4])
+		}
 		if k < 1 || int(k) > len(out) {
 			return nil, fmt.Errorf("ledger: record %d attempts: reply names attempt %d", len(attempts), k)
 		}
-		r := Recorded{Transitions: int(res[j+1].(int64)), Attempts: int(res[j+2].(int64))}
-		if done, _ := res[j+3].(string); done != "" {
+		r := Recorded{Transitions: int(transitions), Attempts: int(count)}
+		if count < 0 {
+			r = Recorded{Lost: true}
+		}
+		if done != "" {
 			r.Completed = strings.Fields(done)
 		}
 		out[k-1] = r
@@ -145,19 +166,28 @@ func (l *Ledger) Entries(ctx context.Context, batch string, fn func(Entry) error
 		return err
 	}
 	for k := range b.buckets() {
-		iter := l.rdb.HScan(ctx, l.idsKey(batch, k), 0, "", 1000).Iterator()
-		for iter.Next(ctx) {
-			id := iter.Val()
-			if !iter.Next(ctx) {
-				break
-			}
-			if err := fn(decodeEntry(id, iter.Val())); err != nil {
-				return err
-			}
+		if err := l.scanEntries(ctx, l.idsKey(batch, k), fn); err != nil {
+			return err
 		}
-		if err := iter.Err(); err != nil {
-			return fmt.Errorf("ledger: %w", err)
+	}
+	return nil
+}
+
+// scanEntries calls fn for each id -> entry field of the hash at key, a
+// page at a time.
+func (l *Ledger) scanEntries(ctx context.Context, key string, fn func(Entry) error) error {
+	iter := l.rdb.HScan(ctx, key, 0, "", 1000).Iterator()
+	for iter.Next(ctx) {
+		id := iter.Val()
+		if !iter.Next(ctx) {
+			break
 		}
+		if err := fn(decodeEntry(id, iter.Val())); err != nil {
+			return err
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return fmt.Errorf("ledger: %w", err)
 	}
 	return nil
 }

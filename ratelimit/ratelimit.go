@@ -37,13 +37,14 @@ import (
 
 // Config describes a budget.
 type Config struct {
-	// Rate is the configured requests per second for the whole fleet; 0
-	// means no rate budget.
+	// Rate is the configured requests per second for the whole fleet,
+	// [LowestRate] to [HighestRate]; 0 means no rate budget.
 	Rate float64
-	// Burst is how many requests may go at once after a quiet spell
-	// (default 1).
+	// Burst is how many requests may go at once after a quiet spell, up
+	// to [MaxBurst] (default 1).
 	Burst int
-	// MaxInflight caps the fleet's calls in flight; 0 means no cap.
+	// MaxInflight caps the fleet's calls in flight, up to [MaxInflightCap];
+	// 0 means no cap.
 	MaxInflight int
 	// Lease bounds how long an in-flight slot is held by a worker that died
 	// holding it (default 1 minute; make it longer than a call can take).
@@ -55,10 +56,27 @@ type Config struct {
 	Now func() time.Time
 	// Tuning; zero values take the defaults below.
 	CutFactor    float64       // rate kept after a pushback (0.9)
-	MinRate      float64       // floor of the effective rate (Rate/100, at least 0.1)
+	MinRate      float64       // floor of the effective rate (Rate/100, at least 0.1, at most Rate)
 	Cooldown     time.Duration // least time between two cuts (500 ms)
 	IncreaseStep time.Duration // time between two increases (250 ms)
 }
+
+// Bounds of a [Config].
+const (
+	// LowestRate is the slowest configured rate: one call per 100 s. A
+	// budget's state expires an hour after its last reservation, so a rate
+	// below one call an hour would forget its schedule between calls, and
+	// rates near zero overflow the wait into "no wait at all".
+	LowestRate = 0.01
+	// HighestRate is the fastest configured rate: the slots are spaced in
+	// microseconds, and at 100,000 calls a second they are 10 µs apart.
+	HighestRate = 100_000
+	// MaxBurst is the largest burst: more calls at once than any fleet's
+	// concurrency would take is not a limit.
+	MaxBurst = 10_000
+	// MaxInflightCap is the largest in-flight cap, for the same reason.
+	MaxInflightCap = 100_000
+)
 
 // BudgetKey derives a budget's Redis key from the API base URL and the
 // token: workers calling the same API with the same token share a budget.
@@ -100,21 +118,23 @@ var (
 
 // New returns a limiter for the budget of cfg. Call Close when done.
 func New(rdb redis.UniversalClient, cfg Config) (*Limiter, error) {
-	if cfg.Rate < 0 || cfg.MaxInflight < 0 {
-		return nil, errors.New("ratelimit: rate and in-flight cap must not be negative")
-	}
-	if cfg.Key == "" {
-		return nil, errors.New("ratelimit: no budget key")
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	cfg.Burst = max(cfg.Burst, 1)
 	if cfg.Lease <= 0 {
 		cfg.Lease = time.Minute
 	}
-	if cfg.CutFactor <= 0 || cfg.CutFactor >= 1 {
+	// Written so that NaN, which fails every comparison, takes the default.
+	if !(cfg.CutFactor > 0 && cfg.CutFactor < 1) {
 		cfg.CutFactor = 0.9
 	}
-	if cfg.MinRate <= 0 {
+	if !(cfg.MinRate > 0) || math.IsInf(cfg.MinRate, 0) {
 		cfg.MinRate = max(cfg.Rate/100, 0.1)
+	}
+	if cfg.Rate > 0 {
+		// A cut must never lift a slow configured rate up to the floor.
+		cfg.MinRate = min(cfg.MinRate, cfg.Rate)
 	}
 	if cfg.Cooldown <= 0 {
 		cfg.Cooldown = 500 * time.Millisecond
@@ -137,6 +157,23 @@ func New(rdb redis.UniversalClient, cfg Config) (*Limiter, error) {
 		go l.listen(ctx, sub)
 	}
 	return l, nil
+}
+
+// validate refuses what would not limit, or not the way it says: NaN,
+// infinite and out-of-range rates (1e-300 overflowed into no wait at all),
+// negative or oversized bursts and caps.
+func (c Config) validate() error {
+	switch {
+	case c.Rate != 0 && !(c.Rate >= LowestRate && c.Rate <= HighestRate):
+		return fmt.Errorf("ratelimit: rate %v: must be 0 (no rate budget) or %v to %v requests a second", c.Rate, LowestRate, HighestRate)
+	case c.Burst < 0 || c.Burst > MaxBurst:
+		return fmt.Errorf("ratelimit: burst %d: must be 1 to %d (0 takes 1)", c.Burst, MaxBurst)
+	case c.MaxInflight < 0 || c.MaxInflight > MaxInflightCap:
+		return fmt.Errorf("ratelimit: in-flight cap %d: must be 0 (no cap) or 1 to %d", c.MaxInflight, MaxInflightCap)
+	case c.Key == "":
+		return errors.New("ratelimit: no budget key")
+	}
+	return nil
 }
 
 // Close stops listening for freed slots.

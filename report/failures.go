@@ -62,8 +62,9 @@ func statusText(s int) string {
 type csvFailures struct{ w *csv.Writer }
 
 func (c *csvFailures) Write(f ledger.Failure) error {
-	return c.w.Write([]string{f.ConversationID, f.Batch, string(f.Outcome), f.Code, f.Msg,
-		statusText(f.HTTPStatus), f.LogID, strconv.Itoa(f.Attempts), rfc3339(f.FirstAt), rfc3339(f.LastAt)})
+	return c.w.Write([]string{SafeCell(f.ConversationID), SafeCell(f.Batch), string(f.Outcome), numberCell(f.Code),
+		SafeCell(f.Msg), statusText(f.HTTPStatus), SafeCell(f.LogID), strconv.Itoa(f.Attempts), rfc3339(f.FirstAt),
+		rfc3339(f.LastAt)})
 }
 
 func (c *csvFailures) Flush() error { c.w.Flush(); return c.w.Error() }
@@ -76,8 +77,9 @@ func (j *jsonFailures) Flush() error                 { return nil }
 type tableFailures struct{ w *tabwriter.Writer }
 
 func (t *tableFailures) Write(f ledger.Failure) error {
-	_, err := fmt.Fprintf(t.w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", f.ConversationID, f.Batch, f.Outcome,
-		dash(f.Code), dash(statusText(f.HTTPStatus)), f.Attempts, rfc3339(f.LastAt), dash(f.LogID), f.Msg)
+	_, err := fmt.Fprintf(t.w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", Printable(f.ConversationID),
+		Printable(f.Batch), f.Outcome, dash(Printable(f.Code)), dash(statusText(f.HTTPStatus)), f.Attempts,
+		rfc3339(f.LastAt), dash(Printable(f.LogID)), Printable(f.Msg))
 	return err
 }
 

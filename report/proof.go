@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/coze-eraser/coze-eraser/ledger"
@@ -37,6 +36,10 @@ type Summary struct {
 	Failed      int        `json:"failed"`
 	Pending     int        `json:"pending"`
 	GeneratedAt time.Time  `json:"generated_at"`
+	// LostAt is set when Redis lost the batch (state "lost"): its records
+	// are gone, and LostOutcomes counts the outcomes recorded after it.
+	LostAt       *time.Time `json:"lost_at,omitempty"`
+	LostOutcomes int        `json:"lost_outcomes,omitempty"`
 }
 
 // SummaryOf states batch b at now.
@@ -50,6 +53,10 @@ func SummaryOf(b ledger.Batch, now time.Time) Summary {
 	if !b.CompletedAt.IsZero() && b.Pending() == 0 {
 		at := b.CompletedAt
 		s.CompletedAt = &at
+	}
+	if !b.LostAt.IsZero() {
+		at := b.LostAt
+		s.LostAt, s.LostOutcomes, s.CompletedAt = &at, b.LostOutcomes, nil
 	}
 	return s
 }
@@ -71,12 +78,17 @@ type proofRow struct {
 // {"summary": …} line. Rows come in no particular order. The batch is read a
 // page at a time, so memory does not grow with it.
 func WriteProof(ctx context.Context, led *ledger.Ledger, batch, format string, w io.Writer, now time.Time) error {
-	b, ok, err := led.Batch(ctx, batch)
+	b, ok, err := led.BatchOrLost(ctx, batch)
 	if err != nil {
 		return err
 	}
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrNoBatch, batch)
+	}
+	if !b.LostAt.IsZero() {
+		// What is left is no proof: never write one.
+		return &ledger.LostError{Batch: batch, Reason: fmt.Sprintf("found lost at %s; %d outcomes recorded since are kept",
+			b.LostAt.Format(time.RFC3339), b.LostOutcomes)}
 	}
 	sum := SummaryOf(b, now)
 	bw := bufio.NewWriterSize(w, 64<<10)
@@ -105,7 +117,7 @@ func writeCSVProof(ctx context.Context, led *ledger.Ledger, s Summary, w *bufio.
 		{"total", strconv.Itoa(s.Total)}, {"deleted", strconv.Itoa(s.Deleted)}, {"not_found", strconv.Itoa(s.NotFound)},
 		{"failed", strconv.Itoa(s.Failed)}, {"pending", strconv.Itoa(s.Pending)}, {"generated_at", rfc3339(s.GeneratedAt)},
 	} {
-		fmt.Fprintf(w, "# %s: %s\n", kv[0], kv[1])
+		fmt.Fprintf(w, "# %s: %s\n", kv[0], commentText(kv[1]))
 	}
 	cw := csv.NewWriter(w)
 	if err := cw.Write(ProofCSVHeader); err != nil {
@@ -113,7 +125,7 @@ func writeCSVProof(ctx context.Context, led *ledger.Ledger, s Summary, w *bufio.
 	}
 	row := make([]string, 6)
 	err := led.Entries(ctx, s.Batch, func(e ledger.Entry) error {
-		row[0], row[1], row[2], row[3] = e.ConversationID, string(e.Outcome), e.Code, e.LogID
+		row[0], row[1], row[2], row[3] = SafeCell(e.ConversationID), string(e.Outcome), numberCell(e.Code), SafeCell(e.LogID)
 		row[4], row[5] = "", ""
 		if e.Outcome.Terminal() {
 			row[4], row[5] = strconv.Itoa(e.Attempts), rfc3339(e.FinishedAt)
@@ -144,6 +156,3 @@ func writeJSONLProof(ctx context.Context, led *ledger.Ledger, s Summary, w *bufi
 		Summary Summary `json:"summary"`
 	}{s})
 }
-
-// cleanLine keeps a free-text value on one line.
-func cleanLine(s string) string { return strings.NewReplacer("\n", " ", "\r", " ").Replace(s) }

@@ -51,9 +51,14 @@ func WriteStatus(w io.Writer, batches []ledger.Batch, now time.Time, format stri
 		fmt.Fprintln(tw, "BATCH\tSTATE\tCREATED\tDUE\tTOTAL\tDELETED\tNOT_FOUND\tFAILED\tPENDING\tRATE/S\tETA\tNOTE")
 		for _, b := range batches {
 			s := StatusOf(b, now)
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%.1f\t%s\t%s\n", b.Name, s.State,
+			if s.LostAt != nil {
+				fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\tRedis lost it at %s (%d outcomes kept since): enqueue its input again\n",
+					Printable(b.Name), s.State, shortTime(b.LostAt), b.LostOutcomes)
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%.1f\t%s\t%s\n", Printable(b.Name), s.State,
 				shortTime(b.CreatedAt), shortTime(b.DueAt), b.Total, b.Deleted, b.NotFound, b.Failed, b.Pending(),
-				s.RatePerSecond, etaText(b, now), cleanLine(b.Note))
+				s.RatePerSecond, etaText(b, now), Printable(b.Note))
 		}
 		return tw.Flush()
 	}
@@ -64,7 +69,7 @@ func WriteStatus(w io.Writer, batches []ledger.Batch, now time.Time, format stri
 // when the output is not a terminal.
 func ProgressLine(b ledger.Batch, now time.Time) string {
 	return fmt.Sprintf("%s %s: %d/%d done (%.1f%%) deleted=%d not_found=%d failed=%d pending=%d rate=%.1f/s eta=%s",
-		now.UTC().Format(time.TimeOnly), b.Name, b.Finished(), b.Total, percent(b), b.Deleted, b.NotFound, b.Failed,
+		now.UTC().Format(time.TimeOnly), Printable(b.Name), b.Finished(), b.Total, percent(b), b.Deleted, b.NotFound, b.Failed,
 		b.Pending(), b.Rate(now), etaText(b, now))
 }
 
@@ -73,7 +78,7 @@ func ProgressBar(b ledger.Batch, now time.Time, width int) string {
 	bar := max(width-60, 10)
 	filled := int(float64(bar) * percent(b) / 100)
 	return fmt.Sprintf("%s [%s%s] %5.1f%% %d/%d failed=%d %.0f/s ETA %s",
-		b.Name, strings.Repeat("#", filled), strings.Repeat("-", bar-filled), percent(b), b.Finished(), b.Total,
+		Printable(b.Name), strings.Repeat("#", filled), strings.Repeat("-", bar-filled), percent(b), b.Finished(), b.Total,
 		b.Failed, b.Rate(now), etaText(b, now))
 }
 

@@ -114,16 +114,25 @@ func Run(ctx context.Context, cfg Config, in Input) (Progress, error) {
 	poll := time.NewTicker(100 * time.Millisecond)
 	defer poll.Stop()
 	var reported time.Time
+	watch := lossWatch{ledger: led, batch: cfg.Batch, detector: led.NewLossDetector()}
 	for {
 		mu.Lock()
 		enqueued, err := progress.Enqueued, enqErr
 		mu.Unlock()
+		if lostErr := (*ledger.LostError)(nil); errors.As(err, &lostErr) {
+			return snapshot(&mu, &progress, start), watch.lost(ctx, lostErr.Reason)
+		}
 		if err != nil && !errors.Is(err, context.Canceled) {
 			return snapshot(&mu, &progress, start), err
 		}
 		b, ok, berr := led.Batch(ctx, cfg.Batch)
 		if berr != nil && ctx.Err() == nil {
 			return snapshot(&mu, &progress, start), berr
+		}
+		if berr == nil {
+			if lostErr := watch.check(ctx, b, ok); lostErr != nil {
+				return snapshot(&mu, &progress, start), lostErr
+			}
 		}
 		if ok {
 			mu.Lock()
@@ -155,4 +164,57 @@ func snapshot(mu *sync.Mutex, p *Progress, start time.Time) Progress {
 	out := *p
 	out.Elapsed = time.Since(start)
 	return out
+}
+
+// lossWatch notices that Redis lost the run's batch: the batch it saw
+// vanished, or was replaced by another of the same name (a different
+// instance), or Redis itself says it lost its data. A run never reports
+// what is left after a loss as its result.
+type lossWatch struct {
+	ledger   *ledger.Ledger
+	batch    string
+	detector *ledger.LossDetector
+	seen     bool
+	instance string // of the batch as first seen
+	checked  time.Time
+	reason   string
+}
+
+// lossCheckEvery spaces the checks of Redis's restart signs; the batch
+// itself is checked on every progress read.
+const lossCheckEvery = time.Second
+
+// check returns a *ledger.LostError once the batch is lost.
+func (w *lossWatch) check(ctx context.Context, b ledger.Batch, ok bool) error {
+	if time.Since(w.checked) >= lossCheckEvery {
+		w.checked = time.Now()
+		if sign, err := w.detector.Check(ctx); err == nil && sign.Lost {
+			w.reason = sign.Reason
+		}
+	}
+	switch {
+	case ok && !w.seen:
+		w.seen, w.instance = true, b.Instance
+	case ok && b.Instance != w.instance:
+		return w.lost(ctx, "a batch of the same name replaced it")
+	case !ok && w.seen:
+		return w.lost(ctx, "it vanished")
+	}
+	return nil
+}
+
+// lost marks the batch lost, so that status and the workers' /readyz show
+// it, and returns the error that says so.
+func (w *lossWatch) lost(ctx context.Context, how string) error {
+	ctx = context.WithoutCancel(ctx)
+	_, _ = w.ledger.MarkLost(ctx, w.batch, time.Now())
+	if w.reason == "" {
+		if sign, err := w.detector.Check(ctx); err == nil && sign.Lost {
+			w.reason = sign.Reason
+		}
+	}
+	if w.reason != "" {
+		how += "; " + w.reason
+	}
+	return &ledger.LostError{Batch: w.batch, Reason: how}
 }

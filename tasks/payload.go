@@ -132,28 +132,24 @@ func (p Payload) Validate() error {
 // ErrInvalidBatch is wrapped by the error [ValidateBatch] returns.
 var ErrInvalidBatch = errors.New("invalid batch name")
 
-// ValidateBatch checks a batch name: 1 to 128 characters from letters,
-// digits and ". _ : -", starting with a letter or digit. Batch names become
-// part of Redis keys and report file names, so they are kept plain.
+// MaxBatchLen is the longest batch name accepted.
+const MaxBatchLen = 128
+
+// ValidateBatch checks a batch name: 1 to [MaxBatchLen] ASCII letters,
+// digits, '.', '_' or '-', starting with a letter or digit.
+//
+// Batch names become part of Redis keys ("batch:{name}:ids:{k}",
+// "failure:{batch}:{id}"), of index members ("batch/id", "batch@queue",
+// space-separated lists) and of report file names, so none of those
+// separators is allowed: with ':' a batch named "evil:ids:1" would be the
+// id bucket of batch "evil". A payload that names such a batch (written
+// before the rule, or by another producer) is refused by [ParsePayload].
 func ValidateBatch(name string) error {
-	if !validBatch(name) {
-		return fmt.Errorf("%w %s: use 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit", ErrInvalidBatch, quoteShort(name))
+	if !plainName(name, MaxBatchLen) {
+		return fmt.Errorf("%w %s: use 1-%d letters, digits, '.', '_' or '-', starting with a letter or digit",
+			ErrInvalidBatch, quoteShort(name), MaxBatchLen)
 	}
 	return nil
-}
-
-func validBatch(name string) bool {
-	if name == "" || len(name) > 128 {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if !alnum && (i == 0 || c != '.' && c != '_' && c != ':' && c != '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // NewBatchName returns a generated batch name such as

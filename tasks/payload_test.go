@@ -55,12 +55,12 @@ func TestParsePayloadRejects(t *testing.T) {
 
 func TestValidateBatch(t *testing.T) {
 	t.Parallel()
-	for _, ok := range []string{"b", "gdpr-2026-11-27", "ticket:JIRA-12", "a.b_c", tasks.NewBatchName(time.Now(), 0xbeef)} {
+	for _, ok := range []string{"b", "gdpr-2026-11-27", "ticket-JIRA-12", "a.b_c", tasks.NewBatchName(time.Now(), 0xbeef)} {
 		if err := tasks.ValidateBatch(ok); err != nil {
 			t.Errorf("ValidateBatch(%q) = %v, want nil", ok, err)
 		}
 	}
-	for _, bad := range []string{"", "-x", "a b", "a/b", strings.Repeat("a", 129), "é"} {
+	for _, bad := range []string{"", "-x", "a b", "a/b", "ticket:JIRA-12", strings.Repeat("a", 129), "é"} {
 		if err := tasks.ValidateBatch(bad); !errors.Is(err, tasks.ErrInvalidBatch) {
 			t.Errorf("ValidateBatch(%q) = %v, want ErrInvalidBatch", bad, err)
 		}

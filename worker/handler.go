@@ -89,6 +89,12 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		h.metrics.Retries.WithLabelValues(reasonLedger).Inc()
 		return retryLater(reasonLedger, time.Second, err)
 	}
+	if recorded.Lost {
+		// Redis lost the batch and this task with it: there is nothing to
+		// retry into, and the batch's input must be enqueued again.
+		h.metrics.LostOutcomes.Inc()
+		return nil
+	}
 	if recorded.Transitions > 0 {
 		h.metrics.Deletions.WithLabelValues(string(outcome)).Add(float64(recorded.Transitions))
 	}
@@ -245,7 +251,7 @@ func (h *Handler) logAttempt(p tasks.Payload, queue string, res coze.Result, out
 	rec ledger.Recorded, retried int, next, recordErr error) {
 	level := slog.LevelInfo
 	switch {
-	case recordErr != nil || outcome == ledger.Failed:
+	case recordErr != nil || outcome == ledger.Failed || rec.Lost:
 		level = slog.LevelError
 	case outcome == ledger.Retrying:
 		level = slog.LevelWarn
@@ -272,11 +278,15 @@ func (h *Handler) logAttempt(p tasks.Payload, queue string, res coze.Result, out
 	if errors.As(next, &r) && !r.failure {
 		attrs = append(attrs, slog.Duration("retry_in", r.delay))
 	}
-	if rec.Transitions == 0 && outcome.Terminal() && recordErr == nil {
+	if rec.Transitions == 0 && outcome.Terminal() && recordErr == nil && !rec.Lost {
 		attrs = append(attrs, slog.Bool("duplicate_run", true))
 	}
 	if recordErr != nil {
 		attrs = append(attrs, slog.String("ledger_error", recordErr.Error()))
 	}
-	h.log.LogAttrs(context.Background(), level, "attempt", attrs...)
+	msg := "attempt"
+	if rec.Lost {
+		msg = "attempt for a batch Redis lost: outcome kept in its lost record; enqueue the batch's input again"
+	}
+	h.log.LogAttrs(context.Background(), level, msg, attrs...)
 }

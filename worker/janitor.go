@@ -36,6 +36,11 @@ const stalledBucketsPerSweep = 256
 
 // run repairs every interval until ctx ends.
 func (j *janitor) run(ctx context.Context, interval time.Duration) {
+	every(ctx, interval, j.sweep)
+}
+
+// every calls fn every interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -43,7 +48,7 @@ func (j *janitor) run(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			j.sweep(ctx)
+			fn(ctx)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/coze-eraser/coze-eraser/callback"
 	"github.com/coze-eraser/coze-eraser/coze"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/ratelimit"
@@ -26,6 +27,15 @@ type Metrics struct {
 	InvalidTasks    prometheus.Counter
 	LedgerErrors    prometheus.Counter
 	RateLimitWait   prometheus.Histogram
+	// CallbackDeliveries counts callback delivery attempts by result:
+	// delivered, or why not (see callback.Outcome).
+	CallbackDeliveries *prometheus.CounterVec
+	// LostOutcomes counts outcomes recorded for a batch that Redis no
+	// longer held (it lost its data while the task ran).
+	LostOutcomes prometheus.Counter
+	// DataLosses counts the times this worker found that Redis lost the
+	// ledger's data.
+	DataLosses prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them with reg.
@@ -78,8 +88,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}),
 	}
+	m.LostOutcomes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "coze_eraser_lost_outcomes_total",
+		Help: "Outcomes recorded for a batch Redis no longer held: kept in the batch's lost record, not in a proof.",
+	})
+	m.DataLosses = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "coze_eraser_redis_data_losses_total",
+		Help: "Times this worker found that Redis lost the ledger's data (restarted empty, flushed).",
+	})
 	reg.MustRegister(m.Deletions, m.APIRequests, m.APIDuration, m.Retries, m.TasksInFlight,
-		m.AuthPaused, m.AuthPauses, m.RateLimitPauses, m.InvalidTasks, m.LedgerErrors, m.RateLimitWait)
+		m.AuthPaused, m.AuthPauses, m.RateLimitPauses, m.InvalidTasks, m.LedgerErrors, m.RateLimitWait,
+		m.LostOutcomes, m.DataLosses)
 	// Start every series an alert may watch at zero, so that rate() works
 	// from the first scrape.
 	for _, o := range []ledger.Outcome{ledger.Deleted, ledger.NotFound, ledger.Failed} {
@@ -87,6 +106,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	for _, r := range []string{reasonRateLimited, reasonAuth, reasonTransient, reasonUnknown, reasonWaiting, reasonLedger} {
 		m.Retries.WithLabelValues(r)
+	}
+	m.CallbackDeliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "coze_eraser_callback_deliveries_total",
+		Help: "Callback delivery attempts by result: delivered, or why not " +
+			"(timeout, connection, http_status, redirect, invalid, canceled). Failed ones are retried with backoff.",
+	}, []string{"result"})
+	reg.MustRegister(m.CallbackDeliveries)
+	for _, o := range callback.Outcomes {
+		m.CallbackDeliveries.WithLabelValues(string(o))
 	}
 	return m
 }
@@ -103,6 +131,11 @@ func (m *Metrics) registerLimiter(reg prometheus.Registerer, l *ratelimit.Limite
 			Help: "The fleet's effective request rate after adapting to the API's pushback, as this worker last saw it.",
 		}, l.Effective),
 	)
+}
+
+// observeCallback counts one callback delivery attempt.
+func (m *Metrics) observeCallback(o callback.Outcome) {
+	m.CallbackDeliveries.WithLabelValues(string(o)).Inc()
 }
 
 func (m *Metrics) observeCall(res coze.Result) {
@@ -180,7 +213,8 @@ func newBatchCollector(l *ledger.Ledger, now func() time.Time) *batchCollector {
 		ledger: l,
 		now:    now,
 		count: prometheus.NewDesc("coze_eraser_batches",
-			"Batches by state: open (ids pending, due ahead), overdue (ids pending, due passed), complete.", []string{"state"}, nil),
+			"Batches by state: open (ids pending, due ahead), overdue (ids pending, due passed), complete, "+
+				"lost (Redis lost it; its input must be enqueued again).", []string{"state"}, nil),
 		due: prometheus.NewDesc("coze_eraser_oldest_open_batch_due_seconds",
 			"Seconds until the earliest due time of an open batch; negative when it is overdue. Absent when no batch is open.", nil, nil),
 	}
@@ -198,7 +232,13 @@ func (c *batchCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(c.count, err)
 		return
 	}
-	for state, n := range map[ledger.State]int{ledger.StateOpen: stats.Open, ledger.StateOverdue: stats.Overdue, ledger.StateComplete: stats.Complete} {
+	lost, err := c.ledger.LostBatches(context.Background())
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.count, err)
+		return
+	}
+	for state, n := range map[ledger.State]int{ledger.StateOpen: stats.Open, ledger.StateOverdue: stats.Overdue,
+		ledger.StateComplete: stats.Complete, ledger.StateLost: len(lost)} {
 		ch <- prometheus.MustNewConstMetric(c.count, prometheus.GaugeValue, float64(n), string(state))
 	}
 	if !stats.OldestDue.IsZero() {

@@ -4,11 +4,16 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/coze-eraser/coze-eraser/tasks"
 )
 
 // ParseQueues reads a weighted queue list such as "gdpr=6,bulk=1": the
 // worker takes tasks from each queue in proportion to its weight. A name
-// without a weight has weight 1.
+// without a weight has weight 1. Each name must pass tasks.ValidateQueue: in
+// particular the callback queue is refused, because the worker serves it
+// with a server of its own, and a deletion server listening on it too would
+// take callback deliveries it has no handler for.
 func ParseQueues(s string) (map[string]int, error) {
 	queues := map[string]int{}
 	for _, item := range strings.Split(s, ",") {
@@ -28,6 +33,9 @@ func ParseQueues(s string) (map[string]int, error) {
 		}
 		if name == "" {
 			return nil, fmt.Errorf("queue list %q has an empty name", s)
+		}
+		if err := tasks.ValidateQueue(name); err != nil {
+			return nil, err
 		}
 		if _, dup := queues[name]; dup {
 			return nil, fmt.Errorf("queue %q is listed twice", name)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -75,8 +76,9 @@ type Config struct {
 	Now func() time.Time
 	// CallbackSecret signs batch completion callbacks (HMAC-SHA256) when set.
 	CallbackSecret []byte
-	// CallbackClient sends the callbacks; default a client with a 10 s
-	// timeout.
+	// CallbackClient sends the callbacks; default a client with
+	// callback.DefaultTimeout (10 s). Redirects are never followed, whatever
+	// its CheckRedirect.
 	CallbackClient *http.Client
 	// CallbackBackoff spaces the retries of a callback delivery (default
 	// 10 s doubling to 1 h: a receiver down for days still gets it).
@@ -87,6 +89,9 @@ type Config struct {
 	// StallAfter is how long an open batch may go without progress before
 	// the janitor looks for pending ids that have no task (default 15 min).
 	StallAfter time.Duration
+	// IntegrityInterval is how often the worker checks that Redis still
+	// holds the ledger's data (default [DefaultIntegrityInterval]).
+	IntegrityInterval time.Duration
 	// Limiter, when set, is the fleet's shared rate budget and in-flight
 	// cap; without it each worker only pauses itself after a 429.
 	Limiter *ratelimit.Limiter
@@ -102,11 +107,19 @@ func (c *Config) setDefaults() error {
 	if len(c.Queues) == 0 {
 		c.Queues = map[string]int{"default": 1}
 	}
+	for q := range c.Queues {
+		if err := tasks.ValidateQueue(q); err != nil {
+			return fmt.Errorf("worker: Config.Queues: %w", err)
+		}
+	}
 	if c.JanitorInterval <= 0 {
 		c.JanitorInterval = DefaultJanitorInterval
 	}
 	if c.StallAfter <= 0 {
 		c.StallAfter = 15 * time.Minute
+	}
+	if c.IntegrityInterval <= 0 {
+		c.IntegrityInterval = DefaultIntegrityInterval
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = DefaultConcurrency
@@ -153,6 +166,7 @@ type Server struct {
 	handler   *Handler
 	metrics   *Metrics
 	janitor   *janitor
+	integrity *integrityWatch
 	client    *asynq.Client
 	stopped   context.Context
 	stop      context.CancelFunc
@@ -180,6 +194,7 @@ func New(cfg Config) (*Server, error) {
 	s.janitor = &janitor{ledger: cfg.Ledger, client: s.client, inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
 		srv: s, cursors: map[string]int{}}
 	log := cfg.Logger
+	s.integrity = newIntegrityWatch(cfg.Ledger, s.metrics, log, cfg.Now)
 	s.handler = &Handler{
 		api:     cfg.API,
 		ledger:  cfg.Ledger,
@@ -245,7 +260,8 @@ func (s *Server) Start() error {
 		return fmt.Errorf("worker: %w", err)
 	}
 	callbacks := asynq.NewServeMux()
-	callbacks.Handle(callback.TaskType, &callback.Sender{Client: s.cfg.CallbackClient, Secret: s.cfg.CallbackSecret, Now: s.cfg.Now})
+	callbacks.Handle(callback.TaskType, &callback.Sender{Client: s.cfg.CallbackClient, Secret: s.cfg.CallbackSecret, Now: s.cfg.Now,
+		Logger: s.cfg.Logger.With("component", "callback"), OnResult: s.metrics.observeCallback})
 	if err := s.callbacks.Start(callbacks); err != nil {
 		s.asynq.Shutdown()
 		return fmt.Errorf("worker: callbacks: %w", err)
@@ -253,6 +269,7 @@ func (s *Server) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopJan = cancel
 	go s.janitor.run(ctx, s.cfg.JanitorInterval)
+	go s.integrity.run(ctx, s.cfg.IntegrityInterval)
 	return nil
 }
 
@@ -282,8 +299,9 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
-// Ready returns nil when the worker can make progress: Redis answers and the
-// API accepts the token.
+// Ready returns nil when the worker can make progress: Redis answers, it
+// has not lost batches whose input nobody enqueued again, and the API
+// accepts the token.
 func (s *Server) Ready(ctx context.Context) error {
 	if s.stopped.Err() != nil {
 		return errors.New("shutting down")
@@ -296,7 +314,27 @@ func (s *Server) Ready(ctx context.Context) error {
 	if err := s.cfg.Redis.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}
-	return nil
+	return lostBatchesError(ctx, s.cfg.Ledger)
+}
+
+// lostBatchesError says which batches Redis lost, if any: until their input
+// is enqueued again (or the loss dismissed), the fleet is not doing what
+// was asked of it.
+func lostBatchesError(ctx context.Context, l *ledger.Ledger) error {
+	lost, err := l.LostBatches(ctx)
+	if err != nil || len(lost) == 0 {
+		return err
+	}
+	names := make([]string, 0, 5)
+	for _, b := range lost[:min(len(lost), 5)] {
+		names = append(names, b.Name)
+	}
+	more := ""
+	if len(lost) > len(names) {
+		more = fmt.Sprintf(" and %d more", len(lost)-len(names))
+	}
+	return fmt.Errorf("the ledger lost %d batch(es) when Redis lost its data (%s%s, first at %s): enqueue their input again",
+		len(lost), strings.Join(names, ", "), more, lost[0].LostAt.Format(time.RFC3339))
 }
 
 // HTTPHandler serves /metrics (Prometheus), /healthz (the process is up)

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
@@ -92,8 +93,9 @@ func applyEnv(cmd *cobra.Command, e env) error {
 }
 
 // tokenSource reads the Coze token from COZE_API_TOKEN or from the file
-// COZE_API_TOKEN_FILE names. No error says what the token is.
-func tokenSource(e env) (coze.TokenSource, error) {
+// COZE_API_TOKEN_FILE names. No error says what the token is. warn gets,
+// once, the file's path and mode when others than its owner can read it.
+func tokenSource(e env, warn func(msg string, args ...any)) (coze.TokenSource, error) {
 	tok, file := e.get("COZE_API_TOKEN"), e.get("COZE_API_TOKEN_FILE")
 	switch {
 	case tok != "" && file != "":
@@ -105,7 +107,10 @@ func tokenSource(e env) (coze.TokenSource, error) {
 		}
 		return src, nil
 	case file != "":
-		src := coze.FileToken(file)
+		src := coze.FileToken(file, coze.OnReadableByOthers(func(path string, perm fs.FileMode) {
+			warn("COZE_API_TOKEN_FILE can be read by other users: make it 0600 or 0400 (Kubernetes: defaultMode 0400)",
+				"path", path, "mode", fmt.Sprintf("%04o", perm))
+		}))
 		if _, err := src.Token(); err != nil {
 			return nil, setupError("COZE_API_TOKEN_FILE: %v", err)
 		}
@@ -134,9 +139,16 @@ func (f *redisFlags) registerRest(cmd *cobra.Command, defaultWait time.Duration)
 		"PEM file of the CA that signed a rediss:// server's certificate (default: the system's CAs)")
 }
 
+// maxRedisWait bounds --redis-wait: a day is longer than any deployment
+// waits for its Redis on purpose.
+const maxRedisWait = 24 * time.Hour
+
 // connect opens the Redis client and checks that Redis answers, trying for
 // up to the wait. The error is one line with the URL, password hidden.
 func (f *redisFlags) connect(ctx context.Context) (*redis.Client, error) {
+	if f.wait < 0 || f.wait > maxRedisWait {
+		return nil, setupError("--redis-wait %v: must be 0s to %v", f.wait, maxRedisWait)
+	}
 	opt, err := redis.ParseURL(f.url)
 	if err != nil {
 		// The parser's message can quote the URL, password included.

@@ -68,6 +68,9 @@ func (a *app) runDemo(ctx context.Context, f *demoFlags) error {
 	if f.ids < 1 || f.ids > 1_000_000 {
 		return setupError("--ids %d: use 1 to 1000000", f.ids)
 	}
+	if f.concurrency < 1 || f.concurrency > maxConcurrency {
+		return setupError("--concurrency %d: must be 1 to %d", f.concurrency, maxConcurrency)
+	}
 	mini, err := miniredis.Run()
 	if err != nil {
 		return setupError("embedded Redis: %v", err)

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/coze-eraser/coze-eraser/callback"
 	"github.com/coze-eraser/coze-eraser/enqueue"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/tasks"
@@ -24,6 +24,9 @@ type enqueueFlags struct {
 	at          string
 	in          time.Duration
 	concurrency int
+	// warnings are what options found odd but allowed, for runEnqueue to
+	// print.
+	warnings []string
 }
 
 // batchFlags are the settings of the batch ids join, shared by enqueue and
@@ -42,13 +45,13 @@ type batchFlags struct {
 func (f *batchFlags) register(cmd *cobra.Command, batchUsage string) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.batch, "batch", "", batchUsage)
-	fl.StringVar(&f.queue, "queue", enqueue.DefaultQueue, "queue to put the deletions in")
-	fl.IntVar(&f.maxRetry, "max-retry", tasks.DefaultMaxRetry, "transient failures retried before an id is recorded as failed")
+	fl.StringVar(&f.queue, "queue", enqueue.DefaultQueue, "queue to put the deletions in: 1-64 letters, digits, '.', '_' or '-'")
+	fl.IntVar(&f.maxRetry, "max-retry", tasks.DefaultMaxRetry, "transient failures retried before an id is recorded as failed (0 to 1000)")
 	fl.StringVar(&f.due, "due", "", "when a new batch must be done (RFC 3339; default 30 days after creation)")
 	fl.DurationVar(&f.dueIn, "due-in", 0, "when a new batch must be done, from now (e.g. 720h)")
-	fl.StringVar(&f.note, "note", "", "free text kept with a new batch: a ticket, a data subject reference")
+	fl.StringVar(&f.note, "note", "", "free text kept with a new batch: a ticket, a data subject reference (one line, at most 1024 bytes)")
 	fl.StringVar(&f.callbackURL, "callback-url", "", "POST the batch's summary here when it completes (signed when COZE_ERASER_CALLBACK_SECRET is set on the workers)")
-	fl.DurationVar(&f.ledgerTTL, "ledger-ttl", ledger.DefaultTTL, "how long a new batch's records are kept after its last activity (9600h = 400 days)")
+	fl.DurationVar(&f.ledgerTTL, "ledger-ttl", ledger.DefaultTTL, "how long a new batch's records are kept after its last activity (9600h = 400 days; 1h to 87600h, longer than until the batch is due)")
 }
 
 func (a *app) enqueueCommand() *cobra.Command {
@@ -86,7 +89,7 @@ could not be queued (bad flags, Redis unreachable).`,
 	fl.StringVar(&f.file, "file", "", "read ids from this file, one per line; - reads standard input")
 	fl.StringVar(&f.at, "at", "", "delete at this time instead of now (RFC 3339, e.g. 2026-12-01T02:00:00Z)")
 	fl.DurationVar(&f.in, "in", 0, "delete after this delay instead of now (e.g. 24h)")
-	fl.IntVar(&f.concurrency, "concurrency", enqueue.DefaultConcurrency, "enqueue calls kept in flight")
+	fl.IntVar(&f.concurrency, "concurrency", enqueue.DefaultConcurrency, "enqueue calls kept in flight (1 to 1000)")
 	return cmd
 }
 
@@ -94,6 +97,9 @@ func (a *app) runEnqueue(ctx context.Context, f *enqueueFlags, args []string) er
 	opts, err := f.options()
 	if err != nil {
 		return err
+	}
+	for _, w := range f.warnings {
+		fmt.Fprintln(a.stderr, w)
 	}
 	switch {
 	case f.file != "" && len(args) > 0:
@@ -151,30 +157,62 @@ func (a *app) runEnqueue(ctx context.Context, f *enqueueFlags, args []string) er
 	return nil
 }
 
+// maxEnqueueConcurrency bounds enqueue --concurrency: each call in flight
+// is a round trip of up to 256 ids, and Redis is the limit long before a
+// thousand of them.
+const maxEnqueueConcurrency = 1000
+
 func (f *enqueueFlags) options() ([]enqueue.Option, error) {
-	if f.concurrency < 1 {
-		return nil, setupError("--concurrency %d: must be 1 or more", f.concurrency)
+	if f.concurrency < 1 || f.concurrency > maxEnqueueConcurrency {
+		return nil, setupError("--concurrency %d: must be 1 to %d", f.concurrency, maxEnqueueConcurrency)
+	}
+	// The schedule first: a wait the records cannot outlive is the error
+	// to report, rather than what follows from it.
+	schedule, err := f.schedule(time.Now())
+	if err != nil {
+		return nil, err
 	}
 	opts, err := f.batch.options()
 	if err != nil {
 		return nil, err
 	}
 	opts = append(opts, enqueue.Concurrency(f.concurrency))
-	if f.at != "" && f.in != 0 {
+	return append(opts, schedule...), nil
+}
+
+// schedule returns the options of --at or --in, and refuses a wait that
+// the records would not outlive by enqueue.MinRetention: a task that runs
+// after its batch expired has nowhere to record its outcome.
+func (f *enqueueFlags) schedule(now time.Time) ([]enqueue.Option, error) {
+	var (
+		until time.Duration
+		what  string
+		opts  []enqueue.Option
+	)
+	switch {
+	case f.at != "" && f.in != 0:
 		return nil, setupError("give --at or --in, not both")
-	}
-	if f.at != "" {
+	case f.in < 0:
+		return nil, setupError("--in %v: must not be negative", f.in)
+	case f.in > 0:
+		until, what, opts = f.in, "--in "+f.in.String(), []enqueue.Option{enqueue.In(f.in)}
+	case f.at != "":
 		at, err := time.Parse(time.RFC3339, f.at)
 		if err != nil {
 			return nil, setupError("--at %q: not an RFC 3339 time such as 2026-12-01T02:00:00Z", f.at)
 		}
-		opts = append(opts, enqueue.At(at))
+		if at.Before(now) {
+			f.warnings = append(f.warnings, fmt.Sprintf("--at %s is in the past: the deletions run now", f.at))
+		}
+		until = max(at.Sub(now), 0)
+		what = fmt.Sprintf("--at %s, in %v", f.at, until.Round(time.Second))
+		opts = []enqueue.Option{enqueue.At(at)}
 	}
-	if f.in < 0 {
-		return nil, setupError("--in %v: must not be negative", f.in)
-	}
-	if f.in > 0 {
-		opts = append(opts, enqueue.In(f.in))
+	// A --ledger-ttl out of its range is the batch flags' to report.
+	ttl := f.batch.ledgerTTL
+	if until > 0 && enqueue.CheckRetention(ttl) == nil && ttl < until+enqueue.MinRetention {
+		return nil, setupError("--ledger-ttl %v: records would expire before the tasks run (%s); keep them at least %v longer than the wait, up to %v",
+			ttl, what, enqueue.MinRetention, enqueue.MaxRetention)
 	}
 	return opts, nil
 }
@@ -182,21 +220,26 @@ func (f *enqueueFlags) options() ([]enqueue.Option, error) {
 // options are the enqueue options of the batch settings.
 func (f *batchFlags) options() ([]enqueue.Option, error) {
 	opts := []enqueue.Option{enqueue.Queue(f.queue), enqueue.MaxRetry(f.maxRetry), enqueue.Retention(f.ledgerTTL)}
+	if err := tasks.ValidateQueue(f.queue); err != nil {
+		return nil, setupError("--queue: %v", err)
+	}
 	if f.batch != "" {
-		if err := tasks.ValidateBatch(f.batch); err != nil {
+		if err := enqueue.ValidateBatch(f.batch); err != nil {
 			return nil, setupError("--batch: %v", err)
 		}
 		opts = append(opts, enqueue.Batch(f.batch))
 	}
 	switch {
-	case f.maxRetry < 0:
-		return nil, setupError("--max-retry %d: must be 0 or more", f.maxRetry)
+	case enqueue.CheckMaxRetry(f.maxRetry) != nil:
+		return nil, setupError("--max-retry %d: %v", f.maxRetry, enqueue.CheckMaxRetry(f.maxRetry))
 	case f.due != "" && f.dueIn != 0:
 		return nil, setupError("give --due or --due-in, not both")
 	case f.dueIn < 0:
 		return nil, setupError("--due-in %v: must not be negative", f.dueIn)
-	case f.ledgerTTL < time.Hour:
-		return nil, setupError("--ledger-ttl %v: keep records at least an hour", f.ledgerTTL)
+	case enqueue.CheckRetention(f.ledgerTTL) != nil:
+		return nil, setupError("--ledger-ttl %v: %v", f.ledgerTTL, enqueue.CheckRetention(f.ledgerTTL))
+	case enqueue.CheckNote(f.note) != nil:
+		return nil, setupError("--note: %v", enqueue.CheckNote(f.note))
 	}
 	if f.due != "" {
 		due, err := time.Parse(time.RFC3339, f.due)
@@ -208,10 +251,12 @@ func (f *batchFlags) options() ([]enqueue.Option, error) {
 	if f.dueIn > 0 {
 		opts = append(opts, enqueue.DueIn(f.dueIn))
 	}
+	if err := f.checkDue(time.Now()); err != nil {
+		return nil, err
+	}
 	if f.callbackURL != "" {
-		u, err := url.Parse(f.callbackURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, setupError("--callback-url: must be an absolute http or https URL")
+		if err := callback.ValidateURL(f.callbackURL); err != nil {
+			return nil, setupError("--callback-url: %v", err)
 		}
 		opts = append(opts, enqueue.CallbackURL(f.callbackURL))
 	}
@@ -219,6 +264,31 @@ func (f *batchFlags) options() ([]enqueue.Option, error) {
 		opts = append(opts, enqueue.Note(f.note))
 	}
 	return opts, nil
+}
+
+// checkDue refuses a due time in the past, and one the records would not
+// live to see: the proof of erasure must outlast the deadline it proves.
+// --due is known to parse.
+func (f *batchFlags) checkDue(now time.Time) error {
+	until := ledger.DefaultDueIn
+	what := fmt.Sprintf("%v after creation, the default; give --due or --due-in", until)
+	switch {
+	case f.due != "":
+		due, _ := time.Parse(time.RFC3339, f.due)
+		if due.Before(now) {
+			return setupError("--due %s: is in the past (now %s); give a later time, or leave --due out to add ids to an existing batch",
+				f.due, now.UTC().Format(time.RFC3339))
+		}
+		until = due.Sub(now)
+		what = fmt.Sprintf("--due %s, in %v", f.due, until.Round(time.Second))
+	case f.dueIn > 0:
+		until, what = f.dueIn, "--due-in "+f.dueIn.String()
+	}
+	if f.ledgerTTL <= until {
+		return setupError("--ledger-ttl %v: records would expire before the batch is due (%s); keep them longer, up to %v, or give an earlier due time",
+			f.ledgerTTL, what, enqueue.MaxRetention)
+	}
+	return nil
 }
 
 // sizeHint tells a new batch how many ids to expect, when that is known:

@@ -60,7 +60,12 @@ func (a *app) failuresListCommand() *cobra.Command {
 
 CSV has the header
   conversation_id,batch,outcome,code,msg,http_status,logid,attempts,first_at,last_at
-with times in RFC 3339, UTC; JSONL has the same fields, one object a line.`,
+with times in RFC 3339, UTC; JSONL has the same fields, one object a line.
+
+The API chooses msg and logid, so no format lets them act: a CSV cell that
+starts with =, +, -, @, a tab or a CR gets a leading ' (a spreadsheet shows
+it as text, not a formula), and the table writes control characters as Go
+escapes (\x1b, \n). JSONL has every string exact.`,
 		Example: `  coze-eraser failures list --outcome failed --format csv > failed.csv`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -109,6 +114,9 @@ a retry run interrupted by a Redis outage.`,
 		Example: `  coze-eraser failures retry --batch gdpr-2026-118`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := enqueue.CheckMaxRetry(maxRetry); err != nil {
+				return setupError("--max-retry %d: %v", maxRetry, err)
+			}
 			filter, err := ff.filter()
 			if err != nil {
 				return err

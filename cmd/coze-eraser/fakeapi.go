@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -64,6 +65,18 @@ func faultNames() string {
 }
 
 func (f *fakeAPIFlags) options(token string) ([]cozetest.Option, error) {
+	switch {
+	case !(f.rateLimit >= 0) || math.IsInf(f.rateLimit, 0): // NaN meant no limit
+		return nil, setupError("--rate-limit %v: must be 0 (no limit) or a positive number", f.rateLimit)
+	case f.burst < 1:
+		return nil, setupError("--burst %d: must be 1 or more", f.burst)
+	case f.latency < 0:
+		return nil, setupError("--latency %v: must not be negative", f.latency)
+	case f.slowDelay < 0:
+		return nil, setupError("--slow-delay %v: must not be negative", f.slowDelay)
+	case f.retryAfter < 0:
+		return nil, setupError("--retry-after %d: must be 0 or more", f.retryAfter)
+	}
 	rates := map[cozetest.Fault]float64{}
 	known := map[string]bool{}
 	for _, fault := range cozetest.Faults {

@@ -31,8 +31,10 @@ logid is the log id of the final attempt, the successful DELETE's included:
 Coze support can trace each one. CSV starts with the batch's summary (name,
 note, state, created, due and completion times, tallies) as "# " comment
 lines; JSONL ends with a {"summary": …} line. Rows come in no particular
-order. The report is streamed: a batch of millions of ids takes little
-memory.`,
+order. A CSV cell that starts with =, +, -, @, a tab or a CR (a log id is
+the API's choice) gets a leading ', so that a spreadsheet shows it as text;
+JSONL has every string exact. The report is streamed: a batch of millions
+of ids takes little memory.`,
 		Example: `  coze-eraser report gdpr-2026-118 --output gdpr-2026-118.csv
   coze-eraser report cleanup-2026-11 --format jsonl | gzip > proof.jsonl.gz`,
 		Args: cobra.ExactArgs(1),
@@ -58,11 +60,7 @@ memory.`,
 // complete, so a half-written proof never stands under the final name.
 func (a *app) writeReport(ctx context.Context, led *ledger.Ledger, batch, format, output string) error {
 	if output == "" || output == "-" {
-		err := report.WriteProof(ctx, led, batch, format, a.stdout, time.Now())
-		if errors.Is(err, report.ErrNoBatch) {
-			return setupError("%v", err)
-		}
-		return err
+		return reportError(report.WriteProof(ctx, led, batch, format, a.stdout, time.Now()))
 	}
 	tmp, err := os.CreateTemp(dirOf(output), ".report-*")
 	if err != nil {
@@ -71,10 +69,7 @@ func (a *app) writeReport(ctx context.Context, led *ledger.Ledger, batch, format
 	defer os.Remove(tmp.Name())
 	if err := report.WriteProof(ctx, led, batch, format, tmp, time.Now()); err != nil {
 		tmp.Close()
-		if errors.Is(err, report.ErrNoBatch) {
-			return setupError("%v", err)
-		}
-		return err
+		return reportError(err)
 	}
 	if err := tmp.Close(); err != nil {
 		return err
@@ -83,6 +78,18 @@ func (a *app) writeReport(ctx context.Context, led *ledger.Ledger, batch, format
 		return fmt.Errorf("--output: %w", err)
 	}
 	return nil
+}
+
+// reportError gives a report's errors their exit status: no such batch is
+// a setup error; a lost batch (no proof exists) exits 1.
+func reportError(err error) error {
+	switch {
+	case errors.Is(err, report.ErrNoBatch):
+		return setupError("%v", err)
+	case errors.Is(err, ledger.ErrBatchLost):
+		return &exitError{code: exitPartial, err: err}
+	}
+	return err
 }
 
 func dirOf(path string) string {

@@ -68,7 +68,7 @@ the run could not start, 130 when interrupted.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.file, "file", "", "read ids from this file, one per line; - reads standard input")
 	fl.StringVar(&f.report, "report", "", "write the proof of erasure here at the end (.jsonl for JSON lines, else CSV)")
-	fl.DurationVar(&f.every, "progress-every", 5*time.Second, "how often to print a progress line when not on a terminal")
+	fl.DurationVar(&f.every, "progress-every", 5*time.Second, "how often to print a progress line when not on a terminal (100ms to 1h)")
 	// A run shows a progress bar; a log line per retried attempt would
 	// bury it. The failures are in the report and `failures list`.
 	f.work.log.level = "error"
@@ -76,7 +76,18 @@ the run could not start, 130 when interrupted.`,
 	return cmd
 }
 
+// Bounds of --progress-every: more often than ten times a second is noise
+// in a log, less often than hourly is no progress report.
+const (
+	minProgressEvery = 100 * time.Millisecond
+	maxProgressEvery = time.Hour
+)
+
 func (a *app) runRun(ctx context.Context, f *runFlags, args []string) error {
+	if f.every < minProgressEvery || f.every > maxProgressEvery {
+		// 0 would have meant the runner's default of a second.
+		return setupError("--progress-every %v: must be %v to %v", f.every, minProgressEvery, maxProgressEvery)
+	}
 	in, source, closeInput, err := a.runInput(f.file, args)
 	if err != nil {
 		return err
@@ -96,7 +107,7 @@ func (a *app) runRun(ctx context.Context, f *runFlags, args []string) error {
 		return err
 	}
 	defer flushLog()
-	api, tokens, err := f.work.api(a)
+	api, tokens, err := f.work.api(a, log)
 	if err != nil {
 		return err
 	}
@@ -117,6 +128,8 @@ func (a *app) runRun(ctx context.Context, f *runFlags, args []string) error {
 	if limiter != nil {
 		defer limiter.Close()
 	}
+	// The run's own worker takes tasks from the queue its ids go to.
+	cfg.Queues = map[string]int{f.batch.queue: 1}
 	ln, err := listenMetrics(f.work.metricsAddr, true)
 	if err != nil {
 		return err
@@ -252,6 +265,13 @@ func (a *app) runToEnd(ctx context.Context, job runJob) (runner.Progress, error)
 // the report, and picks the exit status.
 func (a *app) finishRun(ctx context.Context, rdb *redis.Client, p runner.Progress, runErr error, reportPath string, embedded bool) error {
 	b := p.Batch
+	if errors.Is(runErr, ledger.ErrBatchLost) {
+		// The tallies seen last are not a result: say what was lost and stop.
+		fmt.Fprintf(a.stdout, "state=lost batch=%s elapsed=%s\n", b.Name, p.Elapsed.Round(100*time.Millisecond))
+		return &exitError{code: exitPartial, err: fmt.Errorf("%w. No report was written: nothing proves this "+
+			"run's deletions. Running the same command again enqueues the input again (ids deleted before the "+
+			"loss will be recorded not_found)", runErr)}
+	}
 	fmt.Fprintf(a.stdout, "total=%d deleted=%d not_found=%d failed=%d pending=%d invalid=%d batch=%s elapsed=%s\n",
 		b.Total, b.Deleted, b.NotFound, b.Failed, b.Pending(), p.Summary.Invalid, b.Name, p.Elapsed.Round(100*time.Millisecond))
 	if reportPath != "" && b.Name != "" {

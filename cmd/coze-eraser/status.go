@@ -28,8 +28,8 @@ func (a *app) statusCommand() *cobra.Command {
 		Short: "Show how far batches are: tallies, rate, ETA, state",
 		Long: `Show batches, newest first, or one batch: created and due times, total,
 deleted, not_found, failed and pending ids, the rate over the last minute,
-the ETA, and the state: open, complete, or overdue (ids pending past the due
-time).
+the ETA, and the state: open, complete, overdue (ids pending past the due
+time), or lost (Redis lost the batch's records: enqueue its input again).
 
 --watch redraws every second: a progress bar on a terminal, plain lines
 otherwise. --format json prints the same fields for programs.`,
@@ -49,6 +49,10 @@ func (a *app) runStatus(ctx context.Context, f *statusFlags, args []string) erro
 	if f.format != "table" && f.format != "json" {
 		return setupError("--format %q: use table or json", f.format)
 	}
+	if f.limit < 0 {
+		// Redis would read -5 as "all but the oldest four".
+		return setupError("--limit %d: must be 0 (all batches) or more", f.limit)
+	}
 	rdb, err := f.redis.connect(ctx)
 	if err != nil {
 		return err
@@ -57,9 +61,9 @@ func (a *app) runStatus(ctx context.Context, f *statusFlags, args []string) erro
 	led := ledger.New(rdb)
 	read := func() ([]ledger.Batch, error) {
 		if len(args) == 0 {
-			return led.Batches(ctx, f.limit)
+			return batchesAndLost(ctx, led, f.limit)
 		}
-		b, ok, err := led.Batch(ctx, args[0])
+		b, ok, err := led.BatchOrLost(ctx, args[0])
 		if err != nil {
 			return nil, err
 		}
@@ -76,6 +80,20 @@ func (a *app) runStatus(ctx context.Context, f *statusFlags, args []string) erro
 		return report.WriteStatus(a.stdout, batches, time.Now(), f.format)
 	}
 	return a.watchStatus(ctx, read, len(args) == 1, f.format)
+}
+
+// batchesAndLost lists the batches Redis lost (whose input nobody enqueued
+// again) first, then the newest batches.
+func batchesAndLost(ctx context.Context, led *ledger.Ledger, limit int) ([]ledger.Batch, error) {
+	lost, err := led.LostBatches(ctx)
+	if err != nil {
+		return nil, err
+	}
+	batches, err := led.Batches(ctx, limit)
+	if err != nil {
+		return nil, err
+	}
+	return append(lost, batches...), nil
 }
 
 // watchStatus redraws every second. One batch on a terminal is a progress
@@ -107,7 +125,7 @@ func (a *app) watchStatus(ctx context.Context, read func() ([]ledger.Batch, erro
 		if err != nil {
 			return err
 		}
-		if single && batches[0].State(now) == ledger.StateComplete {
+		if single && (batches[0].State(now) == ledger.StateComplete || batches[0].State(now) == ledger.StateLost) {
 			if tty {
 				fmt.Fprintln(a.stdout)
 			}

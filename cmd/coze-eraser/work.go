@@ -35,28 +35,59 @@ func (f *workFlags) register(cmd *cobra.Command) {
 	f.log.register(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&f.baseURL, "coze-base-url", coze.DefaultBaseURL, "Coze API base URL (https://api.coze.com outside China)")
-	fl.IntVar(&f.concurrency, "concurrency", worker.DefaultConcurrency, "tasks worked at once")
-	fl.DurationVar(&f.requestTimeout, "request-timeout", coze.DefaultTimeout, "timeout of one API call, body included")
+	fl.IntVar(&f.concurrency, "concurrency", worker.DefaultConcurrency, "tasks worked at once (1 to 10000)")
+	fl.DurationVar(&f.requestTimeout, "request-timeout", coze.DefaultTimeout, "timeout of one API call, body included (1s to 10m)")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "time calls in flight get to finish at shutdown")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9464", "address for /metrics, /healthz and /readyz; empty turns them off")
 	fl.DurationVar(&f.retryBase, "retry-base", worker.DefaultRetryBackoff.Base, "first backoff step of a transient retry")
 	fl.DurationVar(&f.retryCap, "retry-cap", worker.DefaultRetryBackoff.Cap, "longest backoff step of a transient retry")
 	fl.DurationVar(&f.authProbe, "auth-probe-interval", worker.DefaultAuthProbe.Base, "first interval between probes while the token is rejected (doubles up to 5m)")
-	fl.Float64Var(&f.rate, "rate", 0, "requests per second for the whole fleet on this Redis, API and token (0: no shared budget)")
-	fl.IntVar(&f.burst, "burst", 1, "requests the fleet may send at once after a quiet spell, with --rate")
-	fl.IntVar(&f.maxInflight, "max-inflight", 0, "API calls in flight across the whole fleet (0: no cap)")
+	fl.Float64Var(&f.rate, "rate", 0, "requests per second for the whole fleet on this Redis, API and token: 0.01 to 100000 (0: no shared budget)")
+	fl.IntVar(&f.burst, "burst", 1, "requests the fleet may send at once after a quiet spell, with --rate (1 to 10000)")
+	fl.IntVar(&f.maxInflight, "max-inflight", 0, "API calls in flight across the whole fleet, up to 100000 (0: no cap)")
 }
 
+// Bounds of the work flags; the fleet budget's are ratelimit's.
+const (
+	// maxConcurrency bounds --concurrency: ten thousand calls in flight
+	// from one process is past what one token is allowed.
+	maxConcurrency = 10_000
+	// minRequestTimeout and maxRequestTimeout bound --request-timeout. A
+	// DELETE answers well within a second; a shorter timeout would fail
+	// sound calls and use up their retries. A longer one than 10 minutes
+	// only lets a hung call hold its slot (and, with --max-inflight, its
+	// fleet-wide lease of twice the timeout) for nothing.
+	minRequestTimeout = time.Second
+	maxRequestTimeout = 10 * time.Minute
+	// maxShutdownTimeout bounds --shutdown-timeout: orchestrators kill a
+	// process long before an hour. 0 is refused, as the worker would read
+	// it as its default.
+	maxShutdownTimeout = time.Hour
+	// maxRetryCap bounds --retry-cap, and so --retry-base: a day between
+	// two tries of an id is already longer than a batch should wait.
+	maxRetryCap = 24 * time.Hour
+	// maxAuthProbe bounds --auth-probe-interval: a fixed token should not
+	// wait more than an hour for its first probe.
+	maxAuthProbe = time.Hour
+)
+
 // api checks the flags that need no Redis and builds the API client, so
-// that a bad flag is reported before any wait for Redis.
-func (f *workFlags) api(a *app) (*coze.Client, coze.TokenSource, error) {
-	if f.concurrency < 1 {
-		return nil, nil, setupError("--concurrency %d: must be 1 or more", f.concurrency)
-	}
-	if err := f.checkLimits(); err != nil {
+// that a bad flag is reported before any wait for Redis. A warning about
+// the token goes to log, or, when its level hides warnings (as run's
+// does, below its progress bar), to standard error in the log's format.
+func (f *workFlags) api(a *app, log *slog.Logger) (*coze.Client, coze.TokenSource, error) {
+	if err := f.check(); err != nil {
 		return nil, nil, err
 	}
-	tokens, err := tokenSource(a.env)
+	warn := log.Warn
+	if !log.Enabled(context.Background(), slog.LevelWarn) {
+		var h slog.Handler = slog.NewTextHandler(a.stderr, nil)
+		if f.log.format == "json" {
+			h = slog.NewJSONHandler(a.stderr, nil)
+		}
+		warn = slog.New(h).Warn
+	}
+	tokens, err := tokenSource(a.env, warn)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -87,14 +118,38 @@ func (f *workFlags) config(a *app, rdb redis.UniversalClient, log *slog.Logger, 
 	}, limiter, nil
 }
 
+// check refuses values that would mean something else than they say (a
+// zero request timeout meant none, a zero shutdown timeout the default),
+// and values past any sensible range, with the range in the message.
+func (f *workFlags) check() error {
+	switch {
+	case f.concurrency < 1 || f.concurrency > maxConcurrency:
+		return setupError("--concurrency %d: must be 1 to %d", f.concurrency, maxConcurrency)
+	case f.requestTimeout < minRequestTimeout || f.requestTimeout > maxRequestTimeout:
+		return setupError("--request-timeout %v: must be %v to %v", f.requestTimeout, minRequestTimeout, maxRequestTimeout)
+	case f.shutdownTimeout <= 0 || f.shutdownTimeout > maxShutdownTimeout:
+		return setupError("--shutdown-timeout %v: must be more than 0s and at most %v", f.shutdownTimeout, maxShutdownTimeout)
+	case f.retryCap > maxRetryCap:
+		return setupError("--retry-cap %v: must be at most %v", f.retryCap, maxRetryCap)
+	case f.retryBase <= 0 || f.retryBase > f.retryCap:
+		return setupError("--retry-base %v: must be more than 0s and at most --retry-cap (%v)", f.retryBase, f.retryCap)
+	case f.authProbe <= 0 || f.authProbe > maxAuthProbe:
+		return setupError("--auth-probe-interval %v: must be more than 0s and at most %v", f.authProbe, maxAuthProbe)
+	}
+	return f.checkLimits()
+}
+
+// checkLimits checks the fleet budget's flags against ratelimit's bounds:
+// NaN and 1e-300 were taken, and meant no limit at all.
 func (f *workFlags) checkLimits() error {
 	switch {
-	case f.rate < 0:
-		return setupError("--rate %v: must not be negative", f.rate)
-	case f.burst < 1:
-		return setupError("--burst %d: must be 1 or more", f.burst)
-	case f.maxInflight < 0:
-		return setupError("--max-inflight %d: must not be negative", f.maxInflight)
+	case f.rate != 0 && !(f.rate >= ratelimit.LowestRate && f.rate <= ratelimit.HighestRate):
+		return setupError("--rate %v: must be 0 (no shared budget) or %v to %v requests a second",
+			f.rate, ratelimit.LowestRate, ratelimit.HighestRate)
+	case f.burst < 1 || f.burst > ratelimit.MaxBurst:
+		return setupError("--burst %d: must be 1 to %d", f.burst, ratelimit.MaxBurst)
+	case f.maxInflight < 0 || f.maxInflight > ratelimit.MaxInflightCap:
+		return setupError("--max-inflight %d: must be 0 (no cap) or 1 to %d", f.maxInflight, ratelimit.MaxInflightCap)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/coze-eraser/coze-eraser/enqueue"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/worker"
 )
@@ -52,7 +53,7 @@ signed with HMAC-SHA256 when COZE_ERASER_CALLBACK_SECRET is set.`,
 	f.work.register(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&f.queues, "queues", "default", "queues to work, with weights: gdpr=6,bulk=1")
-	fl.DurationVar(&f.ledgerTTL, "ledger-ttl", ledger.DefaultTTL, "retention of batches the worker creates for tasks of other producers")
+	fl.DurationVar(&f.ledgerTTL, "ledger-ttl", ledger.DefaultTTL, "retention of batches the worker creates for tasks of other producers (1h to 87600h)")
 	fl.BoolVar(&f.requirePersistence, "require-persistence", false, "refuse to start when Redis has neither AOF nor RDB snapshots (or the check is refused)")
 	return cmd
 }
@@ -68,7 +69,10 @@ func (a *app) runWorker(ctx context.Context, f *workerFlags) error {
 	if err != nil {
 		return setupError("--queues: %v", err)
 	}
-	api, tokens, err := f.work.api(a) // every flag is checked before waiting for Redis
+	if err := enqueue.CheckRetention(f.ledgerTTL); err != nil {
+		return setupError("--ledger-ttl %v: %v", f.ledgerTTL, err)
+	}
+	api, tokens, err := f.work.api(a, log) // every flag is checked before waiting for Redis
 	if err != nil {
 		return err
 	}

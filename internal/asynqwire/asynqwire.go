@@ -68,8 +68,9 @@ type Result byte
 const (
 	// Written: the task is in its queue now.
 	Written Result = '1'
-	// Conflict: a task with its id was in its queue already, and nothing
-	// was changed (asynq's ErrTaskIDConflict).
+	// Conflict: a task with its id was in its queue already, or a live
+	// one in another queue, and nothing was changed (asynq's
+	// ErrTaskIDConflict, across queues).
 	Conflict Result = '0'
 	// Refused: the task's guard did not allow the write.
 	Refused Result = '2'
@@ -93,15 +94,22 @@ func NewWriter(rdb redis.UniversalClient) *Writer {
 // scripts do for one: create the task hash unless a task with the id
 // exists, then push the id onto the pending list or add it to the
 // scheduled set. They return one digit per task: 1 written, 0 conflict.
+//
+// Unlike asynq, they also count as a conflict a live task (pending,
+// scheduled, retry, active) with the same id in any other queue: asynq's
+// task ids are unique per queue only, and a conversation must be deleted
+// with one call whatever queues its batches use. The caller links to that
+// task instead (ledger.Link finds it).
 var (
 	// KEYS: 1 the pending list, then per task its hash and its guard's
-	// hash. ARGV: 1 now in Unix ns, then per task its message, its id, its
-	// guard's field ('' for none) and the values that allow the write.
+	// hash. ARGV: 1 now in Unix ns, 2 the queue, then per task its
+	// message, its id, its guard's field ('' for none) and the values that
+	// allow the write.
 	enqueueScript = redis.NewScript(guardLoop(`
     redis.call('HSET', taskKey, 'msg', msg, 'state', 'pending', 'pending_since', ARGV[1])
     redis.call('LPUSH', KEYS[1], id)`))
 	// KEYS: 1 the scheduled set, then as above. ARGV: 1 process-at in Unix
-	// s, then as above.
+	// s, 2 the queue, then as above.
 	scheduleScript = redis.NewScript(guardLoop(`
     redis.call('HSET', taskKey, 'msg', msg, 'state', 'scheduled')
     redis.call('ZADD', KEYS[1], ARGV[1], id)`))
@@ -112,16 +120,31 @@ var (
 // returns one result digit per task.
 func guardLoop(write string) string {
 	return `
+local others = {}
+for _, q in ipairs(redis.call('SMEMBERS', 'asynq:queues')) do
+  if q ~= ARGV[2] then
+    others[#others + 1] = 'asynq:{' .. q .. '}:t:'
+  end
+end
+local live = {pending = true, scheduled = true, retry = true, active = true}
+local function liveElsewhere(id)
+  for _, prefix in ipairs(others) do
+    if live[redis.call('HGET', prefix .. id, 'state')] then
+      return true
+    end
+  end
+  return false
+end
 local out = {}
 local k = 0
 while 2 + 2 * k <= #KEYS do
   local taskKey, guardKey = KEYS[2 + 2 * k], KEYS[3 + 2 * k]
-  local a = 2 + 4 * k
+  local a = 3 + 4 * k
   local msg, id, field, allow = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local v = field ~= '' and redis.call('HGET', guardKey, field)
   if v and not string.find(' ' .. allow .. ' ', ' ' .. v .. ' ', 1, true) then
     out[#out + 1] = '2'
-  elseif redis.call('EXISTS', taskKey) == 1 then
+  elseif redis.call('EXISTS', taskKey) == 1 or liveElsewhere(id) then
     out[#out + 1] = '0'
   else` + write + `
     out[#out + 1] = '1'
@@ -188,9 +211,9 @@ func groups(tasks []Task, now time.Time) []group {
 // (a restart, SCRIPT FLUSH), and returns its digits.
 func (w *Writer) write(ctx context.Context, tasks []Task, g group, now time.Time) (string, error) {
 	keys := make([]string, 1, 1+2*len(g.tasks))
-	args := make([]any, 1, 1+4*len(g.tasks))
+	args := make([]any, 2, 2+4*len(g.tasks))
 	script := enqueueScript
-	keys[0], args[0] = pendingKey(g.queue), now.UnixNano()
+	keys[0], args[0], args[1] = pendingKey(g.queue), now.UnixNano(), g.queue
 	if g.processAt != 0 {
 		script = scheduleScript
 		keys[0], args[0] = scheduledKey(g.queue), g.processAt

@@ -57,15 +57,17 @@ func TestSameAsAsynqClient(t *testing.T) {
 			t.Parallel()
 			b := setup(t)
 			ctx := context.Background()
-			opts := append([]asynq.Option{asynq.TaskID(tc.task.ID), asynq.Queue("theirs")}, tc.opts...)
-			if _, err := b.asynq.Enqueue(asynq.NewTask(tc.task.Type, tc.task.Payload), opts...); err != nil {
-				t.Fatal(err)
-			}
+			// Ours first: asynq's Client checks only its own queue for a
+			// task with the id, the writer every queue.
 			ours := tc.task
 			ours.Queue = "ours"
 			created, err := b.writer.EnqueueMany(ctx, []asynqwire.Task{ours})
 			if err != nil || created[0] != asynqwire.Written {
 				t.Fatalf("EnqueueMany = %v, %v; want created", created, err)
+			}
+			opts := append([]asynq.Option{asynq.TaskID(tc.task.ID), asynq.Queue("theirs")}, tc.opts...)
+			if _, err := b.asynq.Enqueue(asynq.NewTask(tc.task.Type, tc.task.Payload), opts...); err != nil {
+				t.Fatal(err)
 			}
 
 			theirs := b.rdb.HGetAll(ctx, asynqwire.TaskKey("theirs", tc.task.ID)).Val()
@@ -216,5 +218,34 @@ func TestRedisDown(t *testing.T) {
 	_, err := w.EnqueueMany(context.Background(), []asynqwire.Task{{ID: "a", Type: "t", Queue: "default"}})
 	if err == nil {
 		t.Fatal("EnqueueMany with Redis down: no error")
+	}
+}
+
+// TestLiveTaskInAnotherQueueConflicts: asynq's task ids are unique per
+// queue only; the writer refuses a task whose id is live in any queue
+// (pending, scheduled, retry, active), and writes it when the other queue
+// holds only a finished one (archived, completed).
+func TestLiveTaskInAnotherQueueConflicts(t *testing.T) {
+	t.Parallel()
+	for _, state := range []string{"pending", "scheduled", "retry", "active", "archived", "completed"} {
+		t.Run(state, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			ctx := context.Background()
+			id := "del:7379996104798150009"
+			b.rdb.SAdd(ctx, "asynq:queues", "bulk")
+			b.rdb.HSet(ctx, asynqwire.TaskKey("bulk", id), "state", state)
+			got, err := b.writer.EnqueueMany(ctx, []asynqwire.Task{{ID: id, Type: "conversation:delete", Payload: []byte(`{}`), Queue: "gdpr"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			live := state != "archived" && state != "completed"
+			if want := map[bool]asynqwire.Result{true: asynqwire.Conflict, false: asynqwire.Written}[live]; got[0] != want {
+				t.Errorf("with a %s task in another queue: %c, want %c", state, got[0], want)
+			}
+			if exists := b.rdb.Exists(ctx, asynqwire.TaskKey("gdpr", id)).Val() == 1; exists == live {
+				t.Errorf("task written in gdpr: %v", exists)
+			}
+		})
 	}
 }

@@ -6,6 +6,8 @@ local B = ARGV[2]
 local meta = metaKey(B)
 local m = redis.call('HMGET', meta, 'buckets', 'ttl', 'due')
 if not m[1] then
+  -- The adder opened it, so it existed: Redis lost it.
+  redis.call('ZADD', lostIndex, 'NX', ARGV[3], B)
   return redis.error_reply('NOBATCH batch ' .. B .. ' does not exist')
 end
 local n, ttl = tonumber(m[1]), tonumber(m[2])

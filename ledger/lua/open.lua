@@ -1,7 +1,8 @@
 -- Create a batch unless it exists, and register the caller as adding ids to
 -- it: the batch cannot complete while an adder's lease runs.
 -- ARGV: 2 batch, 3 now ms, 4 due ms, 5 note, 6 callback URL, 7 ttl s,
---       8 buckets, 9 adder id, 10 adder lease ms, 11 queue.
+--       8 buckets, 9 adder id, 10 adder lease ms, 11 queue, 12 a new batch's
+--       instance id, 13 a new ledger epoch (kept if one exists).
 -- Returns {created (0|1), due ms, note, callback URL, buckets} of the batch as it is.
 local B = ARGV[2]
 local meta = metaKey(B)
@@ -9,8 +10,11 @@ local created = 0
 if redis.call('EXISTS', meta) == 0 then
   redis.call('HSET', meta, 'created', ARGV[3], 'due', ARGV[4], 'note', ARGV[5], 'callback', ARGV[6],
     'ttl', ARGV[7], 'buckets', ARGV[8], 'total', 0, 'deleted', 0, 'not_found', 0, 'failed', 0,
-    'completions', 0, 'complete', 0, 'queues', ARGV[11], 'progress_at', ARGV[3])
+    'completions', 0, 'complete', 0, 'queues', ARGV[11], 'progress_at', ARGV[3], 'instance', ARGV[12])
   redis.call('ZADD', P .. 'batches', ARGV[3], B)
+  -- The epoch marks the data set this batch lives in: a Redis that comes
+  -- back without it lost everything (see ledger.LossDetector).
+  redis.call('SET', P .. 'epoch', ARGV[13], 'NX')
   created = 1
 else
   local queues = redis.call('HGET', meta, 'queues') or ''

@@ -8,7 +8,38 @@ local function idsKey(b, k) return P .. 'batch:' .. b .. ':ids:' .. k end
 local function addersKey(b) return P .. 'batch:' .. b .. ':adders' end
 local function failKey(b, id) return P .. 'failure:' .. b .. ':' .. id end
 local function failMember(b, id) return b .. '/' .. id end
+-- A batch that Redis lost (restarted empty, flushed) is never created anew
+-- by a late record: the outcome goes to lostKey(b), and the batch to the
+-- lost index, which status and /readyz read.
+local function lostKey(b) return P .. 'lost:' .. b end
+local lostIndex = P .. 'lost'
 local liveTask = {pending = true, scheduled = true, retry = true, active = true}
+
+-- asynq keeps a task of queue q with id tid at asynqTaskKey(q, tid)
+-- (asynq v0.26's layout; ledger.AsynqTaskKey says the same in Go).
+local function asynqTaskKey(q, tid) return 'asynq:{' .. q .. '}:t:' .. tid end
+local knownQueues -- asynq's set of queues, read once per script call
+-- liveTaskQueue finds the live task with id tid: in queue first, then in
+-- every other queue asynq knows, since asynq's task ids are unique per
+-- queue only and an id must be called once whatever queue its tasks are
+-- in. It returns the task's queue and state, or nil and the state of the
+-- task in queue (nil when there is none).
+local function liveTaskQueue(tid, queue)
+  local state = redis.call('HGET', asynqTaskKey(queue, tid), 'state')
+  if state and liveTask[state] then
+    return queue, state
+  end
+  knownQueues = knownQueues or redis.call('SMEMBERS', 'asynq:queues')
+  for _, q in ipairs(knownQueues) do
+    if q ~= queue then
+      local s = redis.call('HGET', asynqTaskKey(q, tid), 'state')
+      if s and liveTask[s] then
+        return q, s
+      end
+    end
+  end
+  return nil, state
+end
 -- A pending id's entry is 'p', or 'r' once an attempt failed (it then has a
 -- failure record); a finished id's is 'outcome|code|logid|attempts|time'.
 local function isPending(v) return v == 'p' or v == 'r' end

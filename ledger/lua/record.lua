@@ -1,13 +1,23 @@
 -- Record the outcomes of several attempts at once (a group commit: the
 -- workers of a process share one round trip). Each attempt is 7 ARGV
--- entries from ARGV[5] on: id, batch, outcome letter (d n f r), code, log id,
+-- entries from ARGV[7] on: id, batch, outcome letter (d n f r), code, log id,
 -- now ms, queue; and then, for an outcome other than d (deleted, which
 -- writes no failure record), 3 more: msg, http status, outcome name.
--- ARGV: 2 default ttl s, 3 default due offset ms, 4 default buckets.
+-- ARGV: 2 default ttl s, 3 default due offset ms, 4 default buckets, 5 and 6
+-- the asynq task key of an id in a queue, around the queue name: "asynq:{"
+-- and "}:t:del:" (the id follows).
 -- Returns, flattened, {attempt (1 for the first), transitions, attempts,
 -- completed batches joined by spaces} for each attempt whose result is not
 -- the common one, which the others had: 1 transition, the first attempt,
--- completing no batch. (Most attempts have it: the reply stays short.)
+-- completing no batch. (Most attempts have it: the reply stays short.) An
+-- attempt whose batch is lost is reported with attempts -1.
+--
+-- A batch that does not exist is created by its task's record only while
+-- that task exists: a producer that wrote tasks without opening a batch.
+-- If the task is gone too, Redis lost both (it restarted empty, or was
+-- flushed) while the task ran: creating the batch again would make a proof
+-- of erasure out of the few ids still in flight. The outcome is kept in
+-- the batch's lost record instead.
 --
 -- The per-id work is a few commands (read the entry and the attempt count,
 -- write the entry, and the failure record when there is one); what is per
@@ -43,7 +53,7 @@ local batches = {} -- batch name -> its metadata and the changes of this call
 
 -- batchOf reads batch b's metadata, once per call; now and nowMs (its text)
 -- are those of the first attempt that touches b.
-local function batchOf(b, now, nowMs, queue)
+local function batchOf(b, now, nowMs, queue, id)
   local meta = metaKey(b)
   local slot = math.floor(now / 10000)
   local slotIndex = slot % 6
@@ -51,11 +61,14 @@ local function batchOf(b, now, nowMs, queue)
   local m = call('HMGET', meta, 'buckets', 'ttl', 'total', 'deleted', 'not_found', 'failed', rs, rc)
   local due -- read when needed: only when ids join the batch
   if not m[1] then
-    -- A task whose batch was never opened (another producer) or expired
-    -- still gets a batch, with the defaults.
+    if call('EXISTS', ARGV[5] .. queue .. ARGV[6] .. id) == 0 then
+      return nil -- lost with its task: see the top of this file
+    end
+    -- A task whose batch was never opened (another producer) gets a
+    -- batch, with the defaults.
     call('HSET', meta, 'created', now, 'due', now + tonumber(ARGV[3]), 'note', '', 'callback', '',
       'ttl', ARGV[2], 'buckets', ARGV[4], 'total', 0, 'deleted', 0, 'not_found', 0, 'failed', 0,
-      'completions', 0, 'complete', 0, 'queues', queue, 'progress_at', now)
+      'completions', 0, 'complete', 0, 'queues', queue, 'progress_at', now, 'instance', 'task:' .. id .. ':' .. nowMs)
     call('ZADD', P .. 'batches', now, b)
     m = {ARGV[4], ARGV[2], '0', '0', '0', '0', false, false}
     due = now + tonumber(ARGV[3])
@@ -106,6 +119,19 @@ local function clearFailure(b, id)
   call('ZREM', P .. 'failures', failMember(b, id))
 end
 
+-- recordLost keeps the attempt at ARGV[i] of id in lost batch b's record:
+-- its outcome entry, or 'r' for a retrying attempt that has none yet.
+local function recordLost(b, id, letter, i, now, nowMs)
+  local key = lostKey(b)
+  if letter == 'r' then
+    call('HSETNX', key, id, 'r')
+  else
+    call('HSET', key, id, entryOf(i, letter, '1', now, nowMs))
+  end
+  call('ZADD', lostIndex, 'NX', nowMs, b)
+  call('EXPIRE', key, ARGV[2])
+end
+
 local tally = {d = 'deleted', n = 'not_found', f = 'failed'}
 local finishes = 0 -- counts finish calls, to order the batches one attempt completes
 
@@ -129,89 +155,95 @@ local anyLinks = call('EXISTS', alsoKey) == 1
 local out, n = {}, 0
 local reported = {} -- attempt -> its completed batches' place in out
 
-local i, k = 5, 0
+local i, k = 7, 0
 while i <= #ARGV do
   k = k + 1
   local id, B, letter, nowMs = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 5]
   local now = nowMs + 0 -- tonumber(nowMs), with one strtod
-  local info = batches[B] or batchOf(B, now, nowMs, ARGV[i + 6])
-  local key = idsKeyOf(info, id)
-  local cur = call('HGET', key, id)
-  local duplicate = cur and not isPending(cur) -- the batch has this id's outcome already: a duplicate run
-  local transitions, attempts = 0, 0
-  if not (duplicate and letter == 'r') then
-    local joins = not cur
-    if joins then
-      -- Not in the batch: it joins it now. Its entry is written below
-      -- (the outcome, or 'r'), in one write instead of 'p' and then that.
-      info.added = info.added + 1
-      cur = 'p'
-    end
-    local value
-    if not duplicate then
-      -- Only an id whose entry says so has a failure record to count
-      -- attempts from (and to clear on deletion): the common case, a
-      -- first attempt that deletes, reads and writes one entry.
-      attempts = 1
-      local attemptsText = '1'
-      if cur == 'r' then
-        attempts = tonumber(call('HGET', failKey(B, id), 'attempts') or '0') + 1
-        attemptsText = int(attempts)
+  local info = batches[B] or batchOf(B, now, nowMs, ARGV[i + 6], id)
+  if not info then
+    recordLost(B, id, letter, i, now, nowMs)
+    out[n + 1], out[n + 2], out[n + 3], out[n + 4] = k, 0, -1, ''
+    n = n + 4
+  else
+    local key = idsKeyOf(info, id)
+    local cur = call('HGET', key, id)
+    local duplicate = cur and not isPending(cur) -- the batch has this id's outcome already: a duplicate run
+    local transitions, attempts = 0, 0
+    if not (duplicate and letter == 'r') then
+      local joins = not cur
+      if joins then
+        -- Not in the batch: it joins it now. Its entry is written below
+        -- (the outcome, or 'r'), in one write instead of 'p' and then that.
+        info.added = info.added + 1
+        cur = 'p'
       end
-      if letter == 'd' then
+      local value
+      if not duplicate then
+        -- Only an id whose entry says so has a failure record to count
+        -- attempts from (and to clear on deletion): the common case, a
+        -- first attempt that deletes, reads and writes one entry.
+        attempts = 1
+        local attemptsText = '1'
         if cur == 'r' then
-          clearFailure(B, id)
+          attempts = tonumber(call('HGET', failKey(B, id), 'attempts') or '0') + 1
+          attemptsText = int(attempts)
         end
-      else
-        writeFailure(B, id, info.ttl, i, attemptsText)
-      end
-      if letter == 'r' then
-        if cur == 'p' then
-          call('HSET', key, id, 'r')
+        if letter == 'd' then
+          if cur == 'r' then
+            clearFailure(B, id)
+          end
+        else
+          writeFailure(B, id, info.ttl, i, attemptsText)
         end
-      else
-        value = entryOf(i, letter, attemptsText, now, nowMs)
-        finish(info, key, id, letter, value, now, nowMs, k)
-        transitions = 1
+        if letter == 'r' then
+          if cur == 'p' then
+            call('HSET', key, id, 'r')
+          end
+        else
+          value = entryOf(i, letter, attemptsText, now, nowMs)
+          finish(info, key, id, letter, value, now, nowMs, k)
+          transitions = 1
+        end
       end
-    end
-    if joins then
-      call('EXPIRE', key, info.ttl) -- after the write: the key may be new
-    end
-    -- Other batches waiting for this id (it was enqueued into them while
-    -- this task was already queued) get the same outcome, even from a
-    -- duplicate run: a link made between two runs of a task is served by
-    -- the second.
-    if letter ~= 'r' and anyLinks then
-      local also = call('HGET', alsoKey, id)
-      if also then
-        local linkAttempts = attempts > 1 and int(attempts) or '1'
-        value = value or entryOf(i, letter, '1', now, nowMs)
-        for entry in string.gmatch(also, '%S+') do
-          local b = string.match(entry, '^(.-)@')
-          if b ~= B and call('EXISTS', metaKey(b)) == 1 then
-            local binfo = batches[b] or batchOf(b, now, nowMs, ARGV[i + 6])
-            local bkey = idsKeyOf(binfo, id)
-            if isPending(call('HGET', bkey, id)) then
-              finish(binfo, bkey, id, letter, value, now, nowMs, k)
-              transitions = transitions + 1
-              if letter == 'd' then
-                clearFailure(b, id)
-              else
-                writeFailure(b, id, binfo.ttl, i, linkAttempts)
+      if joins then
+        call('EXPIRE', key, info.ttl) -- after the write: the key may be new
+      end
+      -- Other batches waiting for this id (it was enqueued into them while
+      -- this task was already queued) get the same outcome, even from a
+      -- duplicate run: a link made between two runs of a task is served by
+      -- the second.
+      if letter ~= 'r' and anyLinks then
+        local also = call('HGET', alsoKey, id)
+        if also then
+          local linkAttempts = attempts > 1 and int(attempts) or '1'
+          value = value or entryOf(i, letter, '1', now, nowMs)
+          for entry in string.gmatch(also, '%S+') do
+            local b = string.match(entry, '^(.-)@')
+            if b ~= B and call('EXISTS', metaKey(b)) == 1 then
+              local binfo = batches[b] or batchOf(b, now, nowMs, ARGV[i + 6], id)
+              local bkey = idsKeyOf(binfo, id)
+              if isPending(call('HGET', bkey, id)) then
+                finish(binfo, bkey, id, letter, value, now, nowMs, k)
+                transitions = transitions + 1
+                if letter == 'd' then
+                  clearFailure(b, id)
+                else
+                  writeFailure(b, id, binfo.ttl, i, linkAttempts)
+                end
               end
             end
           end
+          call('HDEL', alsoKey, id)
         end
-        call('HDEL', alsoKey, id)
       end
     end
-  end
-  if transitions ~= 1 or attempts ~= 1 then
-    out[n + 1], out[n + 2], out[n + 3], out[n + 4] = k, transitions, attempts, ''
-    n = n + 4
-    reported[k] = n
-  end
+    if transitions ~= 1 or attempts ~= 1 then
+      out[n + 1], out[n + 2], out[n + 3], out[n + 4] = k, transitions, attempts, ''
+      n = n + 4
+      reported[k] = n
+    end
+  end -- of a batch that exists
   i = i + (letter == 'd' and 7 or 10)
 end
 

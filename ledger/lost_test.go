@@ -1,0 +1,174 @@
+package ledger_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/coze-eraser/coze-eraser/internal/redistest"
+	"github.com/coze-eraser/coze-eraser/ledger"
+	"github.com/coze-eraser/coze-eraser/tasks"
+)
+
+// TestRecordNeverRecreatesALostBatch: Redis loses the batch and its tasks
+// while a task runs; the task's outcome is kept as a lost outcome, and the
+// batch is not created anew from it (it would be a proof of 1 id out of 3).
+func TestRecordNeverRecreatesALostBatch(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.open(t, ledger.BatchSpec{Name: "gone", CallbackURL: "http://127.0.0.1:1/"}, "1", "2", "3")
+	if err := b.rdb.FlushDB(b.ctx).Err(); err != nil { // Redis restarted empty
+		t.Fatal(err)
+	}
+	got := b.record(t, "gone", "1", ledger.Deleted, "LOG1")
+	if !got.Lost || got.Transitions != 0 || len(got.Completed) != 0 {
+		t.Errorf("recorded %+v; want Lost, no transition, no completion", got)
+	}
+	if _, ok, _ := b.ledger.Batch(b.ctx, "gone"); ok {
+		t.Fatal("the batch was created anew from a late record")
+	}
+	lost, err := b.ledger.LostBatches(b.ctx)
+	if err != nil || len(lost) != 1 || lost[0].Name != "gone" || lost[0].LostOutcomes != 1 || lost[0].State(b.now) != ledger.StateLost {
+		t.Fatalf("lost batches %+v, %v; want gone with 1 outcome kept", lost, err)
+	}
+	var kept []ledger.Entry
+	_ = b.ledger.LostOutcomes(b.ctx, "gone", func(e ledger.Entry) error { kept = append(kept, e); return nil })
+	if len(kept) != 1 || kept[0].ConversationID != "1" || kept[0].Outcome != ledger.Deleted || kept[0].LogID != "LOG1" {
+		t.Errorf("kept %+v; want id 1 deleted with its log id", kept)
+	}
+	if n, _ := b.rdb.SCard(b.ctx, "coze-eraser:callbacks").Result(); n != 0 {
+		t.Errorf("%d completions queued for a callback", n)
+	}
+	// Enqueueing the input again replaces the lost batch.
+	b.open(t, ledger.BatchSpec{Name: "gone", Created: time.Now()}, "1", "2", "3")
+	if lost, _ := b.ledger.LostBatches(b.ctx); len(lost) != 0 {
+		t.Errorf("still lost after the batch was created again: %+v", lost)
+	}
+}
+
+// TestRecordCreatesTheBatchOfAnotherProducersTask: a producer that writes
+// tasks without opening a batch still gets one, while its task exists.
+func TestRecordCreatesTheBatchOfAnotherProducersTask(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.rdb.HSet(b.ctx, ledger.AsynqTaskKey("default", tasks.TaskID("42")), "state", "active")
+	if got := b.record(t, "foreign", "42", ledger.Deleted, "L"); got.Lost || got.Transitions != 1 {
+		t.Fatalf("recorded %+v; want one transition", got)
+	}
+	if bt := b.batch(t, "foreign"); bt.Total != 1 || bt.Deleted != 1 || bt.Instance == "" {
+		t.Errorf("batch %+v; want 1 deleted and an instance id", bt)
+	}
+	if lost, _ := b.ledger.LostBatches(b.ctx); len(lost) != 0 {
+		t.Errorf("lost batches %+v", lost)
+	}
+}
+
+// TestAddingToALostBatchFails: a producer still adding ids when Redis loses
+// the batch gets an ErrBatchLost naming it, and the batch shows as lost.
+func TestAddingToALostBatchFails(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	a := b.adder(t, ledger.BatchSpec{Name: "feeding"})
+	if _, err := a.Add(b.ctx, []string{"1"}); err != nil {
+		t.Fatal(err)
+	}
+	b.rdb.FlushDB(b.ctx)
+	_, err := a.Add(b.ctx, []string{"2"})
+	var lostErr *ledger.LostError
+	if !errors.Is(err, ledger.ErrBatchLost) || !errors.As(err, &lostErr) || lostErr.Batch != "feeding" {
+		t.Fatalf("add after the loss: %v; want a LostError for feeding", err)
+	}
+	if bt, ok, _ := b.ledger.BatchOrLost(b.ctx, "feeding"); !ok || bt.State(time.Now()) != ledger.StateLost {
+		t.Errorf("BatchOrLost: %+v %v; want lost", bt, ok)
+	}
+}
+
+// TestMarkLostOnlyMarksMissingBatches and dismissing a loss.
+func TestMarkLostOnlyMarksMissingBatches(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.open(t, ledger.BatchSpec{Name: "here"}, "1")
+	if marked, err := b.ledger.MarkLost(b.ctx, "here", b.now); err != nil || marked {
+		t.Errorf("MarkLost of an existing batch: %v %v", marked, err)
+	}
+	if marked, _ := b.ledger.MarkLost(b.ctx, "gone", b.now); !marked {
+		t.Error("MarkLost of a missing batch did not mark it")
+	}
+	if marked, _ := b.ledger.MarkLost(b.ctx, "gone", b.now.Add(time.Hour)); marked {
+		t.Error("marked twice")
+	}
+	if ok, _ := b.ledger.DismissLost(b.ctx, "gone"); !ok {
+		t.Error("DismissLost found nothing")
+	}
+	if lost, _ := b.ledger.LostBatches(b.ctx); len(lost) != 0 {
+		t.Errorf("lost after dismissal: %+v", lost)
+	}
+}
+
+// TestLossDetector: a restart with AOF keeps the data (a restart, not a
+// loss); a restart without persistence, and a FLUSHALL, lose it.
+func TestLossDetector(t *testing.T) {
+	t.Parallel()
+	check := func(t *testing.T, d *ledger.LossDetector) ledger.LossSign {
+		t.Helper()
+		s, err := d.Check(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	t.Run("restart empty", func(t *testing.T) {
+		t.Parallel()
+		srv := redistest.Start(t)
+		d := ledger.New(srv.Client()).NewLossDetector()
+		if s := check(t, d); s.Lost || s.Restarted {
+			t.Fatalf("first check %+v", s)
+		}
+		if s := check(t, d); s.Lost || s.Restarted {
+			t.Fatalf("second check %+v", s)
+		}
+		srv.Restart()
+		s := check(t, d)
+		if !s.Lost || !s.Restarted {
+			t.Fatalf("after an empty restart %+v; want lost and restarted", s)
+		}
+		t.Logf("reason: %s", s.Reason)
+		if s := check(t, d); s.Lost {
+			t.Errorf("the loss is reported again: %+v", s)
+		}
+	})
+	t.Run("restart with AOF", func(t *testing.T) {
+		t.Parallel()
+		srv := redistest.Start(t, redistest.WithArgs("--appendonly", "yes", "--appendfsync", "always"))
+		d := ledger.New(srv.Client()).NewLossDetector()
+		check(t, d)
+		srv.Restart()
+		if s := check(t, d); s.Lost || !s.Restarted {
+			t.Fatalf("after a restart with AOF %+v; want restarted, not lost", s)
+		}
+	})
+	t.Run("flushall", func(t *testing.T) {
+		t.Parallel()
+		srv := redistest.Start(t)
+		rdb := srv.Client()
+		d := ledger.New(rdb).NewLossDetector()
+		check(t, d)
+		rdb.FlushAll(t.Context())
+		if s := check(t, d); !s.Lost || s.Restarted {
+			t.Fatalf("after FLUSHALL %+v; want lost, not restarted", s)
+		}
+	})
+}
+
+// TestTaskIDPrefixAgrees: the ledger finds a deletion's task under the id
+// tasks.TaskID gives it.
+func TestTaskIDPrefixAgrees(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.open(t, ledger.BatchSpec{Name: "a"}, "7")
+	b.rdb.Del(b.ctx, "coze-eraser:batch:a")
+	b.rdb.HSet(b.ctx, ledger.AsynqTaskKey("default", tasks.TaskID("7")), "state", "active")
+	if got := b.record(t, "a", "7", ledger.Deleted, "L"); got.Lost {
+		t.Error("the record did not find the task under tasks.TaskID's id")
+	}
+}

@@ -1,0 +1,71 @@
+package worker_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/coze-eraser/coze-eraser/enqueue"
+	"github.com/coze-eraser/coze-eraser/ledger"
+)
+
+// TestOneCallPerIDAcrossQueues: the same ids enqueued into batch A on queue
+// qa and batch B on queue qb (asynq task ids are unique per queue only),
+// worked by a worker on both queues. Each id is deleted with one call, and
+// both batches record that call's outcome and log id. Scheduled and
+// pending tasks alike.
+func TestOneCallPerIDAcrossQueues(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	all := ids(200, 7930000000000000001)
+	scheduled := ids(20, 7931000000000000001)
+	enq := func(batch, queue string, list []string, opts ...enqueue.Option) {
+		t.Helper()
+		sum, err := b.enqueue.EnqueueAll(b.ctx, slices.Values(list), append(opts, enqueue.Batch(batch), enqueue.Queue(queue))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s on %s: %s", batch, queue, sum)
+	}
+	enq("A", "qa", all)
+	enq("A", "qa", scheduled, enqueue.In(time.Second))
+	enq("B", "qb", append(slices.Clone(all), scheduled...))
+	if n, _ := b.inspector.GetQueueInfo("qb"); n != nil && n.Size != 0 {
+		t.Errorf("queue qb holds %d tasks for ids that have a task in qa", n.Size)
+	}
+	cfg := b.fastConfig(t, nil)
+	cfg.Queues = map[string]int{"qa": 1, "qb": 1}
+	b.startWorker(t, cfg)
+	for _, name := range []string{"A", "B"} {
+		waitForBatch(t, b, name, func(bt ledger.Batch) bool { return bt.Pending() == 0 })
+	}
+	calls := map[string]int{}
+	for _, c := range b.fake.Calls() {
+		calls[c.ID]++
+	}
+	for _, id := range append(slices.Clone(all), scheduled...) {
+		if calls[id] != 1 {
+			t.Errorf("id %s: %d DELETE calls; want 1", id, calls[id])
+		}
+		ea, _, _ := b.ledger.Entry(b.ctx, "A", id)
+		eb, _, _ := b.ledger.Entry(b.ctx, "B", id)
+		if ea.Outcome != ledger.Deleted || eb.Outcome != ledger.Deleted || ea.LogID == "" || ea.LogID != eb.LogID {
+			t.Errorf("id %s: A %+v, B %+v; want both deleted by the same call", id, ea, eb)
+		}
+	}
+}
+
+func waitForBatch(t *testing.T, b *bundle, name string, cond func(ledger.Batch) bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		bt, ok, err := b.ledger.Batch(b.ctx, name)
+		if err == nil && ok && cond(bt) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("batch %s: %+v", name, bt)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,80 @@
+package worker
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/coze-eraser/coze-eraser/ledger"
+)
+
+// DefaultIntegrityInterval is how often a worker checks that Redis still
+// holds the ledger's data.
+const DefaultIntegrityInterval = 5 * time.Second
+
+// knownBatchesLimit bounds the batch names a worker remembers between two
+// checks: the newest ones, which a loss is found among.
+const knownBatchesLimit = 1000
+
+// integrityWatch notices that Redis lost its data (restarted empty, was
+// flushed) and says so loudly: each batch it knew of that Redis no longer
+// holds is marked lost (status shows it, /readyz fails until its input is
+// enqueued again), the loss is logged as an error naming those batches,
+// and coze_eraser_redis_data_losses_total counts it.
+//
+// Every worker runs one: a check is an INFO and a GET every few seconds.
+type integrityWatch struct {
+	ledger   *ledger.Ledger
+	detector *ledger.LossDetector
+	metrics  *Metrics
+	log      *slog.Logger
+	now      func() time.Time
+	// known holds the batches Redis held at the last check.
+	known []string
+}
+
+func newIntegrityWatch(l *ledger.Ledger, m *Metrics, log *slog.Logger, now func() time.Time) *integrityWatch {
+	return &integrityWatch{ledger: l, detector: l.NewLossDetector(), metrics: m, log: log, now: now}
+}
+
+// run checks now and every interval until ctx ends.
+func (w *integrityWatch) run(ctx context.Context, interval time.Duration) {
+	w.check(ctx)
+	every(ctx, interval, w.check)
+}
+
+// check compares Redis with the last check. Errors (Redis down) are left
+// to /readyz and the task handlers, which report them already.
+func (w *integrityWatch) check(ctx context.Context) {
+	sign, err := w.detector.Check(ctx)
+	if err != nil {
+		return
+	}
+	switch {
+	case sign.Lost:
+		w.lost(ctx, sign)
+	case sign.Restarted:
+		w.log.Warn("Redis restarted and kept the ledger's data", "detail", sign.Reason)
+	}
+	if names, err := w.ledger.RecentBatchNames(ctx, knownBatchesLimit); err == nil {
+		w.known = names
+	}
+}
+
+// lost marks the known batches that Redis no longer holds.
+func (w *integrityWatch) lost(ctx context.Context, sign ledger.LossSign) {
+	w.metrics.DataLosses.Inc()
+	var gone []string
+	for _, name := range w.known {
+		if marked, err := w.ledger.MarkLost(ctx, name, w.now()); err == nil && marked {
+			gone = append(gone, name)
+		}
+	}
+	shown := gone
+	if len(shown) > 20 {
+		shown = shown[:20]
+	}
+	w.log.Error("Redis lost the ledger's data: the batches it held are gone and their proofs with them; "+
+		"enqueue each lost batch's input again (coze-eraser status lists them)",
+		"detail", sign.Reason, "lost_batches", len(gone), "batches", shown)
+}
