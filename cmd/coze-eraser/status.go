@@ -15,10 +15,11 @@ import (
 )
 
 type statusFlags struct {
-	redis  redisFlags
-	format string
-	watch  bool
-	limit  int
+	redis       redisFlags
+	format      string
+	watch       bool
+	limit       int
+	dismissLost bool
 }
 
 func (a *app) statusCommand() *cobra.Command {
@@ -29,7 +30,8 @@ func (a *app) statusCommand() *cobra.Command {
 		Long: `Show batches, newest first, or one batch: created and due times, total,
 deleted, not_found, failed and pending ids, the rate over the last minute,
 the ETA, and the state: open, complete, overdue (ids pending past the due
-time), or lost (Redis lost the batch's records: enqueue its input again).
+time), or lost (Redis lost the batch's records: enqueue its input again, or
+dismiss the loss with --dismiss-lost once it is dealt with otherwise).
 
 --watch redraws every second: a progress bar on a terminal, plain lines
 otherwise. --format json prints the same fields for programs.`,
@@ -42,6 +44,8 @@ otherwise. --format json prints the same fields for programs.`,
 	cmd.Flags().StringVar(&f.format, "format", "table", "output format: "+strings.Join(report.StatusFormats, ", "))
 	cmd.Flags().BoolVar(&f.watch, "watch", false, "redraw every second until interrupted (or until the batch completes)")
 	cmd.Flags().IntVar(&f.limit, "limit", 50, "show at most this many batches")
+	cmd.Flags().BoolVar(&f.dismissLost, "dismiss-lost", false,
+		"with BATCH: stop reporting that Redis lost it (status, /readyz, metrics), once the loss is dealt with some other way than enqueueing its input again")
 	return cmd
 }
 
@@ -53,12 +57,18 @@ func (a *app) runStatus(ctx context.Context, f *statusFlags, args []string) erro
 		// Redis would read -5 as "all but the oldest four".
 		return setupError("--limit %d: must be 0 (all batches) or more", f.limit)
 	}
+	if f.dismissLost && len(args) != 1 {
+		return setupError("--dismiss-lost needs the batch: coze-eraser status BATCH --dismiss-lost")
+	}
 	rdb, err := f.redis.connect(ctx)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
 	led := ledger.New(rdb)
+	if f.dismissLost {
+		return a.dismissLost(ctx, led, args[0])
+	}
 	read := func() ([]ledger.Batch, error) {
 		if len(args) == 0 {
 			return batchesAndLost(ctx, led, f.limit)
@@ -80,6 +90,19 @@ func (a *app) runStatus(ctx context.Context, f *statusFlags, args []string) erro
 		return report.WriteStatus(a.stdout, batches, time.Now(), f.format)
 	}
 	return a.watchStatus(ctx, read, len(args) == 1, f.format)
+}
+
+// dismissLost takes a lost batch off the lost list.
+func (a *app) dismissLost(ctx context.Context, led *ledger.Ledger, batch string) error {
+	ok, err := led.DismissLost(ctx, batch)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return setupError("--dismiss-lost: batch %q is not lost", batch)
+	}
+	fmt.Fprintf(a.stdout, "batch %s: loss dismissed; the outcomes kept since the loss stay until they expire\n", report.Printable(batch))
+	return nil
 }
 
 // batchesAndLost lists the batches Redis lost (whose input nobody enqueued

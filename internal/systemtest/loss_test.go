@@ -165,3 +165,30 @@ func metricValue(exposition, series string) float64 {
 func regexpLine(s, pattern string) bool {
 	return regexp.MustCompile(`(?m)` + pattern).MatchString(s)
 }
+
+// TestDismissLost: an operator who deals with a loss some other way than
+// enqueueing the input again dismisses it; status no longer lists it.
+func TestDismissLost(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	if _, err := b.ledger.MarkLost(b.ctx, "gone", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (int, string) {
+		p := start(t, nil, append(args, "--redis-url", b.redis.URL)...)
+		code, _ := p.wait(20 * time.Second)
+		return code, p.out.String()
+	}
+	if code, out := run("status", "--dismiss-lost"); code != 2 || !strings.Contains(out, "needs the batch") {
+		t.Errorf("without a batch: exit %d, %q", code, out)
+	}
+	if code, out := run("status", "gone", "--dismiss-lost"); code != 0 || !strings.Contains(out, "loss dismissed") {
+		t.Errorf("dismiss: exit %d, %q", code, out)
+	}
+	if lost, _ := b.ledger.LostBatches(b.ctx); len(lost) != 0 {
+		t.Errorf("still lost: %+v", lost)
+	}
+	if code, out := run("status", "gone", "--dismiss-lost"); code != 2 || !strings.Contains(out, `batch "gone" is not lost`) {
+		t.Errorf("second dismissal: exit %d, %q", code, out)
+	}
+}
