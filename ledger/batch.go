@@ -356,14 +356,39 @@ func (l *Ledger) OpenBatches(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-// RecentBatchNames returns the names of the newest batches, at most limit,
-// as the index holds them (some may have expired).
+// OpenBatchNames returns the names of up to limit open batches, earliest
+// due first, as the open index holds them.
+func (l *Ledger) OpenBatchNames(ctx context.Context, limit int) ([]string, error) {
+	names, err := l.rdb.ZRange(ctx, l.key("batches:open"), 0, int64(limit)-1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("ledger: %w", err)
+	}
+	return names, nil
+}
+
+// RecentBatchNames returns the names of the newest batches that Redis
+// holds, at most limit: those whose records expired are left out (the
+// index keeps a name until a listing drops it).
 func (l *Ledger) RecentBatchNames(ctx context.Context, limit int) ([]string, error) {
 	names, err := l.rdb.ZRevRange(ctx, l.key("batches"), 0, int64(limit)-1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
-	return names, nil
+	pipe := l.rdb.Pipeline()
+	exists := make([]*redis.IntCmd, len(names))
+	for i, name := range names {
+		exists[i] = pipe.Exists(ctx, l.metaKey(name))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("ledger: %w", err)
+	}
+	out := names[:0]
+	for i, name := range names {
+		if exists[i].Val() == 1 {
+			out = append(out, name)
+		}
+	}
+	return out, nil
 }
 
 // Batch returns one batch; ok is false when it does not exist (or expired).

@@ -16,6 +16,10 @@ const DefaultIntegrityInterval = 5 * time.Second
 // checks: the newest ones, which a loss is found among.
 const knownBatchesLimit = 1000
 
+// knownRefreshEvery is how many checks go by between two reads of the
+// known batches: a read costs an EXISTS per batch.
+const knownRefreshEvery = 6
+
 // integrityWatch notices that Redis lost its data (restarted empty, was
 // flushed) and says so loudly: each batch it knew of that Redis no longer
 // holds is marked lost (status shows it, /readyz fails until its input is
@@ -29,8 +33,10 @@ type integrityWatch struct {
 	metrics  *Metrics
 	log      *slog.Logger
 	now      func() time.Time
-	// known holds the batches Redis held at the last check.
-	known []string
+	// known holds the batches Redis held at the last check: the open ones
+	// then and the recent ones read every knownRefreshEvery checks.
+	known, recent []string
+	checks        int
 }
 
 func newIntegrityWatch(l *ledger.Ledger, m *Metrics, log *slog.Logger, now func() time.Time) *integrityWatch {
@@ -56,9 +62,23 @@ func (w *integrityWatch) check(ctx context.Context) {
 	case sign.Restarted:
 		w.log.Warn("Redis restarted and kept the ledger's data", "detail", sign.Reason)
 	}
-	if names, err := w.ledger.RecentBatchNames(ctx, knownBatchesLimit); err == nil {
-		w.known = names
+	w.remember(ctx, sign.Lost)
+	w.checks++
+}
+
+// remember reads the batches a loss would be found among: the open ones at
+// every check (one read), the newest existing ones every few checks.
+func (w *integrityWatch) remember(ctx context.Context, refresh bool) {
+	if refresh || w.checks%knownRefreshEvery == 0 {
+		if names, err := w.ledger.RecentBatchNames(ctx, knownBatchesLimit); err == nil {
+			w.recent = names
+		}
 	}
+	open, err := w.ledger.OpenBatchNames(ctx, knownBatchesLimit)
+	if err != nil {
+		return
+	}
+	w.known = append(append(w.known[:0], w.recent...), open...)
 }
 
 // lost marks the known batches that Redis no longer holds.
