@@ -88,6 +88,10 @@ type Batch struct {
 	// LostOutcomes counts the outcomes recorded after the loss, kept in the
 	// batch's lost record.
 	LostOutcomes int
+	// LostWhileOpen is true for a lost batch that had ids pending: work
+	// the fleet was asked for and can no longer do. A batch lost after it
+	// completed lost only its proof.
+	LostWhileOpen bool
 
 	// done holds finished-id counts of the last minute by 10 s slot.
 	done       map[int64]int
@@ -286,8 +290,8 @@ const (
 // Ids already in the batch are not counted again. It renews the adder's
 // lease.
 func (a *Adder) Add(ctx context.Context, ids []string) ([]Membership, error) {
-	args := make([]any, 0, len(ids)+4)
-	args = append(args, a.batch, a.now().UnixMilli(), a.id, a.lease.Milliseconds())
+	args := make([]any, 0, len(ids)+5)
+	args = append(args, a.batch, a.now().UnixMilli(), a.id, a.lease.Milliseconds(), ttlSeconds(a.l.ttl))
 	for _, id := range ids {
 		args = append(args, id)
 	}

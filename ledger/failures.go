@@ -59,7 +59,7 @@ func (l *Ledger) Failures(ctx context.Context, filter Filter, fn func(Failure) e
 		}
 		members := make([]string, len(page))
 		for i, z := range page {
-			members[i] = z.Member.(string)
+			members[i], _ = z.Member.(string) // go-redis reads members as strings
 		}
 		records, err := l.failures(ctx, members)
 		if err != nil {

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"strconv"
@@ -42,18 +43,21 @@ func (e *LostError) Unwrap() error { return ErrBatchLost }
 func (l *Ledger) lostIndexKey() string        { return l.key("lost") }
 func (l *Ledger) lostKey(batch string) string { return l.key("lost:" + batch) }
 
-var markLostScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return 0
-end
-return redis.call('ZADD', KEYS[2], 'NX', ARGV[1], ARGV[2])`)
+//go:embed lua/marklost.lua
+var markLostSource string
 
-// MarkLost records that batch was lost at at, unless it exists (a batch
-// that Redis still holds is not lost) or is marked already. It reports
-// whether it marked it. A reader that saw the batch and then finds it gone
-// calls it, so that `status` and /readyz show the loss.
-func (l *Ledger) MarkLost(ctx context.Context, batch string, at time.Time) (bool, error) {
-	n, err := markLostScript.Run(ctx, l.rdb, []string{l.metaKey(batch), l.lostIndexKey()}, at.UnixMilli(), batch).Int()
+var markLostScript = script(markLostSource)
+
+// MarkLost records that batch was lost at at, unless it is marked already
+// or Redis still holds it. A reader that saw the batch and then finds it
+// gone calls it, so that `status` and /readyz show the loss; wasOpen says
+// whether the batch had ids pending when it was last seen.
+func (l *Ledger) MarkLost(ctx context.Context, batch string, at time.Time, wasOpen bool) (bool, error) {
+	open := "0"
+	if wasOpen {
+		open = "1"
+	}
+	n, err := l.run(ctx, markLostScript, batch, at.UnixMilli(), open, ttlSeconds(l.ttl)).Int()
 	if err != nil {
 		return false, fmt.Errorf("ledger: mark %s lost: %w", batch, err)
 	}
@@ -92,21 +96,39 @@ func (l *Ledger) LostBatches(ctx context.Context) ([]Batch, error) {
 	return out, nil
 }
 
-// lostBatch states batch name, found lost at lostAt; lost is false when a
-// batch of that name was created since.
+// lostBatch states batch name, found lost at lostAt; lost is false when the
+// batch was opened again since (its input enqueued again), whatever the
+// clocks of the machines that marked and opened it say.
 func (l *Ledger) lostBatch(ctx context.Context, name string, lostAt time.Time) (b Batch, lost bool, err error) {
 	pipe := l.rdb.Pipeline()
-	created := pipe.HGet(ctx, l.metaKey(name), "created")
-	kept := pipe.HLen(ctx, l.lostKey(name))
+	opens := pipe.HGet(ctx, l.metaKey(name), "opens")
+	info := pipe.HMGet(ctx, l.lostKey(name), "_opens", "_open")
+	fields := pipe.HLen(ctx, l.lostKey(name))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return Batch{}, false, fmt.Errorf("ledger: lost batch %s: %w", name, err)
 	}
-	if ms, err := created.Int64(); err == nil && ms >= lostAt.UnixMilli()-int64(time.Minute/time.Millisecond) {
-		// Created again since the loss (within a minute before it counts:
-		// the loss is noticed a little after it happens).
+	vals := info.Val()
+	opensAtLoss, wasOpen := "0", "1" // as add.lua and record.lua mark them
+	if len(vals) == 2 {
+		if s, ok := vals[0].(string); ok {
+			opensAtLoss = s
+		}
+		if s, ok := vals[1].(string); ok {
+			wasOpen = s
+		}
+	}
+	now, errNow := opens.Int64()
+	then, _ := strconv.ParseInt(opensAtLoss, 10, 64)
+	if errNow == nil && now > then {
 		return Batch{}, false, nil
 	}
-	return Batch{Name: name, LostAt: lostAt, LostOutcomes: int(kept.Val())}, true, nil
+	kept := int(fields.Val())
+	for _, v := range vals {
+		if v != nil {
+			kept-- // the record's own fields, not outcomes
+		}
+	}
+	return Batch{Name: name, LostAt: lostAt, LostOutcomes: max(kept, 0), LostWhileOpen: wasOpen == "1"}, true, nil
 }
 
 // BatchOrLost returns batch name as [Ledger.Batch] does, or, when Redis no
@@ -131,7 +153,12 @@ func (l *Ledger) BatchOrLost(ctx context.Context, name string) (Batch, bool, err
 // lost: calls that were in flight when Redis lost it. They are not a proof
 // of the batch, only of those calls.
 func (l *Ledger) LostOutcomes(ctx context.Context, batch string, fn func(Entry) error) error {
-	return l.scanEntries(ctx, l.lostKey(batch), fn)
+	return l.scanEntries(ctx, l.lostKey(batch), func(e Entry) error {
+		if strings.HasPrefix(e.ConversationID, "_") { // the record's own fields
+			return nil
+		}
+		return fn(e)
+	})
 }
 
 // DismissLost removes batch from the lost batches, for an operator who has

@@ -88,13 +88,13 @@ func TestMarkLostOnlyMarksMissingBatches(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.open(t, ledger.BatchSpec{Name: "here"}, "1")
-	if marked, err := b.ledger.MarkLost(b.ctx, "here", b.now); err != nil || marked {
+	if marked, err := b.ledger.MarkLost(b.ctx, "here", b.now, true); err != nil || marked {
 		t.Errorf("MarkLost of an existing batch: %v %v", marked, err)
 	}
-	if marked, _ := b.ledger.MarkLost(b.ctx, "gone", b.now); !marked {
+	if marked, _ := b.ledger.MarkLost(b.ctx, "gone", b.now, true); !marked {
 		t.Error("MarkLost of a missing batch did not mark it")
 	}
-	if marked, _ := b.ledger.MarkLost(b.ctx, "gone", b.now.Add(time.Hour)); marked {
+	if marked, _ := b.ledger.MarkLost(b.ctx, "gone", b.now.Add(time.Hour), true); marked {
 		t.Error("marked twice")
 	}
 	if ok, _ := b.ledger.DismissLost(b.ctx, "gone"); !ok {
@@ -170,5 +170,57 @@ func TestTaskIDPrefixAgrees(t *testing.T) {
 	b.rdb.HSet(b.ctx, ledger.AsynqTaskKey("default", tasks.TaskID("7")), "state", "active")
 	if got := b.record(t, "a", "7", ledger.Deleted, "L"); got.Lost {
 		t.Error("the record did not find the task under tasks.TaskID's id")
+	}
+}
+
+// TestATaskCannotRecreateALostBatch: the producer had added the ids before
+// Redis lost the batch and wrote their tasks after; those tasks exist, but
+// the batch was found lost, so their records do not make a new one.
+func TestATaskCannotRecreateALostBatch(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.open(t, ledger.BatchSpec{Name: "gone"}, "5")
+	b.rdb.FlushDB(b.ctx)
+	if _, err := b.ledger.MarkLost(b.ctx, "gone", b.now, true); err != nil {
+		t.Fatal(err)
+	}
+	b.rdb.HSet(b.ctx, ledger.AsynqTaskKey("default", tasks.TaskID("5")), "state", "active")
+	if got := b.record(t, "gone", "5", ledger.Deleted, "L"); !got.Lost {
+		t.Errorf("recorded %+v; want Lost", got)
+	}
+	if bt, ok, _ := b.ledger.Batch(b.ctx, "gone"); ok {
+		t.Fatalf("recreated: %+v", bt)
+	}
+	if lost, _ := b.ledger.LostBatches(b.ctx); len(lost) != 1 || lost[0].LostOutcomes != 1 || !lost[0].LostWhileOpen {
+		t.Errorf("lost %+v; want gone, open, 1 outcome kept", lost)
+	}
+}
+
+// TestALossEndsWhenTheBatchIsOpenedAgain, whatever the clocks: the machine
+// that marked the loss may run ahead of the one that enqueues again.
+func TestALossEndsWhenTheBatchIsOpenedAgain(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.open(t, ledger.BatchSpec{Name: "ahead"}, "1")
+	b.rdb.FlushDB(b.ctx)
+	if _, err := b.ledger.MarkLost(b.ctx, "ahead", b.now.Add(24*time.Hour), true); err != nil {
+		t.Fatal(err)
+	}
+	b.open(t, ledger.BatchSpec{Name: "ahead", Created: b.now}, "1")
+	if lost, _ := b.ledger.LostBatches(b.ctx); len(lost) != 0 {
+		t.Errorf("still lost after the batch was opened again: %+v", lost)
+	}
+}
+
+// TestACompleteBatchLosesOnlyItsProof: a batch that was complete when it
+// was lost is listed as lost, without work pending.
+func TestACompleteBatchLosesOnlyItsProof(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	if _, err := b.ledger.MarkLost(b.ctx, "done", b.now, false); err != nil {
+		t.Fatal(err)
+	}
+	if lost, _ := b.ledger.LostBatches(b.ctx); len(lost) != 1 || lost[0].LostWhileOpen || lost[0].LostOutcomes != 0 {
+		t.Errorf("lost %+v; want done, not open, no outcome", lost)
 	}
 }

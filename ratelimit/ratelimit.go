@@ -210,8 +210,16 @@ func (l *Limiter) Reserve(ctx context.Context) (time.Duration, error) {
 		l.successes.Add(ok) // count them next time
 		return 0, fmt.Errorf("ratelimit: reserve: %w", err)
 	}
+	wait, ok2 := int64(0), len(res) == 2
+	if ok2 {
+		wait, ok2 = res[0].(int64)
+	}
+	if !ok2 {
+		l.successes.Add(ok)
+		return 0, fmt.Errorf("ratelimit: reserve: unexpected reply %v from the acquire script", res)
+	}
 	l.setEffective(res[1])
-	return time.Duration(res[0].(int64)) * time.Microsecond, nil
+	return time.Duration(wait) * time.Microsecond, nil
 }
 
 // Acquire waits for a send slot and, with a cap, for an in-flight slot. It

@@ -207,7 +207,7 @@ func (w *lossWatch) check(ctx context.Context, b ledger.Batch, ok bool) error {
 // it, and returns the error that says so.
 func (w *lossWatch) lost(ctx context.Context, how string) error {
 	ctx = context.WithoutCancel(ctx)
-	_, _ = w.ledger.MarkLost(ctx, w.batch, time.Now())
+	_, _ = w.ledger.MarkLost(ctx, w.batch, time.Now(), true)
 	if w.reason == "" {
 		if sign, err := w.detector.Check(ctx); err == nil && sign.Lost {
 			w.reason = sign.Reason

@@ -2,11 +2,16 @@ package worker_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/coze-eraser/coze-eraser/enqueue"
 	"github.com/coze-eraser/coze-eraser/ledger"
+	"github.com/coze-eraser/coze-eraser/tasks"
 )
 
 // TestOneCallPerIDAcrossQueues: the same ids enqueued into batch A on queue
@@ -67,5 +72,32 @@ func waitForBatch(t *testing.T, b *bundle, name string, cond func(ledger.Batch) 
 			t.Fatalf("batch %s: %+v", name, bt)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestTaskWithAnotherIDIsRefused: a producer that leaves out the task id
+// (asynq then makes a random one) could queue a second task for an id
+// beside the first; such a task is archived without a call, with the
+// reason recorded.
+func TestTaskWithAnotherIDIsRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	client := asynq.NewClientFromRedisClient(b.rdb)
+	defer client.Close()
+	payload := []byte(`{"id":"7932000000000000001","batch":"foreign"}`)
+	if _, err := client.Enqueue(asynq.NewTask(tasks.TypeDelete, payload)); err != nil {
+		t.Fatal(err)
+	}
+	w := b.startWorker(t, b.fastConfig(t, nil))
+	b.waitDrained(t, 10*time.Second)
+	if total := b.fake.Counts()["total"]; total != 0 {
+		t.Errorf("the API was called %d times", total)
+	}
+	if got := testutil.ToFloat64(w.Metrics().InvalidTasks); got != 1 {
+		t.Errorf("invalid tasks metric = %v, want 1", got)
+	}
+	archived, _ := b.inspector.ListArchivedTasks(enqueue.DefaultQueue)
+	if len(archived) != 1 || !strings.Contains(archived[0].LastErr, "del:7932000000000000001") {
+		t.Errorf("archived %d tasks; want 1 whose reason names the expected task id", len(archived))
 	}
 }

@@ -66,6 +66,13 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return h.refuse(ctx, queue, p, err)
 	}
+	if id, ok := asynq.GetTaskID(ctx); ok && id != tasks.TaskID(p.ConversationID) {
+		// Without the contract's task id, asynq would let a second task
+		// for the id wait beside this one, and the ledger could not find
+		// the task a record belongs to.
+		return h.refuse(ctx, queue, p, fmt.Errorf("task id %q is not %q: producers must set the task id to del:<conversation id>",
+			id, tasks.TaskID(p.ConversationID)))
+	}
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
 

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/coze-eraser/coze-eraser/ledger"
@@ -33,14 +34,17 @@ type integrityWatch struct {
 	metrics  *Metrics
 	log      *slog.Logger
 	now      func() time.Time
-	// known holds the batches Redis held at the last check: the open ones
-	// then and the recent ones read every knownRefreshEvery checks.
-	known, recent []string
-	checks        int
+	// known holds the batches Redis held at the last check, each with
+	// whether it was open: the open ones then and the recent ones read
+	// every knownRefreshEvery checks.
+	known  map[string]bool
+	recent []string
+	checks int
 }
 
 func newIntegrityWatch(l *ledger.Ledger, m *Metrics, log *slog.Logger, now func() time.Time) *integrityWatch {
-	return &integrityWatch{ledger: l, detector: l.NewLossDetector(), metrics: m, log: log, now: now}
+	return &integrityWatch{ledger: l, detector: l.NewLossDetector(), metrics: m, log: log, now: now,
+		known: map[string]bool{}}
 }
 
 // run checks now and every interval until ctx ends.
@@ -78,23 +82,33 @@ func (w *integrityWatch) remember(ctx context.Context, refresh bool) {
 	if err != nil {
 		return
 	}
-	w.known = append(append(w.known[:0], w.recent...), open...)
+	clear(w.known)
+	for _, name := range w.recent {
+		w.known[name] = false
+	}
+	for _, name := range open {
+		w.known[name] = true
+	}
 }
 
-// lost marks the known batches that Redis no longer holds.
+// lost marks the known batches that Redis no longer holds. Those that had
+// ids pending fail /readyz until their input is enqueued again; those that
+// were complete lost only their proof, which status shows.
 func (w *integrityWatch) lost(ctx context.Context, sign ledger.LossSign) {
 	w.metrics.DataLosses.Inc()
 	var gone []string
-	for _, name := range w.known {
-		if marked, err := w.ledger.MarkLost(ctx, name, w.now()); err == nil && marked {
+	pending := 0
+	for name, wasOpen := range w.known {
+		if marked, err := w.ledger.MarkLost(ctx, name, w.now(), wasOpen); err == nil && marked {
 			gone = append(gone, name)
+			if wasOpen {
+				pending++
+			}
 		}
 	}
-	shown := gone
-	if len(shown) > 20 {
-		shown = shown[:20]
-	}
+	slices.Sort(gone)
+	shown := gone[:min(len(gone), 20)]
 	w.log.Error("Redis lost the ledger's data: the batches it held are gone and their proofs with them; "+
 		"enqueue each lost batch's input again (coze-eraser status lists them)",
-		"detail", sign.Reason, "lost_batches", len(gone), "batches", shown)
+		"detail", sign.Reason, "lost_batches", len(gone), "with_ids_pending", pending, "batches", shown)
 }

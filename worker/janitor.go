@@ -9,6 +9,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/coze-eraser/coze-eraser/callback"
+	"github.com/coze-eraser/coze-eraser/internal/asynqwire"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/tasks"
 )
@@ -24,6 +25,7 @@ const DefaultJanitorInterval = 30 * time.Second
 type janitor struct {
 	ledger    *ledger.Ledger
 	client    *asynq.Client
+	wire      *asynqwire.Writer
 	inspector *asynq.Inspector
 	srv       *Server
 	// cursors remembers, per stalled batch, the next bucket to read.
@@ -83,6 +85,9 @@ func (j *janitor) requeueStalled(ctx context.Context, names []string) {
 	}
 	now := j.srv.cfg.Now()
 	for _, name := range names {
+		if tasks.ValidateBatch(name) != nil {
+			continue // named before the rule: the worker refuses its tasks (README: enqueue it again)
+		}
 		b, ok, err := j.ledger.Batch(ctx, name)
 		if err != nil || !ok || now.Sub(b.ProgressAt()) < j.srv.cfg.StallAfter {
 			delete(j.cursors, name)
@@ -130,24 +135,31 @@ func (j *janitor) requeueOrphans(ctx context.Context) {
 	}
 }
 
+// requeue queues a new task for o. It writes through asynqwire, whose
+// conflict check spans every queue in the same step as the write: a task
+// of the id that appeared in another queue since the ledger looked takes a
+// link instead, so the id still gets one call.
 func (j *janitor) requeue(ctx context.Context, o ledger.Orphan) error {
-	taskID := tasks.TaskID(o.ConversationID)
-	task, err := tasks.NewTask(tasks.Payload{ConversationID: o.ConversationID, Batch: o.Batch},
-		asynq.Queue(o.Queue), asynq.MaxRetry(tasks.AsynqMaxRetry(tasks.DefaultMaxRetry)))
+	if tasks.ValidateBatch(o.Batch) != nil {
+		return nil // a batch named before the rule: its tasks are refused, so queue none
+	}
+	payload, err := tasks.Payload{ConversationID: o.ConversationID, Batch: o.Batch}.Encode()
 	if err != nil {
 		return err
 	}
+	task := asynqwire.Task{ID: tasks.TaskID(o.ConversationID), Type: tasks.TypeDelete, Payload: payload, Queue: o.Queue,
+		MaxRetry: tasks.AsynqMaxRetry(tasks.DefaultMaxRetry)}
 	for range 2 {
-		_, err = j.client.EnqueueContext(ctx, task)
-		if !errors.Is(err, asynq.ErrTaskIDConflict) {
+		res, err := j.wire.EnqueueMany(ctx, []asynqwire.Task{task})
+		if err != nil || res[0] != asynqwire.Conflict {
 			return err
 		}
-		state, err := j.ledger.Link(ctx, o.Batch, o.ConversationID, o.Queue, taskID)
+		state, err := j.ledger.Link(ctx, o.Batch, o.ConversationID, o.Queue, task.ID)
 		if err != nil || state != "archived" {
 			return err // linked to a live task, or an error
 		}
 		// The task failed in its own batch; this batch needs its own try.
-		if err := j.inspector.DeleteTask(o.Queue, taskID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+		if err := j.inspector.DeleteTask(o.Queue, task.ID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
 			return err
 		}
 	}

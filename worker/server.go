@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/coze-eraser/coze-eraser/callback"
 	"github.com/coze-eraser/coze-eraser/coze"
+	"github.com/coze-eraser/coze-eraser/internal/asynqwire"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/ratelimit"
 	"github.com/coze-eraser/coze-eraser/tasks"
@@ -191,8 +193,9 @@ func New(cfg Config) (*Server, error) {
 	cfg.Registry.MustRegister(newQueueCollector(asynq.NewInspectorFromRedisClient(cfg.Redis)),
 		newBatchCollector(cfg.Ledger, cfg.Now))
 	s.client = asynq.NewClientFromRedisClient(cfg.Redis)
-	s.janitor = &janitor{ledger: cfg.Ledger, client: s.client, inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
-		srv: s, cursors: map[string]int{}}
+	s.janitor = &janitor{ledger: cfg.Ledger, client: s.client, wire: asynqwire.NewWriter(cfg.Redis),
+		inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
+		srv:       s, cursors: map[string]int{}}
 	log := cfg.Logger
 	s.integrity = newIntegrityWatch(cfg.Ledger, s.metrics, log, cfg.Now)
 	s.handler = &Handler{
@@ -321,9 +324,15 @@ func (s *Server) Ready(ctx context.Context) error {
 // is enqueued again (or the loss dismissed), the fleet is not doing what
 // was asked of it.
 func lostBatchesError(ctx context.Context, l *ledger.Ledger) error {
-	lost, err := l.LostBatches(ctx)
-	if err != nil || len(lost) == 0 {
+	all, err := l.LostBatches(ctx)
+	if err != nil {
 		return err
+	}
+	// Only work that can no longer be done makes the fleet unready; a
+	// batch lost after it completed lost its proof, which status shows.
+	lost := slices.DeleteFunc(all, func(b ledger.Batch) bool { return !b.LostWhileOpen })
+	if len(lost) == 0 {
+		return nil
 	}
 	names := make([]string, 0, 5)
 	for _, b := range lost[:min(len(lost), 5)] {

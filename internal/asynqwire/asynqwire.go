@@ -120,6 +120,10 @@ var (
 // returns one result digit per task.
 func guardLoop(write string) string {
 	return `
+-- The queue is named in asynq's set of queues on every call, not once per
+-- process: after Redis lost the set, other writers' cross-queue checks
+-- must still see this queue's tasks.
+redis.call('SADD', 'asynq:queues', ARGV[2])
 local others = {}
 for _, q in ipairs(redis.call('SMEMBERS', 'asynq:queues')) do
   if q ~= ARGV[2] then

@@ -171,7 +171,7 @@ func regexpLine(s, pattern string) bool {
 func TestDismissLost(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	if _, err := b.ledger.MarkLost(b.ctx, "gone", time.Now()); err != nil {
+	if _, err := b.ledger.MarkLost(b.ctx, "gone", time.Now(), true); err != nil {
 		t.Fatal(err)
 	}
 	run := func(args ...string) (int, string) {

@@ -1,18 +1,19 @@
 -- Add ids to a batch as pending, unless they are members already, and
 -- renew the adder's lease.
--- ARGV: 2 batch, 3 now ms, 4 adder id, 5 adder lease ms, 6.. ids.
+-- ARGV: 2 batch, 3 now ms, 4 adder id, 5 adder lease ms, 6 the ledger's
+-- default ttl s (for a lost batch's record), 7.. ids.
 -- Returns one letter per id: n (new member), p (member, pending), t (member, finished).
 local B = ARGV[2]
 local meta = metaKey(B)
 local m = redis.call('HMGET', meta, 'buckets', 'ttl', 'due')
 if not m[1] then
   -- The adder opened it, so it existed: Redis lost it.
-  redis.call('ZADD', lostIndex, 'NX', ARGV[3], B)
+  markLost(B, ARGV[3], '1', ARGV[6])
   return redis.error_reply('NOBATCH batch ' .. B .. ' does not exist')
 end
 local n, ttl = tonumber(m[1]), tonumber(m[2])
 local out, added, touched = {}, 0, {}
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   local id = ARGV[i]
   local key = idsKey(B, bucket(id, n))
   -- HSETNX adds a new id in one command, the common case of a bulk

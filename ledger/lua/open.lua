@@ -23,6 +23,9 @@ else
     redis.call('HSET', meta, 'queues', joined)
   end
 end
+-- Counts the opens: a batch Redis lost counts as enqueued again once it is
+-- opened after the loss (see ledger.LostBatches).
+redis.call('HINCRBY', meta, 'opens', 1)
 redis.call('ZADD', addersKey(B), tonumber(ARGV[3]) + tonumber(ARGV[10]), ARGV[9])
 redis.call('PEXPIRE', addersKey(B), tonumber(ARGV[10]) * 2)
 local m = redis.call('HMGET', meta, 'due', 'note', 'callback', 'ttl', 'buckets')

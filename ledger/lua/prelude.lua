@@ -13,6 +13,18 @@ local function failMember(b, id) return b .. '/' .. id end
 -- lost index, which status and /readyz read.
 local function lostKey(b) return P .. 'lost:' .. b end
 local lostIndex = P .. 'lost'
+-- markLost puts batch b in the lost index at nowMs, unless it is there,
+-- and notes how often it had been opened (a later open replaces it) and
+-- whether it had work pending ('1') or was complete ('0').
+local function markLost(b, nowMs, wasOpen, ttl)
+  if redis.call('ZADD', lostIndex, 'NX', nowMs, b) == 0 then
+    return 0
+  end
+  local key = lostKey(b)
+  redis.call('HSET', key, '_opens', redis.call('HGET', metaKey(b), 'opens') or '0', '_open', wasOpen)
+  redis.call('EXPIRE', key, ttl)
+  return 1
+end
 local liveTask = {pending = true, scheduled = true, retry = true, active = true}
 
 -- asynq keeps a task of queue q with id tid at asynqTaskKey(q, tid)

@@ -13,7 +13,8 @@
 -- attempt whose batch is lost is reported with attempts -1.
 --
 -- A batch that does not exist is created by its task's record only while
--- that task exists: a producer that wrote tasks without opening a batch.
+-- that task exists and the batch was never found lost: a producer that
+-- wrote tasks without opening a batch.
 -- If the task is gone too, Redis lost both (it restarted empty, or was
 -- flushed) while the task ran: creating the batch again would make a proof
 -- of erasure out of the few ids still in flight. The outcome is kept in
@@ -61,8 +62,8 @@ local function batchOf(b, now, nowMs, queue, id)
   local m = call('HMGET', meta, 'buckets', 'ttl', 'total', 'deleted', 'not_found', 'failed', rs, rc)
   local due -- read when needed: only when ids join the batch
   if not m[1] then
-    if call('EXISTS', ARGV[5] .. queue .. ARGV[6] .. id) == 0 then
-      return nil -- lost with its task: see the top of this file
+    if call('EXISTS', ARGV[5] .. queue .. ARGV[6] .. id) == 0 or call('ZSCORE', lostIndex, b) then
+      return nil -- lost with its task, or lost before: see the top of this file
     end
     -- A task whose batch was never opened (another producer) gets a
     -- batch, with the defaults.
@@ -128,7 +129,7 @@ local function recordLost(b, id, letter, i, now, nowMs)
   else
     call('HSET', key, id, entryOf(i, letter, '1', now, nowMs))
   end
-  call('ZADD', lostIndex, 'NX', nowMs, b)
+  markLost(b, nowMs, '1', ARGV[2])
   call('EXPIRE', key, ARGV[2])
 end
 
