@@ -53,11 +53,26 @@ var markLostScript = script(markLostSource)
 // gone calls it, so that `status` and /readyz show the loss; wasOpen says
 // whether the batch had ids pending when it was last seen.
 func (l *Ledger) MarkLost(ctx context.Context, batch string, at time.Time, wasOpen bool) (bool, error) {
-	open := "0"
-	if wasOpen {
-		open = "1"
+	return l.markLost(ctx, batch, at, wasOpen, false)
+}
+
+// MarkRolledBack records that batch was lost at at even though Redis holds
+// it: Redis came back with older data (a snapshot, a lagging replica), so
+// ids added or finished since then are missing from it, and what it holds
+// must not complete as the batch's proof. Enqueueing its input again (into
+// the same batch) ends the loss.
+func (l *Ledger) MarkRolledBack(ctx context.Context, batch string, at time.Time) (bool, error) {
+	return l.markLost(ctx, batch, at, true, true)
+}
+
+func (l *Ledger) markLost(ctx context.Context, batch string, at time.Time, wasOpen, present bool) (bool, error) {
+	flag := func(b bool) string {
+		if b {
+			return "1"
+		}
+		return "0"
 	}
-	n, err := l.run(ctx, markLostScript, batch, at.UnixMilli(), open, ttlSeconds(l.ttl)).Int()
+	n, err := l.run(ctx, markLostScript, batch, at.UnixMilli(), flag(wasOpen), ttlSeconds(l.ttl), flag(present)).Int()
 	if err != nil {
 		return false, fmt.Errorf("ledger: mark %s lost: %w", batch, err)
 	}
@@ -131,22 +146,22 @@ func (l *Ledger) lostBatch(ctx context.Context, name string, lostAt time.Time) (
 	return Batch{Name: name, LostAt: lostAt, LostOutcomes: max(kept, 0), LostWhileOpen: wasOpen == "1"}, true, nil
 }
 
-// BatchOrLost returns batch name as [Ledger.Batch] does, or, when Redis no
-// longer holds it and it is marked lost, a Batch with only Name, LostAt and
-// LostOutcomes set, whose State is [StateLost].
+// BatchOrLost returns batch name as [Ledger.Batch] does, unless it is
+// marked lost and was not opened since: then a Batch with only Name, LostAt
+// and LostOutcomes set, whose State is [StateLost], whether Redis lacks the
+// batch or holds older data of it.
 func (l *Ledger) BatchOrLost(ctx context.Context, name string) (Batch, bool, error) {
-	b, ok, err := l.Batch(ctx, name)
-	if err != nil || ok {
-		return b, ok, err
-	}
 	score, err := l.rdb.ZScore(ctx, l.lostIndexKey(), name).Result()
-	if errors.Is(err, redis.Nil) {
-		return Batch{}, false, nil
-	}
-	if err != nil {
+	switch {
+	case err == nil:
+		b, lost, err := l.lostBatch(ctx, name, time.UnixMilli(int64(score)).UTC())
+		if err != nil || lost {
+			return b, lost, err
+		}
+	case !errors.Is(err, redis.Nil):
 		return Batch{}, false, fmt.Errorf("ledger: %w", err)
 	}
-	return l.lostBatch(ctx, name, time.UnixMilli(int64(score)).UTC())
+	return l.Batch(ctx, name)
 }
 
 // LostOutcomes calls fn for each outcome recorded for batch after it was
@@ -184,6 +199,7 @@ type LossDetector struct {
 	epoch  string
 	runID  string
 	uptime int64
+	seq    int64 // the ledger's write count
 }
 
 // NewLossDetector returns a detector; its first Check sets the baseline.
@@ -195,6 +211,10 @@ type LossSign struct {
 	Lost bool
 	// Restarted is true when Redis restarted since the last check.
 	Restarted bool
+	// RolledBack is true for a loss where Redis still holds the ledger,
+	// but older data of it (a snapshot, a lagging replica): its write
+	// count went back. Batches it holds may lack ids added since.
+	RolledBack bool
 	// Reason says what was seen, in words for a log line.
 	Reason string
 }
@@ -208,9 +228,14 @@ func (d *LossDetector) Check(ctx context.Context) (LossSign, error) {
 	pipe := d.l.rdb.Pipeline()
 	set := pipe.SetNX(ctx, epochKey, fresh, 0)
 	get := pipe.Get(ctx, epochKey)
+	seqCmd := pipe.Get(ctx, d.l.key("seq"))
 	info := pipe.Info(ctx, "server", "persistence")
 	_, _ = pipe.Exec(ctx) // each command's error is read below; INFO's may be "not supported"
-	if err := errors.Join(set.Err(), get.Err()); err != nil {
+	seq, seqErr := seqCmd.Int64()
+	if errors.Is(seqErr, redis.Nil) {
+		seqErr = nil // no write yet
+	}
+	if err := errors.Join(set.Err(), get.Err(), seqErr); err != nil {
 		return LossSign{}, fmt.Errorf("ledger: check for data loss: %w", err)
 	}
 	fields := infoFields(info.Val()) // empty where INFO is not supported (an embedded Redis)
@@ -218,15 +243,15 @@ func (d *LossDetector) Check(ctx context.Context) (LossSign, error) {
 	uptime, _ := strconv.ParseInt(fields["uptime_in_seconds"], 10, 64)
 	var sign LossSign
 	if d.epoch != "" {
-		sign = d.compare(set.Val(), get.Val(), runID, uptime, fields)
+		sign = d.compare(set.Val(), get.Val(), runID, uptime, seq, fields)
 	}
-	d.epoch, d.runID, d.uptime = get.Val(), runID, uptime
+	d.epoch, d.runID, d.uptime, d.seq = get.Val(), runID, uptime, seq
 	return sign, nil
 }
 
 // compare judges a check against the last one: created tells whether this
 // check had to write the epoch marker.
-func (d *LossDetector) compare(created bool, epoch, runID string, uptime int64, fields map[string]string) LossSign {
+func (d *LossDetector) compare(created bool, epoch, runID string, uptime, seq int64, fields map[string]string) LossSign {
 	var sign LossSign
 	var why []string
 	if d.runID != "" && runID != "" && runID != d.runID || uptime < d.uptime {
@@ -240,6 +265,9 @@ func (d *LossDetector) compare(created bool, epoch, runID string, uptime int64, 
 	case epoch != d.epoch:
 		sign.Lost = true
 		why = append(why, "the ledger's epoch marker "+d.l.key("epoch")+" was replaced")
+	case seq < d.seq:
+		sign.Lost, sign.RolledBack = true, true
+		why = append(why, fmt.Sprintf("it came back with older data: the ledger's write count went back from %d to %d", d.seq, seq))
 	case sign.Restarted:
 		why = append(why, "its data was kept")
 	}

@@ -224,3 +224,62 @@ func TestACompleteBatchLosesOnlyItsProof(t *testing.T) {
 		t.Errorf("lost %+v; want done, not open, no outcome", lost)
 	}
 }
+
+// TestARolledBackBatchNeverCompletes: Redis holds an older copy of the
+// batch; finishing every id it holds does not complete it or queue its
+// callback, until its input is enqueued again (the batch opened again).
+func TestARolledBackBatchNeverCompletes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.open(t, ledger.BatchSpec{Name: "old", CallbackURL: "http://127.0.0.1:1/"}, "1", "2")
+	if marked, err := b.ledger.MarkRolledBack(b.ctx, "old", b.now); err != nil || !marked {
+		t.Fatalf("MarkRolledBack: %v %v", marked, err)
+	}
+	b.record(t, "old", "1", ledger.Deleted, "L1")
+	if got := b.record(t, "old", "2", ledger.Deleted, "L2"); len(got.Completed) != 0 {
+		t.Errorf("the old copy completed: %+v", got)
+	}
+	if n, _ := b.rdb.SCard(b.ctx, "coze-eraser:callbacks").Result(); n != 0 {
+		t.Errorf("%d callbacks queued", n)
+	}
+	if bt, _, _ := b.ledger.BatchOrLost(b.ctx, "old"); bt.State(b.now) != ledger.StateLost {
+		t.Errorf("state %s, want lost", bt.State(b.now))
+	}
+	b.open(t, ledger.BatchSpec{Name: "old"}, "1", "2") // the input again; seal completes it
+	bt := b.batch(t, "old")
+	if bt.State(b.now) != ledger.StateComplete || bt.Completions != 1 {
+		t.Errorf("after the input was enqueued again: %+v", bt)
+	}
+}
+
+// TestLossDetectorSeesARollback: Redis restarts from a snapshot older than
+// the detector's last look.
+func TestLossDetectorSeesARollback(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	l := ledger.New(rdb)
+	d := l.NewLossDetector()
+	if _, err := d.Check(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	open := func(name string) {
+		a, err := l.OpenBatch(t.Context(), ledger.BatchSpec{Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = a.Add(t.Context(), []string{"1"})
+	}
+	open("a")
+	rdb.Save(t.Context())
+	open("b")
+	if s, _ := d.Check(t.Context()); s.Lost {
+		t.Fatalf("before the restart: %+v", s)
+	}
+	srv.Restart()
+	s, err := d.Check(t.Context())
+	if err != nil || !s.Lost || !s.RolledBack {
+		t.Fatalf("after a restart from an older snapshot: %+v %v; want a rollback", s, err)
+	}
+	t.Logf("reason: %s", s.Reason)
+}

@@ -190,6 +190,11 @@ func (w *lossWatch) check(ctx context.Context, b ledger.Batch, ok bool) error {
 		w.checked = time.Now()
 		if sign, err := w.detector.Check(ctx); err == nil && sign.Lost {
 			w.reason = sign.Reason
+			if sign.RolledBack && ok {
+				// Redis holds the batch, but older data of it.
+				_, _ = w.ledger.MarkRolledBack(context.WithoutCancel(ctx), w.batch, time.Now())
+				return w.lost(ctx, "Redis holds an older copy of it")
+			}
 		}
 	}
 	switch {

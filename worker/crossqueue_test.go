@@ -1,6 +1,8 @@
 package worker_test
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -9,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/coze-eraser/coze-eraser/coze/cozetest"
 	"github.com/coze-eraser/coze-eraser/enqueue"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/tasks"
@@ -99,5 +102,70 @@ func TestTaskWithAnotherIDIsRefused(t *testing.T) {
 	archived, _ := b.inspector.ListArchivedTasks(enqueue.DefaultQueue)
 	if len(archived) != 1 || !strings.Contains(archived[0].LastErr, "del:7932000000000000001") {
 		t.Errorf("archived %d tasks; want 1 whose reason names the expected task id", len(archived))
+	}
+}
+
+// TestRollbackMarksOpenBatchesLost: Redis comes back from an older
+// snapshot (SAVE, more progress, SIGKILL, restart). The batch it holds
+// lacks what happened since; the worker sees the ledger's write count go
+// back, marks the open batch lost, fails /readyz, and the old copy never
+// completes or calls back. Enqueueing the input again ends the loss.
+func TestRollbackMarksOpenBatchesLost(t *testing.T) {
+	t.Parallel()
+	b := setup(t, cozetest.WithLatency(2*time.Millisecond))
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("a callback for a rolled-back batch: %s %s", r.Method, r.URL)
+	}))
+	t.Cleanup(hook.Close)
+	all := ids(3000, 7933000000000000001)
+	if _, err := b.enqueue.EnqueueAll(b.ctx, slices.Values(all), enqueue.Batch("rb"), enqueue.CallbackURL(hook.URL)); err != nil {
+		t.Fatal(err)
+	}
+	cfg := b.fastConfig(t, nil)
+	cfg.Concurrency = 5
+	cfg.IntegrityInterval = 20 * time.Millisecond
+	w := b.startWorker(t, cfg)
+	waitForBatch(t, b, "rb", func(bt ledger.Batch) bool { return bt.Finished() >= 200 })
+	if err := b.rdb.Save(b.ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	saved, _, _ := b.ledger.Batch(b.ctx, "rb")
+	waitForBatch(t, b, "rb", func(bt ledger.Batch) bool { return bt.Finished() >= saved.Finished()+300 })
+	b.redis.Restart() // loads the snapshot
+	deadline := time.Now().Add(20 * time.Second)
+	for readyz(w) == http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz still ready after Redis came back with older data")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if bt, ok, _ := b.ledger.BatchOrLost(b.ctx, "rb"); !ok || bt.State(time.Now()) != ledger.StateLost {
+		t.Fatalf("batch after the rollback: %+v; want lost", bt)
+	}
+	// The snapshot's pending tasks run again (those it holds as active
+	// come back only after asynq's lease and recoverer, a minute).
+	deadline = time.Now().Add(time.Minute)
+	for {
+		info, err := b.inspector.GetQueueInfo(enqueue.DefaultQueue)
+		if err == nil && info.Pending == 0 && info.Retry == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue not worked down: %+v %v", info, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if bt, _, _ := b.ledger.Batch(b.ctx, "rb"); bt.Completions != 0 || bt.Finished() < len(all)/2 {
+		t.Errorf("the old copy: %+v; want most ids finished and no completion", bt)
+	}
+	if _, err := b.enqueue.EnqueueAll(b.ctx, slices.Values(all), enqueue.Batch("rb")); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for readyz(w) != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz not ready after the input was enqueued again")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -99,7 +99,14 @@ func (w *integrityWatch) lost(ctx context.Context, sign ledger.LossSign) {
 	var gone []string
 	pending := 0
 	for name, wasOpen := range w.known {
-		if marked, err := w.ledger.MarkLost(ctx, name, w.now(), wasOpen); err == nil && marked {
+		mark := func() (bool, error) { return w.ledger.MarkLost(ctx, name, w.now(), wasOpen) }
+		if sign.RolledBack {
+			if !wasOpen {
+				continue // complete before the check that saw the newer data
+			}
+			mark = func() (bool, error) { return w.ledger.MarkRolledBack(ctx, name, w.now()) }
+		}
+		if marked, err := mark(); err == nil && marked {
 			gone = append(gone, name)
 			if wasOpen {
 				pending++
@@ -108,7 +115,11 @@ func (w *integrityWatch) lost(ctx context.Context, sign ledger.LossSign) {
 	}
 	slices.Sort(gone)
 	shown := gone[:min(len(gone), 20)]
-	w.log.Error("Redis lost the ledger's data: the batches it held are gone and their proofs with them; "+
-		"enqueue each lost batch's input again (coze-eraser status lists them)",
-		"detail", sign.Reason, "lost_batches", len(gone), "with_ids_pending", pending, "batches", shown)
+	msg := "Redis lost the ledger's data: the batches it held are gone and their proofs with them; " +
+		"enqueue each lost batch's input again (coze-eraser status lists them)"
+	if sign.RolledBack {
+		msg = "Redis came back with older data: the open batches lack what happened since, and will not " +
+			"complete; enqueue each lost batch's input again (coze-eraser status lists them)"
+	}
+	w.log.Error(msg, "detail", sign.Reason, "lost_batches", len(gone), "with_ids_pending", pending, "batches", shown)
 }

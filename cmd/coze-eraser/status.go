@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -116,6 +117,10 @@ func batchesAndLost(ctx context.Context, led *ledger.Ledger, limit int) ([]ledge
 	if err != nil {
 		return nil, err
 	}
+	// A batch Redis holds an older copy of is listed once, as lost.
+	batches = slices.DeleteFunc(batches, func(b ledger.Batch) bool {
+		return slices.ContainsFunc(lost, func(l ledger.Batch) bool { return l.Name == b.Name })
+	})
 	return append(lost, batches...), nil
 }
 

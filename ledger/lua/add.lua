@@ -39,4 +39,5 @@ end
 redis.call('ZADD', addersKey(B), tonumber(ARGV[3]) + tonumber(ARGV[5]), ARGV[4])
 redis.call('PEXPIRE', addersKey(B), tonumber(ARGV[5]) * 2)
 redis.call('EXPIRE', meta, ttl)
+bumpSeq()
 return table.concat(out)

@@ -30,4 +30,5 @@ redis.call('ZADD', addersKey(B), tonumber(ARGV[3]) + tonumber(ARGV[10]), ARGV[9]
 redis.call('PEXPIRE', addersKey(B), tonumber(ARGV[10]) * 2)
 local m = redis.call('HMGET', meta, 'due', 'note', 'callback', 'ttl', 'buckets')
 redis.call('EXPIRE', meta, m[4])
+bumpSeq()
 return {created, m[1], m[2] or '', m[3] or '', m[5]}

@@ -13,18 +13,32 @@ local function failMember(b, id) return b .. '/' .. id end
 -- lost index, which status and /readyz read.
 local function lostKey(b) return P .. 'lost:' .. b end
 local lostIndex = P .. 'lost'
--- markLost puts batch b in the lost index at nowMs, unless it is there,
--- and notes how often it had been opened (a later open replaces it) and
--- whether it had work pending ('1') or was complete ('0').
+-- stillLost reports whether batch b is marked lost and was not opened
+-- since: while Redis lacks it, or holds data older than the loss, its
+-- records are not the whole story until its input is enqueued again.
+local function stillLost(b)
+  if not redis.call('ZSCORE', lostIndex, b) then
+    return false
+  end
+  local opens = tonumber(redis.call('HGET', metaKey(b), 'opens') or '0')
+  return opens <= tonumber(redis.call('HGET', lostKey(b), '_opens') or '0')
+end
+-- markLost puts batch b in the lost index at nowMs, unless it is lost
+-- already (a loss that its batch's reopening ended is replaced), and notes
+-- how often it had been opened (a later open ends the loss) and whether it
+-- had work pending ('1') or was complete ('0').
 local function markLost(b, nowMs, wasOpen, ttl)
-  if redis.call('ZADD', lostIndex, 'NX', nowMs, b) == 0 then
+  if stillLost(b) then
     return 0
   end
   local key = lostKey(b)
+  redis.call('DEL', key)
+  redis.call('ZADD', lostIndex, nowMs, b)
   redis.call('HSET', key, '_opens', redis.call('HGET', metaKey(b), 'opens') or '0', '_open', wasOpen)
   redis.call('EXPIRE', key, ttl)
   return 1
 end
+
 local liveTask = {pending = true, scheduled = true, retry = true, active = true}
 
 -- asynq keeps a task of queue q with id tid at asynqTaskKey(q, tid)
@@ -56,6 +70,10 @@ end
 -- failure record); a finished id's is 'outcome|code|logid|attempts|time'.
 local function isPending(v) return v == 'p' or v == 'r' end
 
+-- bumpSeq counts the ledger's writes: a Redis that comes back with a lower
+-- count came back with older data (see ledger.LossDetector).
+local function bumpSeq() redis.call('INCR', P .. 'seq') end
+
 -- tryComplete completes batch b when nothing is pending, nothing is being
 -- added to it, and it is not complete already: it records the completion,
 -- leaves the open index, queues a callback with the tallies of this moment,
@@ -69,6 +87,9 @@ local function tryComplete(b, nowMs)
   end
   if redis.call('ZCOUNT', addersKey(b), '(' .. nowMs, '+inf') > 0 then
     return false -- ids are still being added
+  end
+  if stillLost(b) then
+    return false -- what is left is not the batch: no completion, no callback
   end
   redis.call('HSET', meta, 'complete', 1, 'completed_at', nowMs)
   local c = redis.call('HINCRBY', meta, 'completions', 1)

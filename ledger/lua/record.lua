@@ -62,7 +62,7 @@ local function batchOf(b, now, nowMs, queue, id)
   local m = call('HMGET', meta, 'buckets', 'ttl', 'total', 'deleted', 'not_found', 'failed', rs, rc)
   local due -- read when needed: only when ids join the batch
   if not m[1] then
-    if call('EXISTS', ARGV[5] .. queue .. ARGV[6] .. id) == 0 or call('ZSCORE', lostIndex, b) then
+    if call('EXISTS', ARGV[5] .. queue .. ARGV[6] .. id) == 0 or stillLost(b) then
       return nil -- lost with its task, or lost before: see the top of this file
     end
     -- A task whose batch was never opened (another producer) gets a
@@ -123,13 +123,13 @@ end
 -- recordLost keeps the attempt at ARGV[i] of id in lost batch b's record:
 -- its outcome entry, or 'r' for a retrying attempt that has none yet.
 local function recordLost(b, id, letter, i, now, nowMs)
+  markLost(b, nowMs, '1', ARGV[2])
   local key = lostKey(b)
   if letter == 'r' then
     call('HSETNX', key, id, 'r')
   else
     call('HSET', key, id, entryOf(i, letter, '1', now, nowMs))
   end
-  markLost(b, nowMs, '1', ARGV[2])
   call('EXPIRE', key, ARGV[2])
 end
 
@@ -321,4 +321,5 @@ if #completed > 0 then
     end
   end
 end
+bumpSeq()
 return out
