@@ -79,7 +79,8 @@ func (a *app) runStatus(ctx context.Context, f *statusFlags, args []string) erro
 			return nil, err
 		}
 		if !ok {
-			return nil, setupError("no batch %q (it may have expired)", args[0])
+			return nil, setupError("no batch %q: it may have expired, or never existed, or Redis lost it before "+
+				"any worker or run could notice (check that Redis persists its data: AOF)", args[0])
 		}
 		return []ledger.Batch{b}, nil
 	}
