@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/coze-eraser/coze-eraser/ledger"
@@ -96,24 +95,23 @@ func (w *integrityWatch) remember(ctx context.Context, refresh bool) {
 // were complete lost only their proof, which status shows.
 func (w *integrityWatch) lost(ctx context.Context, sign ledger.LossSign) {
 	w.metrics.DataLosses.Inc()
-	var gone []string
-	pending := 0
 	for name, wasOpen := range w.known {
-		mark := func() (bool, error) { return w.ledger.MarkLost(ctx, name, w.now(), wasOpen) }
-		if sign.RolledBack {
-			if !wasOpen {
-				continue // complete before the check that saw the newer data
-			}
-			mark = func() (bool, error) { return w.ledger.MarkRolledBack(ctx, name, w.now()) }
-		}
-		if marked, err := mark(); err == nil && marked {
-			gone = append(gone, name)
-			if wasOpen {
-				pending++
-			}
+		if sign.RolledBack && wasOpen {
+			_, _ = w.ledger.MarkRolledBack(ctx, name, w.now())
+		} else if !sign.RolledBack {
+			_, _ = w.ledger.MarkLost(ctx, name, w.now(), wasOpen)
 		}
 	}
-	slices.Sort(gone)
+	// Name every lost batch, those that late records marked first too.
+	var gone []string
+	pending := 0
+	lost, _ := w.ledger.LostBatches(ctx)
+	for _, b := range lost {
+		gone = append(gone, b.Name)
+		if b.LostWhileOpen {
+			pending++
+		}
+	}
 	shown := gone[:min(len(gone), 20)]
 	msg := "Redis lost the ledger's data: the batches it held are gone and their proofs with them; " +
 		"enqueue each lost batch's input again (coze-eraser status lists them)"

@@ -120,6 +120,17 @@ func TestFleetReportsALostBatch(t *testing.T) {
 	if bt, ok, _ := b.ledger.Batch(b.ctx, "lost-fleet"); ok {
 		t.Fatalf("the batch was created anew after the loss: %+v", bt)
 	}
+	for _, w := range workers { // logs are flushed every 100 ms
+		waitFor(t, 10*time.Second, "an error line naming the lost batch", func() bool {
+			for _, line := range readLines(w.out.String()) {
+				if strings.Contains(line, `"level":"ERROR","msg":"Redis lost the ledger's data`) &&
+					strings.Contains(line, `"batches":["lost-fleet"]`) {
+					return true
+				}
+			}
+			return false
+		})
+	}
 	status := start(t, nil, "status", "--redis-url", b.redis.URL)
 	if code, _ := status.wait(20 * time.Second); code != 0 || !regexpLine(status.out.String(), `lost-fleet\s+lost\s`) {
 		t.Errorf("status exit %d:\n%s", code, status.out.String())
