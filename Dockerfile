@@ -6,8 +6,12 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
+# .git stays out of the build context: give the version and commit that
+# `coze-eraser version` prints, e.g. --build-arg COMMIT=$(git rev-parse HEAD).
 ARG VERSION=devel
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.buildVersion=${VERSION}" \
+ARG COMMIT=unknown
+RUN CGO_ENABLED=0 go build -trimpath \
+    -ldflags "-s -w -X main.buildVersion=${VERSION} -X main.buildCommit=${COMMIT}" \
     -o /out/coze-eraser ./cmd/coze-eraser
 
 FROM gcr.io/distroless/static-debian12:nonroot

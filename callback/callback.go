@@ -62,6 +62,10 @@ type Summary struct {
 	Deleted    int `json:"deleted"`
 	NotFound   int `json:"not_found"`
 	Failed     int `json:"failed"`
+	// Invalid counts the input lines the batch refused as not
+	// conversation ids, as the batch holds it when the callback is queued:
+	// a batch of Total 0 had only those, and nothing to erase.
+	Invalid int `json:"invalid"`
 	// OnTime is true when the batch completed by its due time.
 	OnTime bool `json:"on_time"`
 }
@@ -86,6 +90,7 @@ func SummaryOf(b ledger.Batch, c ledger.Completion) Summary {
 		Deleted:     c.Deleted,
 		NotFound:    c.NotFound,
 		Failed:      c.Failed,
+		Invalid:     b.Invalid,
 		OnTime:      !c.CompletedAt.After(b.DueAt),
 	}
 }

@@ -7,6 +7,7 @@ package deploy
 import (
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
@@ -23,8 +24,12 @@ type compose struct {
 		Volumes     []string          `yaml:"volumes"`
 		Ports       []string          `yaml:"ports"`
 		Profiles    []string          `yaml:"profiles"`
+		User        string            `yaml:"user"`
 		Healthcheck struct {
-			Test []string `yaml:"test"`
+			Test        []string `yaml:"test"`
+			Interval    string   `yaml:"interval"`
+			Timeout     string   `yaml:"timeout"`
+			StartPeriod string   `yaml:"start_period"`
 		} `yaml:"healthcheck"`
 		DependsOn map[string]struct {
 			Condition string `yaml:"condition"`
@@ -175,6 +180,68 @@ func TestComposeConfig(t *testing.T) {
 		cmd := exec.Command(bin, append([]string{"-f", "../docker-compose.yml"}, args...)...)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("docker-compose %v: %v\n%s", args, err, out)
+		}
+	}
+}
+
+// TestComposeWorkerHealthAndSecret: the image has no shell or curl, so the
+// worker's healthcheck is the binary's own `healthcheck` against /readyz on
+// the port its environment gives --metrics-addr. The token file is
+// bind-mounted with its host owner and mode (Compose ignores a secret's
+// uid, gid and mode outside swarm), so the worker runs as the user .env
+// names, who owns the 0600 file of the README's recipe.
+func TestComposeWorkerHealthAndSecret(t *testing.T) {
+	t.Parallel()
+	var c compose
+	load(t, "../docker-compose.yml", &c)
+	for name, port := range map[string]string{"worker": "9464", "demo-worker": "9465"} {
+		s := c.Services[name]
+		if got := s.Environment["COZE_ERASER_WORKER_METRICS_ADDR"]; got != "0.0.0.0:"+port {
+			t.Errorf("%s: COZE_ERASER_WORKER_METRICS_ADDR %q; want 0.0.0.0:%s (the worker's own variable)", name, got, port)
+		}
+		for k := range s.Environment {
+			if k == "COZE_ERASER_METRICS_ADDR" || k == "COZE_ERASER_CONCURRENCY" || k == "COZE_ERASER_QUEUES" {
+				t.Errorf("%s sets %s, which no command reads any more", name, k)
+			}
+		}
+		want := []string{"CMD", "/usr/local/bin/coze-eraser", "healthcheck", "--url", "http://127.0.0.1:" + port + "/readyz"}
+		if strings.Join(s.Healthcheck.Test, " ") != strings.Join(want, " ") || s.Healthcheck.Timeout == "" || s.Healthcheck.StartPeriod == "" {
+			t.Errorf("%s: healthcheck %+v; want test %q with a timeout and a start period", name, s.Healthcheck, want)
+		}
+	}
+	if got := c.Services["worker"].User; got != "${COZE_ERASER_USER:-65532:65532}" {
+		t.Errorf("worker: user %q; want the .env's COZE_ERASER_USER, else the image's nonroot 65532", got)
+	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"COZE_ERASER_USER=%s:%s", "docker compose exec worker coze-eraser status", "docker compose exec -T worker coze-eraser report"} {
+		if !strings.Contains(string(readme), want) {
+			t.Errorf("README's docker compose section lacks %q", want)
+		}
+	}
+}
+
+// TestIgnoreFiles: what a build or a benchmark leaves in the tree (test
+// binaries, CPU profiles, the README's `go build -o coze-eraser`) is
+// neither committed nor sent to every Docker build. .dockerignore
+// patterns are anchored at the context's root, hence the **/.
+func TestIgnoreFiles(t *testing.T) {
+	t.Parallel()
+	for file, want := range map[string][]string{
+		"../.gitignore":    {"*.test", "*.prof", "*.pprof", "prof/", "/coze-eraser"},
+		"../.dockerignore": {"**/*.test", "**/*.prof", "**/*.pprof", "prof", "/coze-eraser"},
+	} {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(string(data), "\n")
+		for _, w := range want {
+			if !slices.Contains(lines, w) {
+				t.Errorf("%s lacks the line %q", file, w)
+			}
 		}
 	}
 }

@@ -17,10 +17,18 @@ type RetrySummary struct {
 	Retried int
 	// AlreadyQueued ids had a task waiting and were left alone.
 	AlreadyQueued int
+	// DryRun is true when nothing was changed: Retried counts the ids
+	// that would have been.
+	DryRun bool
 }
 
-// String formats the summary as the CLI prints it.
+// String formats the summary as the CLI prints it,
+// "retried=N already_queued=N", or for a dry run
+// "would retry=N already_queued=N".
 func (s RetrySummary) String() string {
+	if s.DryRun {
+		return fmt.Sprintf("would retry=%d already_queued=%d", s.Retried, s.AlreadyQueued)
+	}
 	return fmt.Sprintf("retried=%d already_queued=%d", s.Retried, s.AlreadyQueued)
 }
 
@@ -37,7 +45,7 @@ func (s RetrySummary) String() string {
 // queues those.
 func (c *Client) RetryFailures(ctx context.Context, filter ledger.Filter, dryRun bool, opts ...Option) (RetrySummary, error) {
 	led, inspector := c.ledger, c.inspector
-	var sum RetrySummary
+	sum := RetrySummary{DryRun: dryRun}
 	// Checked before any failure is touched: a bad option found at the
 	// first enqueue would leave an archived task deleted and a record
 	// reopened with no task.

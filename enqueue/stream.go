@@ -17,6 +17,10 @@ import (
 	"github.com/coze-eraser/coze-eraser/tasks"
 )
 
+// ErrNoIDs is returned for input that holds no line at all (blank lines
+// aside): nothing is queued and no batch is created.
+var ErrNoIDs = errors.New("no ids in the input: nothing was queued and no batch was created")
+
 // MaxLineBytes is the longest input line read as a candidate id; a longer
 // line is reported invalid and skipped without being held in memory.
 const MaxLineBytes = 4096
@@ -128,18 +132,15 @@ func readLine(br *bufio.Reader) (raw []byte, tooLong bool, err error) {
 // chunkSize is how many ids are added to the batch in one round trip.
 const chunkSize = 256
 
-// enqueueLines opens the batch, validates lines in order on the calling
-// goroutine, and hands chunks of valid ids to a pool of goroutines that add
-// them to the batch and queue their tasks. onStatus, when set, sees each
-// valid id's status.
+// enqueueLines validates lines in order on the calling goroutine, opens the
+// batch at the first valid id (input that cannot be read, or holds no id,
+// leaves no batch behind), and hands chunks of valid ids to a pool of
+// goroutines that add them to the batch and queue their tasks. onStatus,
+// when set, sees each valid id's status.
 func (c *Client) enqueueLines(ctx context.Context, lines iter.Seq2[line, error], opts []Option, onStatus func(Status)) (Summary, error) {
 	o, err := c.options(opts)
 	if err != nil {
 		return Summary{}, err
-	}
-	adder, err := c.openBatch(ctx, o)
-	if err != nil {
-		return Summary{Batch: o.batch}, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -150,16 +151,23 @@ func (c *Client) enqueueLines(ctx context.Context, lines iter.Seq2[line, error],
 	fail := func(err error) { errOnce.Do(func() { firstErr = err; cancel() }) }
 	chunks := make(chan []string, o.concurrency)
 	var wg sync.WaitGroup
-	for range o.concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for chunk := range chunks {
-				if err := c.enqueueChunk(ctx, adder, chunk, o, &counts, onStatus); err != nil {
-					fail(err)
+	var adder *ledger.Adder
+	open := func() error {
+		if adder, err = c.openBatch(ctx, o); err != nil {
+			return err
+		}
+		for range o.concurrency {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for chunk := range chunks {
+					if err := c.enqueueChunk(ctx, adder, chunk, o, &counts, onStatus); err != nil {
+						fail(err)
+					}
 				}
-			}
-		}()
+			}()
+		}
+		return nil
 	}
 
 	sum := Summary{Batch: o.batch}
@@ -198,6 +206,11 @@ feed:
 			reject(l.number, err)
 			continue
 		}
+		if adder == nil {
+			if err := open(); err != nil {
+				return sum, err
+			}
+		}
 		chunk = append(chunk, l.text)
 		if (len(chunk) >= chunkSize || l.idle) && !send() {
 			break feed
@@ -207,13 +220,8 @@ feed:
 	close(chunks)
 	wg.Wait()
 	sum.Enqueued, sum.Duplicate, sum.Finished = int(counts[0].Load()), int(counts[1].Load()), int(counts[2].Load())
-	if firstErr == nil && readErr == nil && ctx.Err() == nil {
-		// Every id is in: the batch may complete now. After an error the
-		// adder is left to expire, giving a re-run time to add the rest
-		// before the batch can complete (and call back) without them.
-		if _, err := adder.Seal(context.WithoutCancel(ctx)); err != nil {
-			return sum, err
-		}
+	if err := c.seal(ctx, adder, o, sum, firstErr == nil && readErr == nil && ctx.Err() == nil); err != nil {
+		return sum, err
 	}
 	switch {
 	case firstErr != nil:
@@ -224,6 +232,30 @@ feed:
 		return sum, ctx.Err()
 	}
 	return sum, nil
+}
+
+// seal ends a stream's additions to its batch when every line was read
+// (whole). A stream of only invalid lines opens the batch now, so that it
+// records what was refused; one with no line at all is ErrNoIDs, with no
+// batch. After an error the adder is left to expire, giving a re-run time
+// to add the rest before the batch can complete (and call back) without
+// them.
+func (c *Client) seal(ctx context.Context, adder *ledger.Adder, o options, sum Summary, whole bool) error {
+	if !whole {
+		return nil
+	}
+	ctx = context.WithoutCancel(ctx)
+	if adder == nil {
+		if sum.Invalid == 0 {
+			return ErrNoIDs
+		}
+		var err error
+		if adder, err = c.openBatch(ctx, o); err != nil {
+			return err
+		}
+	}
+	_, err := adder.SealWithInvalid(ctx, sum.Invalid)
+	return err
 }
 
 // enqueueChunk adds a chunk of ids to the batch in one round trip, then

@@ -53,6 +53,10 @@ const (
 	StateOpen     State = "open"     // ids pending, due time ahead
 	StateOverdue  State = "overdue"  // ids pending, due time passed
 	StateComplete State = "complete" // no id pending
+	// StateEmpty: the batch holds no id: every line of its input was
+	// invalid, so there was nothing to erase. Batch.Invalid counts the
+	// refused lines.
+	StateEmpty State = "empty"
 	// StateLost: Redis lost the batch (it restarted empty, or was
 	// flushed). Its records are gone; what it proved must be proved again
 	// by enqueueing its input again.
@@ -77,6 +81,16 @@ type Batch struct {
 	Deleted  int
 	NotFound int
 	Failed   int
+	// Invalid counts the input lines the producers refused as not
+	// conversation ids, recorded when each enqueue seals the batch.
+	Invalid int
+	// Queues are the asynq queues the batch's tasks were put in.
+	Queues []string
+	// UnservedQueues are those of Queues that no live worker serves. The
+	// ledger never sets it: a caller that asked asynq which queues are
+	// served (see enqueue.ServedQueues) fills it in, and status then says
+	// the batch is stalled rather than guess an ETA.
+	UnservedQueues []string
 
 	// Instance tells two batches of the same name apart: one created after
 	// Redis lost the first has another. A reader that sees it change (or
@@ -106,12 +120,15 @@ func (b Batch) Pending() int { return b.Total - b.Deleted - b.NotFound - b.Faile
 // Finished is the number of ids with a terminal outcome.
 func (b Batch) Finished() int { return b.Deleted + b.NotFound + b.Failed }
 
-// State returns the batch's state at now. A batch with no id pending is
-// complete (an empty batch too, as the metrics count it).
+// State returns the batch's state at now. A batch with no id is empty
+// (nothing to erase; the metrics count it as complete); one with no id
+// pending is complete.
 func (b Batch) State(now time.Time) State {
 	switch {
 	case !b.LostAt.IsZero():
 		return StateLost
+	case b.Total == 0:
+		return StateEmpty
 	case b.Pending() == 0:
 		return StateComplete
 	case now.After(b.DueAt):
@@ -317,17 +334,26 @@ var sealScript = script(sealSource)
 // Seal ends the additions and completes the batch if nothing in it is
 // pending; it reports whether it did.
 func (a *Adder) Seal(ctx context.Context) (completed bool, err error) {
-	return a.l.seal(ctx, a.batch, a.id, a.now())
+	return a.l.seal(ctx, a.batch, a.id, a.now(), 0)
+}
+
+// SealWithInvalid seals as [Adder.Seal] does, first adding invalid to the
+// batch's count of refused input lines ([Batch.Invalid]). A batch that
+// holds no id but refused lines completes too: its requester is told, by
+// status, report and callback, that nothing was erased and what was
+// refused.
+func (a *Adder) SealWithInvalid(ctx context.Context, invalid int) (completed bool, err error) {
+	return a.l.seal(ctx, a.batch, a.id, a.now(), max(invalid, 0))
 }
 
 // CompleteIfDone completes a batch whose ids are all done and whose adders
 // sealed or stopped renewing their leases; the worker's janitor calls it.
 func (l *Ledger) CompleteIfDone(ctx context.Context, batch string, now time.Time) (bool, error) {
-	return l.seal(ctx, batch, "", now)
+	return l.seal(ctx, batch, "", now, 0)
 }
 
-func (l *Ledger) seal(ctx context.Context, batch, adder string, now time.Time) (bool, error) {
-	n, err := l.run(ctx, sealScript, batch, now.UnixMilli(), adder).Int()
+func (l *Ledger) seal(ctx context.Context, batch, adder string, now time.Time, invalid int) (bool, error) {
+	n, err := l.run(ctx, sealScript, batch, now.UnixMilli(), adder, invalid).Int()
 	if err != nil {
 		return false, fmt.Errorf("ledger: seal %s: %w", batch, err)
 	}
@@ -461,6 +487,8 @@ func decodeBatch(name string, h map[string]string) Batch {
 		Deleted:     int(num("deleted")),
 		NotFound:    int(num("not_found")),
 		Failed:      int(num("failed")),
+		Invalid:     int(num("invalid")),
+		Queues:      strings.Fields(h["queues"]),
 		done:        map[int64]int{},
 		nbuckets:    int(num("buckets")),
 		progressAt:  ms("progress_at"),

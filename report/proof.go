@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -19,8 +20,9 @@ var ProofCSVHeader = []string{"conversation_id", "outcome", "code", "logid", "at
 // ProofFormats lists the formats WriteProof accepts.
 var ProofFormats = []string{"csv", "jsonl"}
 
-// ErrNoBatch is returned for a batch that does not exist (or expired).
-var ErrNoBatch = fmt.Errorf("no such batch")
+// ErrNoBatch is returned for a batch that does not exist (or expired);
+// [NoBatchError] wraps it with the batch's name.
+var ErrNoBatch = errors.New("no batch")
 
 // Summary is a batch's fields and tallies as a report states them.
 type Summary struct {
@@ -35,7 +37,10 @@ type Summary struct {
 	NotFound    int        `json:"not_found"`
 	Failed      int        `json:"failed"`
 	Pending     int        `json:"pending"`
-	GeneratedAt time.Time  `json:"generated_at"`
+	// Invalid counts the input lines refused as not conversation ids: a
+	// batch in state "empty" had only those, and nothing to erase.
+	Invalid     int       `json:"invalid"`
+	GeneratedAt time.Time `json:"generated_at"`
 	// LostAt is set when Redis lost the batch (state "lost"): its records
 	// are gone, and LostOutcomes counts the outcomes recorded after it.
 	LostAt       *time.Time `json:"lost_at,omitempty"`
@@ -48,7 +53,7 @@ func SummaryOf(b ledger.Batch, now time.Time) Summary {
 		Batch: b.Name, Note: b.Note, State: string(b.State(now)),
 		CreatedAt: b.CreatedAt, DueAt: b.DueAt,
 		Total: b.Total, Deleted: b.Deleted, NotFound: b.NotFound, Failed: b.Failed, Pending: b.Pending(),
-		GeneratedAt: now.UTC().Truncate(time.Second),
+		Invalid: b.Invalid, GeneratedAt: now.UTC().Truncate(time.Second),
 	}
 	if !b.CompletedAt.IsZero() && b.Pending() == 0 {
 		at := b.CompletedAt
@@ -83,7 +88,7 @@ func WriteProof(ctx context.Context, led *ledger.Ledger, batch, format string, w
 		return err
 	}
 	if !ok {
-		return fmt.Errorf("%w: %s", ErrNoBatch, batch)
+		return NoBatchError(batch)
 	}
 	if !b.LostAt.IsZero() {
 		// What is left is no proof: never write one.
@@ -115,7 +120,8 @@ func writeCSVProof(ctx context.Context, led *ledger.Ledger, s Summary, w *bufio.
 		{"batch", s.Batch}, {"note", strconv.Quote(s.Note)}, {"state", s.State},
 		{"created_at", rfc3339(s.CreatedAt)}, {"due_at", rfc3339(s.DueAt)}, {"completed_at", completed},
 		{"total", strconv.Itoa(s.Total)}, {"deleted", strconv.Itoa(s.Deleted)}, {"not_found", strconv.Itoa(s.NotFound)},
-		{"failed", strconv.Itoa(s.Failed)}, {"pending", strconv.Itoa(s.Pending)}, {"generated_at", rfc3339(s.GeneratedAt)},
+		{"failed", strconv.Itoa(s.Failed)}, {"pending", strconv.Itoa(s.Pending)}, {"invalid", strconv.Itoa(s.Invalid)},
+		{"generated_at", rfc3339(s.GeneratedAt)},
 	} {
 		fmt.Fprintf(w, "# %s: %s\n", kv[0], commentText(kv[1]))
 	}

@@ -137,10 +137,10 @@ func TestStatus(t *testing.T) {
 	if err := json.Unmarshal(js.Bytes(), &out); err != nil || len(out) != 1 || out[0].State != "overdue" || out[0].Pending != 1 {
 		t.Errorf("json %s: %v", js.String(), err)
 	}
-	if line := report.ProgressLine(b, now); !strings.Contains(line, "p: 2/3 done (66.7%) deleted=1 not_found=0 failed=1 pending=1") {
+	if line := report.ProgressLine(b, now); !strings.Contains(line, "p: 2/3 done (66.6%) deleted=1 not_found=0 failed=1 pending=1") {
 		t.Errorf("progress line %q", line)
 	}
-	if bar := report.ProgressBar(b, now, 100); !strings.Contains(bar, "[") || !strings.Contains(bar, " 66.7%") {
+	if bar := report.ProgressBar(b, now, 100); !strings.Contains(bar, "[") || !strings.Contains(bar, " 66.6%") {
 		t.Errorf("progress bar %q", bar)
 	}
 }

@@ -23,11 +23,18 @@ type Status struct {
 	// ETASeconds is how long the pending ids will take at that rate; null
 	// when nothing is finishing.
 	ETASeconds *float64 `json:"eta_seconds"`
+	// UnservedQueues are the batch's queues that no live worker serves,
+	// when the reader asked (ledger.Batch.UnservedQueues); with ids
+	// pending, they wait there until a worker serves them.
+	UnservedQueues []string `json:"unserved_queues,omitempty"`
 }
 
 // StatusOf states batch b at now, with its rate and ETA.
 func StatusOf(b ledger.Batch, now time.Time) Status {
 	s := Status{Summary: SummaryOf(b, now), RatePerSecond: math.Round(b.Rate(now)*100) / 100}
+	if b.Pending() > 0 {
+		s.UnservedQueues = b.UnservedQueues
+	}
 	if eta, ok := b.ETA(now); ok {
 		secs := math.Round(eta.Seconds())
 		s.ETASeconds = &secs
@@ -82,18 +89,28 @@ func ProgressBar(b ledger.Batch, now time.Time, width int) string {
 		b.Failed, b.Rate(now), etaText(b, now))
 }
 
+// percent is the share of b finished, floored to a tenth of a percent:
+// rounding would show 100.0% with an id still pending (3999 of 4000).
+// Integer arithmetic, so no float error can lift 99.9 to 100.0 either.
 func percent(b ledger.Batch) float64 {
-	if b.Total == 0 {
+	if b.Total <= 0 {
 		return 0
 	}
-	return 100 * float64(b.Finished()) / float64(b.Total)
+	return float64(int64(b.Finished())*1000/int64(b.Total)) / 10
 }
 
+// etaText is the ETA of b's pending ids, or why there is none: "stalled"
+// when they wait in queues no live worker serves (all of the batch's
+// queues, or some while nothing finishes), "?" when nothing finishes for
+// another reason.
 func etaText(b ledger.Batch, now time.Time) string {
 	if b.Pending() == 0 {
 		return "-"
 	}
 	eta, ok := b.ETA(now)
+	if len(b.UnservedQueues) > 0 && (!ok || len(b.UnservedQueues) >= len(b.Queues)) {
+		return "stalled: no worker serves queue " + Printable(strings.Join(b.UnservedQueues, ", "))
+	}
 	if !ok {
 		return "?"
 	}

@@ -11,12 +11,15 @@ package runner
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"iter"
 	"sync"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/coze-eraser/coze-eraser/enqueue"
@@ -36,6 +39,14 @@ type Config struct {
 	// Enqueue holds the other enqueue options: queue, due time, note,
 	// callback, retry budget, OnInvalid.
 	Enqueue []enqueue.Option
+	// PrivateQueue puts the batch's tasks in a queue of its own,
+	// [PrivateQueue] of the batch, and makes the run's worker serve only
+	// that queue (a Queue in Enqueue and the Worker's Queues are
+	// overridden): a run on a Redis that a fleet shares must never take the
+	// fleet's queued work. An id that already has a live task in another
+	// queue is linked to that task rather than queued twice, and the run
+	// waits for the fleet to finish it.
+	PrivateQueue bool
 	// OnStart is called once the worker runs, with its server (for its
 	// metrics handler, say).
 	OnStart func(*worker.Server)
@@ -70,8 +81,19 @@ func Run(ctx context.Context, cfg Config, in Input) (Progress, error) {
 		cfg.ProgressEvery = time.Second
 	}
 	start := time.Now()
+	client := enqueue.NewClient(cfg.Redis)
+	defer client.Close()
+	if cfg.Batch == "" {
+		cfg.Batch = client.DefaultBatch()
+	}
+	opts := append(cfg.Enqueue[:len(cfg.Enqueue):len(cfg.Enqueue)], enqueue.Batch(cfg.Batch))
 	wcfg := cfg.Worker
 	wcfg.Redis = cfg.Redis
+	if cfg.PrivateQueue {
+		q := PrivateQueue(cfg.Batch)
+		opts = append(opts, enqueue.Queue(q))
+		wcfg.Queues = map[string]int{q: 1}
+	}
 	w, err := worker.New(wcfg)
 	if err != nil {
 		return Progress{}, err
@@ -83,13 +105,6 @@ func Run(ctx context.Context, cfg Config, in Input) (Progress, error) {
 	if cfg.OnStart != nil {
 		cfg.OnStart(w)
 	}
-
-	client := enqueue.NewClient(cfg.Redis)
-	defer client.Close()
-	if cfg.Batch == "" {
-		cfg.Batch = client.DefaultBatch()
-	}
-	opts := append(cfg.Enqueue[:len(cfg.Enqueue):len(cfg.Enqueue)], enqueue.Batch(cfg.Batch))
 	var (
 		mu       sync.Mutex
 		progress = Progress{Batch: ledger.Batch{Name: cfg.Batch}}
@@ -146,6 +161,12 @@ func Run(ctx context.Context, cfg Config, in Input) (Progress, error) {
 		}
 		switch {
 		case finished:
+			if cfg.PrivateQueue {
+				// Every queue asynq knows is read by each enqueue's
+				// cross-queue check: a finished run's queue goes, when
+				// it is empty (asynq refuses otherwise).
+				_ = asynq.NewInspectorFromRedisClient(cfg.Redis).DeleteQueue(PrivateQueue(cfg.Batch), false)
+			}
 			return snapshot(&mu, &progress, start), nil
 		case ctx.Err() != nil:
 			<-enqDone
@@ -156,6 +177,15 @@ func Run(ctx context.Context, cfg Config, in Input) (Progress, error) {
 		case <-poll.C:
 		}
 	}
+}
+
+// PrivateQueue is the queue of a run's batch with Config.PrivateQueue:
+// "run." and a hash of the name, bounded to what tasks.ValidateQueue
+// allows whatever the batch is called (a batch name may be 128 bytes). The
+// same batch gets the same queue, so running it again resumes its tasks.
+func PrivateQueue(batch string) string {
+	sum := sha256.Sum256([]byte(batch))
+	return "run." + hex.EncodeToString(sum[:8])
 }
 
 func snapshot(mu *sync.Mutex, p *Progress, start time.Time) Progress {

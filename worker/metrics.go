@@ -1,10 +1,6 @@
 package worker
 
 import (
-	"context"
-	"time"
-
-	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/coze-eraser/coze-eraser/callback"
@@ -141,107 +137,4 @@ func (m *Metrics) observeCallback(o callback.Outcome) {
 func (m *Metrics) observeCall(res coze.Result) {
 	m.APIRequests.WithLabelValues(string(res.Class), coze.CodeLabel(res.Code, res.HasCode)).Inc()
 	m.APIDuration.WithLabelValues(string(res.Class)).Observe(res.Duration.Seconds())
-}
-
-// queueCollector exports asynq's queue sizes and latency, read from Redis at
-// scrape time.
-type queueCollector struct {
-	inspector *asynq.Inspector
-	size      *prometheus.Desc
-	latency   *prometheus.Desc
-	paused    *prometheus.Desc
-}
-
-func newQueueCollector(inspector *asynq.Inspector) *queueCollector {
-	return &queueCollector{
-		inspector: inspector,
-		size: prometheus.NewDesc("coze_eraser_queue_tasks",
-			"Tasks in each asynq queue by state.", []string{"queue", "state"}, nil),
-		latency: prometheus.NewDesc("coze_eraser_queue_latency_seconds",
-			"Age of the oldest pending task of each asynq queue.", []string{"queue"}, nil),
-		paused: prometheus.NewDesc("coze_eraser_queue_paused",
-			"1 when the asynq queue is paused.", []string{"queue"}, nil),
-	}
-}
-
-func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- c.size
-	ch <- c.latency
-	ch <- c.paused
-}
-
-func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
-	queues, err := c.inspector.Queues()
-	if err != nil {
-		ch <- prometheus.NewInvalidMetric(c.size, err)
-		return
-	}
-	for _, q := range queues {
-		info, err := c.inspector.GetQueueInfo(q)
-		if err != nil {
-			ch <- prometheus.NewInvalidMetric(c.size, err)
-			continue
-		}
-		for state, n := range map[string]int{
-			"pending": info.Pending, "active": info.Active, "scheduled": info.Scheduled,
-			"retry": info.Retry, "archived": info.Archived, "completed": info.Completed,
-		} {
-			ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(n), q, state)
-		}
-		ch <- prometheus.MustNewConstMetric(c.latency, prometheus.GaugeValue, info.Latency.Seconds(), q)
-		paused := 0.0
-		if info.Paused {
-			paused = 1
-		}
-		ch <- prometheus.MustNewConstMetric(c.paused, prometheus.GaugeValue, paused, q)
-	}
-}
-
-// batchCollector exports how many batches are open, overdue and complete,
-// and how long until the earliest due time of an open batch, read from the
-// ledger's indexes at scrape time. No batch name is a label: there is no
-// bound on how many batches there are.
-type batchCollector struct {
-	ledger *ledger.Ledger
-	now    func() time.Time
-	count  *prometheus.Desc
-	due    *prometheus.Desc
-}
-
-func newBatchCollector(l *ledger.Ledger, now func() time.Time) *batchCollector {
-	return &batchCollector{
-		ledger: l,
-		now:    now,
-		count: prometheus.NewDesc("coze_eraser_batches",
-			"Batches by state: open (ids pending, due ahead), overdue (ids pending, due passed), complete, "+
-				"lost (Redis lost it; its input must be enqueued again).", []string{"state"}, nil),
-		due: prometheus.NewDesc("coze_eraser_oldest_open_batch_due_seconds",
-			"Seconds until the earliest due time of an open batch; negative when it is overdue. Absent when no batch is open.", nil, nil),
-	}
-}
-
-func (c *batchCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- c.count
-	ch <- c.due
-}
-
-func (c *batchCollector) Collect(ch chan<- prometheus.Metric) {
-	now := c.now()
-	stats, err := c.ledger.OpenStats(context.Background(), now)
-	if err != nil {
-		ch <- prometheus.NewInvalidMetric(c.count, err)
-		return
-	}
-	lost, err := c.ledger.LostBatches(context.Background())
-	if err != nil {
-		ch <- prometheus.NewInvalidMetric(c.count, err)
-		return
-	}
-	for state, n := range map[ledger.State]int{ledger.StateOpen: stats.Open, ledger.StateOverdue: stats.Overdue,
-		ledger.StateComplete: stats.Complete, ledger.StateLost: len(lost)} {
-		ch <- prometheus.MustNewConstMetric(c.count, prometheus.GaugeValue, float64(n), string(state))
-	}
-	if !stats.OldestDue.IsZero() {
-		ch <- prometheus.MustNewConstMetric(c.due, prometheus.GaugeValue, stats.OldestDue.Sub(now).Seconds())
-	}
 }

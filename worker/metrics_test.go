@@ -82,7 +82,7 @@ func TestReadyzFailsWithoutRedis(t *testing.T) {
 	b.redis.Kill()
 	rec := httptest.NewRecorder()
 	w.HTTPHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
-	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "redis") {
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "Redis") {
 		t.Errorf("/readyz = %d %q with Redis down", rec.Code, rec.Body.String())
 	}
 	b.redis.Restart()

@@ -97,6 +97,13 @@ type Config struct {
 	// Limiter, when set, is the fleet's shared rate budget and in-flight
 	// cap; without it each worker only pauses itself after a 429.
 	Limiter *ratelimit.Limiter
+	// RedisGaugesInterval is how often the Redis-backed gauges (queue
+	// tasks, batches) are read in the background; a scrape serves the
+	// last read (default [DefaultRedisGaugesInterval]).
+	RedisGaugesInterval time.Duration
+	// RedisCheckInterval is how often the worker pings Redis to log an
+	// outage and the recovery (default [DefaultRedisCheckInterval]).
+	RedisCheckInterval time.Duration
 }
 
 func (c *Config) setDefaults() error {
@@ -122,6 +129,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.IntegrityInterval <= 0 {
 		c.IntegrityInterval = DefaultIntegrityInterval
+	}
+	if c.RedisGaugesInterval <= 0 {
+		c.RedisGaugesInterval = DefaultRedisGaugesInterval
+	}
+	if c.RedisCheckInterval <= 0 {
+		c.RedisCheckInterval = DefaultRedisCheckInterval
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = DefaultConcurrency
@@ -175,6 +188,12 @@ type Server struct {
 	stopOnce  sync.Once
 	closeOnce sync.Once
 	stopJan   context.CancelFunc
+
+	// gauges reads the Redis-backed gauges, redisLog logs Redis outages;
+	// Shutdown waits for both (background).
+	gauges     *redisGauges
+	redisLog   *redisWatch
+	background sync.WaitGroup
 }
 
 // New returns a server; Start or Run it.
@@ -190,8 +209,9 @@ func New(cfg Config) (*Server, error) {
 		p = fleetPacer{limiter: cfg.Limiter, metrics: s.metrics}
 		s.metrics.registerLimiter(cfg.Registry, cfg.Limiter)
 	}
-	cfg.Registry.MustRegister(newQueueCollector(asynq.NewInspectorFromRedisClient(cfg.Redis)),
-		newBatchCollector(cfg.Ledger, cfg.Now))
+	s.gauges = newRedisGauges(asynq.NewInspectorFromRedisClient(cfg.Redis), cfg.Ledger, cfg.Now, cfg.RedisGaugesInterval)
+	cfg.Registry.MustRegister(s.gauges)
+	s.redisLog = newRedisWatch(cfg.Redis, cfg.Logger, cfg.Now, cfg.RedisCheckInterval)
 	s.client = asynq.NewClientFromRedisClient(cfg.Redis)
 	s.janitor = &janitor{ledger: cfg.Ledger, client: s.client, wire: asynqwire.NewWriter(cfg.Redis),
 		inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
@@ -273,6 +293,10 @@ func (s *Server) Start() error {
 	s.stopJan = cancel
 	go s.janitor.run(ctx, s.cfg.JanitorInterval)
 	go s.integrity.run(ctx, s.cfg.IntegrityInterval)
+	s.background.Add(2)
+	s.gauges.begin()
+	go func() { defer s.background.Done(); s.gauges.run(ctx) }()
+	go func() { defer s.background.Done(); s.redisLog.run(ctx) }()
 	return nil
 }
 
@@ -290,6 +314,7 @@ func (s *Server) Shutdown() {
 	s.asynq.Shutdown()
 	s.callbacks.Shutdown()
 	s.closeOnce.Do(s.handler.writer.Close) // after the handlers: their last records are written
+	s.background.Wait()
 }
 
 // Run starts the server, blocks until ctx ends, then shuts down.
@@ -312,12 +337,35 @@ func (s *Server) Ready(ctx context.Context) error {
 	if s.handler.auth.isClosed() {
 		return errors.New("paused: the Coze API rejects the token")
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	return withinTimeout(ctx, readyTimeout, func(ctx context.Context) error {
+		if err := s.cfg.Redis.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("Redis: %w", err)
+		}
+		return lostBatchesError(ctx, s.cfg.Ledger)
+	})
+}
+
+// readyTimeout bounds the Redis reads of [Server.Ready]: a probe must get
+// its answer within its own timeout (Kubernetes' default is 1 s), also
+// while Redis hangs.
+const readyTimeout = 800 * time.Millisecond
+
+// withinTimeout runs fn, which talks to Redis, and stops waiting for it
+// after timeout. go-redis bounds a read by a context's deadline only with
+// ContextTimeoutEnabled, else by its read timeout (3 s by default), so the
+// context alone would not keep the bound; fn's goroutine ends when go-redis
+// gives up.
+func withinTimeout(ctx context.Context, timeout time.Duration, fn func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := s.cfg.Redis.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis: %w", err)
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("Redis is not answering within %v", timeout)
 	}
-	return lostBatchesError(ctx, s.cfg.Ledger)
 }
 
 // lostBatchesError says which batches Redis lost, if any: until their input

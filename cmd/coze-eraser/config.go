@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -32,19 +33,38 @@ func (e env) get(name string) string {
 	return v
 }
 
-// envNames are the variables of flags whose names operators already know;
-// every other flag reads COZE_ERASER_<FLAG_NAME>.
-var envNames = map[string]string{
+// globalEnv names the variables of the settings that mean the same to
+// every command: where Redis and the API are, how long to wait for Redis,
+// how to log. They are read by every command that has the flag, so one
+// environment serves a worker, enqueue, status and report alike. REDIS_URL
+// and COZE_BASE_URL keep the names operators already know.
+var globalEnv = map[string]string{
 	"redis-url":     "REDIS_URL",
 	"coze-base-url": "COZE_BASE_URL",
+	"redis-wait":    "COZE_ERASER_REDIS_WAIT",
+	"redis-tls-ca":  "COZE_ERASER_REDIS_TLS_CA",
+	"log-format":    "COZE_ERASER_LOG_FORMAT",
+	"log-level":     "COZE_ERASER_LOG_LEVEL",
 }
 
-func envName(flag string) string {
-	if name, ok := envNames[flag]; ok {
+// envName is the variable a flag of cmd reads. Every flag but the global
+// ones belongs to its command, and its variable says which:
+// COZE_ERASER_<COMMAND>_<FLAG>, such as COZE_ERASER_WORKER_CONCURRENCY or
+// COZE_ERASER_FAILURES_LIST_BATCH. A variable set for one command (a
+// batch for enqueue, a format for status) then never changes another.
+func envName(cmd *cobra.Command, flag string) string {
+	if name, ok := globalEnv[flag]; ok {
 		return name
 	}
-	return "COZE_ERASER_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+	path := strings.Fields(cmd.CommandPath())[1:] // without the binary's name
+	return envWord("COZE_ERASER_" + strings.Join(append(path, flag), "_"))
 }
+
+// legacyEnvName is the variable a command's flag read before variables
+// were named after their command.
+func legacyEnvName(flag string) string { return envWord("COZE_ERASER_" + flag) }
+
+func envWord(s string) string { return strings.ToUpper(strings.ReplaceAll(s, "-", "_")) }
 
 // bindEnv gives every flag of every command its environment variable: the
 // variable is shown in --help, and read before the command runs when the
@@ -56,7 +76,7 @@ func bindEnv(root *cobra.Command, e env) {
 			if f.Name == "help" || f.Name == "version" {
 				return
 			}
-			f.Usage += fmt.Sprintf(" [$%s]", envName(f.Name))
+			f.Usage += fmt.Sprintf(" [$%s]", envName(cmd, f.Name))
 		})
 		if cmd.RunE != nil {
 			runE := cmd.RunE
@@ -77,19 +97,42 @@ func bindEnv(root *cobra.Command, e env) {
 func applyEnv(cmd *cobra.Command, e env) error {
 	var err error
 	cmd.Flags().VisitAll(func(f *pflag.Flag) {
-		if err != nil || f.Changed || f.Name == "help" {
+		if err != nil || f.Name == "help" {
 			return
 		}
-		name := envName(f.Name)
+		name := envName(cmd, f.Name)
+		warnLegacyEnv(cmd, e, f.Name, name)
+		if f.Changed {
+			return
+		}
 		v, ok := e.lookup(name)
 		if !ok || v == "" {
 			return
 		}
 		if setErr := f.Value.Set(v); setErr != nil {
 			err = setupError("%s=%q: %v", name, v, setErr)
+			return
 		}
+		// A value from the environment was given by the user, as one on
+		// the command line is: only a default --metrics-addr may move.
+		f.Changed = true
 	})
 	return err
+}
+
+// warnLegacyEnv says, on standard error, that a variable of the former
+// scheme is set and no longer read, with the name to use instead: an
+// upgraded worker would otherwise quietly go back to its defaults. The
+// value is not shown.
+func warnLegacyEnv(cmd *cobra.Command, e env, flag, name string) {
+	legacy := legacyEnvName(flag)
+	if legacy == name {
+		return
+	}
+	if v, ok := e.lookup(legacy); ok && v != "" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "coze-eraser: warning: %s is not read: set %s for %s\n",
+			legacy, name, strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" "))
+	}
 }
 
 // tokenSource reads the Coze token from COZE_API_TOKEN or from the file
@@ -168,22 +211,50 @@ func (f *redisFlags) connect(ctx context.Context) (*redis.Client, error) {
 		}
 		opt.TLSConfig.RootCAs = pool
 	}
+	// A context's deadline then bounds each command, reads from a Redis
+	// that hangs included, not only go-redis's own 3 s read timeout.
+	opt.ContextTimeoutEnabled = true
 	rdb := redis.NewClient(opt)
+	if err := f.ping(ctx, rdb); err != nil {
+		_ = rdb.Close()
+		return nil, setupError("cannot reach Redis at %s: %v", redactURL(f.url), err)
+	}
+	return rdb, nil
+}
+
+// redisPingTimeout bounds one attempt to reach Redis at start.
+const redisPingTimeout = 2 * time.Second
+
+// ping tries Redis until it answers or the wait is over. Each attempt is
+// bounded by the time left, so that --redis-wait 2s gives up after about
+// 2 s, not after the wait plus an attempt; a wait of 0 makes one attempt.
+// The error is the most telling one seen: a refused connection says more
+// than the last attempt cut short by the wait.
+func (f *redisFlags) ping(ctx context.Context, rdb *redis.Client) error {
 	deadline := time.Now().Add(f.wait)
+	var telling error
 	for {
-		pingCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err = rdb.Ping(pingCtx).Err()
+		timeout := redisPingTimeout
+		if f.wait > 0 {
+			timeout = min(timeout, time.Until(deadline))
+		}
+		pingCtx, cancel := context.WithTimeout(ctx, timeout)
+		err := rdb.Ping(pingCtx).Err()
 		cancel()
 		if err == nil {
-			return rdb, nil
+			return nil
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			_ = rdb.Close()
-			return nil, setupError("cannot reach Redis at %s: %v", redactURL(f.url), err)
+		if telling == nil || !errors.Is(err, context.DeadlineExceeded) {
+			telling = err
+		}
+		left := time.Until(deadline)
+		if left <= 0 || ctx.Err() != nil {
+			return telling
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(500 * time.Millisecond):
+			return telling
+		case <-time.After(min(500*time.Millisecond, left)):
 		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
@@ -27,6 +29,7 @@ type demoFlags struct {
 	concurrency int
 	metricsAddr string
 	seed        uint64
+	outDir      string
 }
 
 func (a *app) demoCommand() *cobra.Command {
@@ -40,7 +43,10 @@ The fake injects rate limits, 5xx answers, not-found ids, lost answers and
 one auth outage. The demo prints the tallies, a few failure rows with their
 log ids, and where the metrics were.
 
-The embedded Redis keeps nothing after the demo exits.`,
+The embedded Redis keeps nothing after the demo exits, so 'failures list'
+cannot find the demo's rows afterwards: the demo writes every failure row
+(failures.csv) and the proof of erasure (proof.csv) to --out-dir, by
+default a new temporary directory, and prints their paths.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runDemo(cmd.Context(), &f) },
 	}
@@ -49,6 +55,7 @@ The embedded Redis keeps nothing after the demo exits.`,
 	fl.IntVar(&f.concurrency, "concurrency", 50, "tasks worked at once")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9464", "address for /metrics while the demo runs (another free port if taken)")
 	fl.Uint64Var(&f.seed, "seed", 1, "seed of the fake's random faults")
+	fl.StringVar(&f.outDir, "out-dir", "", "directory for the failure rows and the proof, created if missing (default: a new temporary directory)")
 	return cmd
 }
 
@@ -70,6 +77,10 @@ func (a *app) runDemo(ctx context.Context, f *demoFlags) error {
 	}
 	if f.concurrency < 1 || f.concurrency > maxConcurrency {
 		return setupError("--concurrency %d: must be 1 to %d", f.concurrency, maxConcurrency)
+	}
+	outDir, err := demoOutDir(f.outDir)
+	if err != nil {
+		return err
 	}
 	mini, err := miniredis.Run()
 	if err != nil {
@@ -126,29 +137,89 @@ func (a *app) runDemo(ctx context.Context, f *demoFlags) error {
 	b := progress.Batch
 	fmt.Fprintf(a.stdout, "\ndone in %.1fs: total=%d deleted=%d not_found=%d failed=%d (%d API calls, %s)\n",
 		progress.Elapsed.Seconds(), b.Total, b.Deleted, b.NotFound, b.Failed, fake.Counts()["total"], answerSummary(fake.Counts()))
-	return a.printDemoFailures(ctx, rdb, b.Name)
+	return a.saveDemoResults(ctx, rdb, b.Name, outDir)
 }
 
-// printDemoFailures shows a few failure records: what an operator would
-// send to Coze support.
-func (a *app) printDemoFailures(ctx context.Context, rdb *redis.Client, batch string) error {
-	w, err := report.NewFailureWriter(a.stdout, "table")
+// demoOutDir makes the directory of --out-dir, or a new temporary one.
+func demoOutDir(dir string) (string, error) {
+	if dir == "" {
+		dir, err := os.MkdirTemp("", "coze-eraser-demo-")
+		if err != nil {
+			return "", setupError("--out-dir: a temporary directory: %v", err)
+		}
+		return dir, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", setupError("--out-dir: %v", err)
+	}
+	return dir, nil
+}
+
+// saveDemoResults shows a few failure records (what an operator would send
+// to Coze support) and writes all of them, and the proof, to files in dir:
+// the embedded Redis that holds them is gone once the demo exits.
+func (a *app) saveDemoResults(ctx context.Context, rdb *redis.Client, batch, dir string) error {
+	led := ledger.New(rdb)
+	failuresPath := filepath.Join(dir, "failures.csv")
+	shown, total, err := a.writeDemoFailures(ctx, led, batch, failuresPath)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(a.stdout, "\nsome failure records (coze-eraser failures list shows them all):")
-	shown := 0
-	err = ledger.New(rdb).Failures(ctx, ledger.Filter{Batch: batch}, func(r ledger.Failure) error {
+	proofPath := filepath.Join(dir, "proof.csv")
+	if err := writeDemoProof(ctx, led, batch, proofPath); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "\n(%d of %d failure records shown; the embedded Redis is gone when the demo exits, so "+
+		"'failures list' cannot show them: these files keep them)\n", shown, total)
+	fmt.Fprintf(a.stdout, "failure rows (%d): %s\n", total, failuresPath)
+	fmt.Fprintf(a.stdout, "proof of erasure: %s\n", proofPath)
+	return nil
+}
+
+// writeDemoProof writes batch's proof of erasure to path as CSV.
+func writeDemoProof(ctx context.Context, led *ledger.Ledger, batch, path string) error {
+	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600) // it lists conversation ids
+	if err != nil {
+		return setupError("--out-dir: %v", err)
+	}
+	defer fh.Close()
+	if err := report.WriteProof(ctx, led, batch, "csv", fh, time.Now()); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return fh.Close()
+}
+
+// writeDemoFailures writes every failure record of batch to path as CSV and
+// a few of them to standard output as a table.
+func (a *app) writeDemoFailures(ctx context.Context, led *ledger.Ledger, batch, path string) (shown, total int, err error) {
+	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600) // it lists conversation ids
+	if err != nil {
+		return 0, 0, setupError("--out-dir: %v", err)
+	}
+	defer fh.Close()
+	all, _ := report.NewFailureWriter(fh, "csv")
+	table, _ := report.NewFailureWriter(a.stdout, "table")
+	fmt.Fprintln(a.stdout, "\nsome failure records:")
+	err = led.Failures(ctx, ledger.Filter{Batch: batch}, func(r ledger.Failure) error {
+		total++
 		if shown < 3 && r.Outcome == ledger.Failed || shown >= 3 && shown < 6 && r.Outcome == ledger.NotFound {
 			shown++
-			return w.Write(r)
+			if err := table.Write(r); err != nil {
+				return err
+			}
 		}
-		return nil
+		return all.Write(r)
 	})
 	if err != nil {
-		return err
+		return shown, total, err
 	}
-	return w.Flush()
+	if err := table.Flush(); err != nil {
+		return shown, total, err
+	}
+	if err := all.Flush(); err != nil {
+		return shown, total, fmt.Errorf("%s: %w", path, err)
+	}
+	return shown, total, fh.Close()
 }
 
 func answerSummary(counts map[string]int64) string {

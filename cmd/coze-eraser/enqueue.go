@@ -7,8 +7,10 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/coze-eraser/coze-eraser/callback"
@@ -76,8 +78,11 @@ erasure request with a due time (--due or --due-in, default 30 days), a
 existing batch adds to it; an id already finished in it is not sent again.
 Records are kept for --ledger-ttl after the batch's last activity.
 
+A batch is created with its first valid id: input with no id, or that cannot
+be read, creates none. A queue that no live worker serves gets a warning.
+
 Exit status: 0 when every id was valid, 1 when some were not, 2 when the ids
-could not be queued (bad flags, Redis unreachable).`,
+could not be queued (bad flags, Redis unreachable, no id in the input).`,
 		Example: `  coze-eraser enqueue 7379996104798150001 7379996104798150002
   coze-eraser enqueue --file ids.txt --batch gdpr-2026-118 --queue gdpr
   cut -d, -f1 export.csv | coze-eraser enqueue --file - --in 24h`,
@@ -116,6 +121,10 @@ func (a *app) runEnqueue(ctx context.Context, f *enqueueFlags, args []string) er
 			return setupError("--file: %v", err)
 		}
 		defer file.Close()
+		if st, err := file.Stat(); err == nil && st.IsDir() {
+			// Checked before Redis is touched: no batch for a typo.
+			return setupError("--file %s: is a directory; give a file of ids, one per line", f.file)
+		}
 		input = file
 	}
 	rdb, err := f.redis.connect(ctx)
@@ -139,6 +148,9 @@ func (a *app) runEnqueue(ctx context.Context, f *enqueueFlags, args []string) er
 		batch = client.DefaultBatch()
 	}
 	fmt.Fprintf(a.stderr, "batch %s (coze-eraser status %s)\n", batch, batch)
+	if w := unservedWarning(ctx, rdb, f.batch.queue); w != "" {
+		fmt.Fprintln(a.stderr, w)
+	}
 	var sum enqueue.Summary
 	if input != nil {
 		sum, err = client.EnqueueFrom(ctx, input, opts...)
@@ -147,7 +159,7 @@ func (a *app) runEnqueue(ctx context.Context, f *enqueueFlags, args []string) er
 	}
 	fmt.Fprintln(a.stdout, sum)
 	switch {
-	case errors.Is(err, ledger.ErrBatchConflict):
+	case errors.Is(err, ledger.ErrBatchConflict), errors.Is(err, enqueue.ErrNoIDs):
 		return setupError("%v", err)
 	case err != nil:
 		return &exitError{code: exitSetup, err: fmt.Errorf("%w (queueing again is safe: ids already queued count as duplicates)", err)}
@@ -155,6 +167,29 @@ func (a *app) runEnqueue(ctx context.Context, f *enqueueFlags, args []string) er
 		return &exitError{code: exitPartial}
 	}
 	return nil
+}
+
+// unservedWarning is the warning for ids about to be queued in a queue no
+// live worker serves (they wait until one does), naming the queues that
+// are served; "" when queue is served, or when asynq cannot say.
+func unservedWarning(ctx context.Context, rdb redis.UniversalClient, queue string) string {
+	served, err := enqueue.ServedQueues(ctx, rdb)
+	if err != nil || served[queue] {
+		return ""
+	}
+	var names []string
+	for q := range served {
+		if q != callback.Queue { // every worker serves it; it says nothing
+			names = append(names, q)
+		}
+	}
+	slices.Sort(names)
+	servedText := "no worker is running"
+	if len(names) > 0 {
+		servedText = "workers serve " + strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("warning: --queue %s: no live worker serves it (%s); the ids wait there until a worker "+
+		"started with --queues %s runs", queue, servedText, queue)
 }
 
 // maxEnqueueConcurrency bounds enqueue --concurrency: each call in flight

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -47,6 +48,23 @@ func (f *failureFilterFlags) filter() (ledger.Filter, error) {
 	return filter, nil
 }
 
+// checkBatch refuses a --batch that Redis does not hold, as status and
+// report do: an empty listing would read as "no failures". A lost batch
+// is held (its kept outcomes may have failures).
+func checkBatch(ctx context.Context, led *ledger.Ledger, batch string) error {
+	if batch == "" {
+		return nil
+	}
+	_, ok, err := led.BatchOrLost(ctx, batch)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return setupError("--batch: %v", report.NoBatchError(batch))
+	}
+	return nil
+}
+
 func (a *app) failuresListCommand() *cobra.Command {
 	var (
 		rf     redisFlags
@@ -82,7 +100,11 @@ escapes (\x1b, \n). JSONL has every string exact.`,
 				return err
 			}
 			defer rdb.Close()
-			if err := ledger.New(rdb).Failures(cmd.Context(), filter, w.Write); err != nil {
+			led := ledger.New(rdb)
+			if err := checkBatch(cmd.Context(), led, filter.Batch); err != nil {
+				return err
+			}
+			if err := led.Failures(cmd.Context(), filter, w.Write); err != nil {
 				return setupError("%v", err)
 			}
 			return w.Flush()
@@ -126,6 +148,9 @@ a retry run interrupted by a Redis outage.`,
 				return err
 			}
 			defer rdb.Close()
+			if err := checkBatch(cmd.Context(), ledger.New(rdb), filter.Batch); err != nil {
+				return err
+			}
 			client := enqueue.NewClient(rdb)
 			defer client.Close()
 			sum, err := client.RetryFailures(cmd.Context(), filter, dryRun, enqueue.MaxRetry(maxRetry))

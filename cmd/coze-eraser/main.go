@@ -104,14 +104,17 @@ with retries and backoff, pause on rate limits and on a rejected token, and
 record the outcome of every id, with the API's log id for every failure.
 
 Every flag can also be set by the environment variable shown beside it; a
-flag on the command line wins. The Coze token is read from COZE_API_TOKEN, or
+flag on the command line wins. Where Redis and the API are and how to log
+are read by every command (REDIS_URL, COZE_BASE_URL, COZE_ERASER_LOG_FORMAT…);
+any other variable names its command (COZE_ERASER_WORKER_CONCURRENCY) and
+changes no other. The Coze token is read from COZE_API_TOKEN, or
 from the file named by COZE_API_TOKEN_FILE; it is never a flag.`,
-		Version:           version(),
-		SilenceUsage:      true,
-		SilenceErrors:     true,
-		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
+		Version:       version(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
 	}
-	root.AddCommand(a.demoCommand(), a.runCommand(), a.workerCommand(), a.enqueueCommand(), a.statusCommand(), a.reportCommand(), a.failuresCommand(), a.fakeAPICommand(), a.benchCommand())
+	root.AddCommand(a.demoCommand(), a.runCommand(), a.workerCommand(), a.enqueueCommand(), a.statusCommand(), a.reportCommand(), a.failuresCommand(), a.fakeAPICommand(), a.benchCommand(),
+		a.healthcheckCommand(), a.versionCommand())
 	bindEnv(root, a.env)
 	return root
 }

@@ -84,6 +84,8 @@ func TestEnqueueBadInput(t *testing.T) {
 		`line 9: invalid conversation id "0123": has a leading zero`,
 	}
 	stderr := strings.Split(strings.TrimSpace(res.stderr), "\n")
+	// No worker runs here: enqueue warns that none serves the queue.
+	stderr = slices.DeleteFunc(stderr, func(l string) bool { return strings.HasPrefix(l, "warning: --queue default:") })
 	if stderr[0] != "batch bad-input (coze-eraser status bad-input)" {
 		t.Errorf("first stderr line %q does not name the batch", stderr[0])
 	}
@@ -196,7 +198,7 @@ func TestSetupErrors(t *testing.T) {
 		{"ids and file", nil, []string{"enqueue", "1", "--file", "x"}, "not both"},
 		{"bad --at", nil, []string{"enqueue", "1", "--at", "tomorrow"}, "--at \"tomorrow\""},
 		{"bad batch", nil, []string{"enqueue", "1", "--batch", "a b"}, "--batch"},
-		{"bad env value", map[string]string{"COZE_ERASER_CONCURRENCY": "many", "COZE_API_TOKEN": "x"}, []string{"worker"}, "COZE_ERASER_CONCURRENCY=\"many\""},
+		{"bad env value", map[string]string{"COZE_ERASER_WORKER_CONCURRENCY": "many", "COZE_API_TOKEN": "x"}, []string{"worker"}, "COZE_ERASER_WORKER_CONCURRENCY=\"many\""},
 		{"unknown flag", nil, []string{"enqueue", "--nope"}, "unknown flag: --nope"},
 		{"unknown command", nil, []string{"erase-everything"}, "unknown command"},
 		{"bad fault", nil, []string{"fake-api", "--fault", "boom=0.1"}, "unknown fault"},
@@ -224,13 +226,13 @@ func TestEnvAndFlagPrecedence(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	// The env names a dead Redis; the flag names the live one and wins.
-	c := cli{env: map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0", "COZE_ERASER_QUEUE": "fromenv"}}
+	c := cli{env: map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0", "COZE_ERASER_ENQUEUE_QUEUE": "fromenv"}}
 	res := c.run(context.Background(), "enqueue", "5", "--redis-url", srv.URL)
 	if res.code != 0 {
 		t.Fatalf("%+v", res)
 	}
 	if _, err := asynq.NewInspectorFromRedisClient(srv.Client()).GetTaskInfo("fromenv", tasks.TaskID("5")); err != nil {
-		t.Errorf("COZE_ERASER_QUEUE was not used: %v", err)
+		t.Errorf("COZE_ERASER_ENQUEUE_QUEUE was not used: %v", err)
 	}
 }
 
@@ -248,7 +250,7 @@ func TestHelpDescribesEveryFlag(t *testing.T) {
 	res := cli{}.run(context.Background(), "worker", "--help")
 	for _, flag := range []string{"--redis-url", "$REDIS_URL", "--coze-base-url", "$COZE_BASE_URL", "--concurrency",
 		"--request-timeout", "--metrics-addr", "127.0.0.1:9464", "--queues", "--shutdown-timeout", "--log-format",
-		"--retry-base", "--retry-cap", "$COZE_ERASER_CONCURRENCY", "COZE_API_TOKEN"} {
+		"--retry-base", "--retry-cap", "$COZE_ERASER_WORKER_CONCURRENCY", "COZE_API_TOKEN"} {
 		if !strings.Contains(res.stdout, flag) {
 			t.Errorf("worker --help does not mention %s", flag)
 		}
@@ -337,7 +339,7 @@ func TestWorkerCommandEndToEnd(t *testing.T) {
 
 	// Fix the cause, retry, and work again.
 	fake.ScriptForever("7379996104798150003", "")
-	if res := c.run(ctx, "failures", "retry", "--dry-run"); lastLine(res.stdout) != "retried=1 already_queued=0" {
+	if res := c.run(ctx, "failures", "retry", "--dry-run"); lastLine(res.stdout) != "would retry=1 already_queued=0" {
 		t.Errorf("dry run: %+v", res)
 	}
 	if res := c.run(ctx, "failures", "retry", "--batch", "cli"); res.code != 0 || lastLine(res.stdout) != "retried=1 already_queued=0" {

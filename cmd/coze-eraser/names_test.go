@@ -63,7 +63,7 @@ func TestNameFlagsAreChecked(t *testing.T) {
 	}{
 		{"enqueue queue with a space", nil, []string{"enqueue", "1", "--queue", "a b"}, `--queue: invalid queue name "a b": ` + queueRule},
 		{"enqueue callback queue", nil, []string{"enqueue", "1", "--queue", callback.Queue}, `--queue: invalid queue name "callbacks": reserved`},
-		{"enqueue queue from env", map[string]string{"COZE_ERASER_QUEUE": "q{1}"}, []string{"enqueue", "1"}, `--queue: invalid queue name "q{1}": ` + queueRule},
+		{"enqueue queue from env", map[string]string{"COZE_ERASER_ENQUEUE_QUEUE": "q{1}"}, []string{"enqueue", "1"}, `--queue: invalid queue name "q{1}": ` + queueRule},
 		{"enqueue long queue", nil, []string{"enqueue", "1", "--queue", strings.Repeat("q", 65)}, "--queue: invalid queue name"},
 		{"enqueue empty queue", nil, []string{"enqueue", "1", "--queue", ""}, `--queue: invalid queue name "": ` + queueRule},
 		{"enqueue batch with a colon", nil, []string{"enqueue", "1", "--batch", "ticket:1"}, `--batch: invalid batch name "ticket:1": ` + batchRule},
@@ -74,7 +74,7 @@ func TestNameFlagsAreChecked(t *testing.T) {
 		{"run reserved batch", token, []string{"run", "1", "--batch", ledger.InvalidBatch}, `--batch: invalid batch name "invalid-tasks": reserved`},
 		{"worker queue with a space", token, []string{"worker", "--queues", "gdpr=6,a b=1"}, `--queues: invalid queue name "a b": ` + queueRule},
 		{"worker callback queue", token, []string{"worker", "--queues", callback.Queue}, `--queues: invalid queue name "callbacks": reserved`},
-		{"worker queues from env", map[string]string{"COZE_API_TOKEN": "pat_x", "COZE_ERASER_QUEUES": "a@b"}, []string{"worker"}, `--queues: invalid queue name "a@b": ` + queueRule},
+		{"worker queues from env", map[string]string{"COZE_API_TOKEN": "pat_x", "COZE_ERASER_WORKER_QUEUES": "a@b"}, []string{"worker"}, `--queues: invalid queue name "a@b": ` + queueRule},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -20,9 +21,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/coze-eraser/coze-eraser/enqueue"
+	"github.com/coze-eraser/coze-eraser/internal/termbar"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/report"
 	"github.com/coze-eraser/coze-eraser/runner"
+	"github.com/coze-eraser/coze-eraser/tasks"
 	"github.com/coze-eraser/coze-eraser/worker"
 )
 
@@ -36,6 +39,9 @@ type runFlags struct {
 	file   string
 	report string
 	every  time.Duration
+	// queueGiven is true when --queue was given: the run then uses that
+	// queue rather than one of its own.
+	queueGiven bool
 }
 
 func (a *app) runCommand() *cobra.Command {
@@ -59,7 +65,10 @@ Exit status: 0 when no id failed, 1 when some failed or were invalid, 2 when
 the run could not start, 130 when interrupted.`,
 		Example: `  COZE_API_TOKEN=pat_... coze-eraser run --file ids.txt --report proof.csv
   coze-eraser run --file ids.txt --redis-url redis://127.0.0.1:6379/0 --rate 50`,
-		RunE: func(cmd *cobra.Command, args []string) error { return a.runRun(cmd.Context(), &f, args) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f.queueGiven = cmd.Flags().Changed("queue")
+			return a.runRun(cmd.Context(), &f, args)
+		},
 	}
 	cmd.Flags().StringVar(&f.redis.url, "redis-url", "", "Redis to keep the queue and ledger in (default: an embedded one that keeps nothing)")
 	f.redis.registerRest(cmd, 0)
@@ -102,7 +111,10 @@ func (a *app) runRun(ctx context.Context, f *runFlags, args []string) error {
 	if batch == "" {
 		batch = defaultRunBatch(source)
 	}
-	log, flushLog, err := f.work.log.logger(a.stderr)
+	// The log shares standard error with the progress bar: both go
+	// through term, so that a log line never lands on the bar's line.
+	term := termbar.New(a.stderr, isTerminal(a.stderr))
+	log, flushLog, err := f.work.log.logger(term)
 	if err != nil {
 		return err
 	}
@@ -128,9 +140,12 @@ func (a *app) runRun(ctx context.Context, f *runFlags, args []string) error {
 	if limiter != nil {
 		defer limiter.Close()
 	}
-	// The run's own worker takes tasks from the queue its ids go to.
+	// The run's own worker takes tasks only from the queue its ids go to:
+	// a queue of the batch's own unless --queue names one (then the run
+	// serves that queue, and shares it with whoever else uses it).
 	cfg.Queues = map[string]int{f.batch.queue: 1}
-	ln, err := listenMetrics(f.work.metricsAddr, true)
+	privateQueue := !f.queueGiven
+	ln, err := f.work.listenMetrics(true)
 	if err != nil {
 		return err
 	}
@@ -142,14 +157,18 @@ func (a *app) runRun(ctx context.Context, f *runFlags, args []string) error {
 	// fleet worker does (asynq's defaults: 1 s polls, 5 s forwarding).
 	cfg.PollInterval, cfg.ForwardInterval = 200*time.Millisecond, time.Second
 	progress, runErr := a.runToEnd(ctx, runJob{
-		rdb: rdb, worker: cfg, batch: batch, opts: opts, input: in, metrics: ln, every: f.every, log: log,
+		rdb: rdb, worker: cfg, batch: batch, opts: opts, input: in, metrics: ln, every: f.every, log: log, term: term,
+		privateQueue: privateQueue,
 	})
+	if errors.Is(runErr, enqueue.ErrNoIDs) {
+		return setupError("%v", runErr) // no batch: no tallies, no report
+	}
 	return a.finishRun(ctx, rdb, progress, runErr, f.report, embedded)
 }
 
 // runInput opens the ids: a file, standard input, or the arguments. source
 // names the input, for the default batch name (empty for standard input,
-// which cannot be read twice).
+// which cannot be read twice: its batch gets a generated name).
 func (a *app) runInput(file string, args []string) (in runner.Input, source string, closeFn func(), err error) {
 	closeFn = func() {}
 	switch {
@@ -173,10 +192,12 @@ func (a *app) runInput(file string, args []string) (in runner.Input, source stri
 var unsafeBatchChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
 // defaultRunBatch names the batch of a run after its input, so that the same
-// file (or the same arguments) resumes the same batch.
+// file (or the same arguments) resumes the same batch. Standard input gets
+// a generated name, made here rather than by the enqueue client so that
+// the "batch" line printed before the run can show it.
 func defaultRunBatch(source string) string {
 	if source == "" {
-		return "" // standard input: the enqueue client generates a name
+		return tasks.NewBatchName(time.Now(), uint16(rand.Uint32()))
 	}
 	sum := sha256.Sum256([]byte(source))
 	base := "args"
@@ -221,43 +242,50 @@ type runJob struct {
 	metrics net.Listener
 	every   time.Duration
 	log     *slog.Logger
+	// term draws the progress and carries the log lines written while it
+	// shows; nil draws on standard error.
+	term *termbar.Bar
+	// privateQueue gives the batch a queue of its own (runner.Config's
+	// PrivateQueue).
+	privateQueue bool
 }
 
 // runToEnd works a batch to the end, showing progress on standard error: a
 // bar redrawn in place on a terminal, plain lines otherwise.
 func (a *app) runToEnd(ctx context.Context, job runJob) (runner.Progress, error) {
-	tty := isTerminal(a.stderr)
+	term := job.term
+	if term == nil {
+		term = termbar.New(a.stderr, isTerminal(a.stderr))
+	}
 	every := job.every
-	if tty {
+	if term.Terminal() {
 		every = time.Second
 	}
 	metricsCtx, stopMetrics := context.WithCancel(ctx)
 	defer stopMetrics()
 	opts := append(job.opts[:len(job.opts):len(job.opts)], enqueue.OnInvalid(func(inv enqueue.Invalid) {
-		if tty {
-			fmt.Fprint(a.stderr, "\r\033[K")
-		}
-		fmt.Fprintf(a.stderr, "line %d: %v\n", inv.Line, inv.Err)
+		fmt.Fprintf(term, "line %d: %v\n", inv.Line, inv.Err)
 	}))
 	progress, err := runner.Run(ctx, runner.Config{
 		Redis:   job.rdb,
 		Worker:  job.worker,
 		Batch:   job.batch,
 		Enqueue: opts,
-		OnStart: func(w *worker.Server) { serveMetrics(metricsCtx, job.metrics, w, job.log) },
+		// Set by run (no --queue given); demo's embedded Redis holds no
+		// one else's work.
+		PrivateQueue: job.privateQueue,
+		OnStart:      func(w *worker.Server) { serveMetrics(metricsCtx, job.metrics, w, job.log) },
 		OnProgress: func(p runner.Progress) {
 			now := time.Now()
-			if tty {
-				fmt.Fprintf(a.stderr, "\r\033[K%s", report.ProgressBar(p.Batch, now, terminalWidth()))
+			if term.Terminal() {
+				term.Draw(report.ProgressBar(p.Batch, now, terminalWidth()))
 			} else {
-				fmt.Fprintln(a.stderr, report.ProgressLine(p.Batch, now))
+				term.Draw(report.ProgressLine(p.Batch, now))
 			}
 		},
 		ProgressEvery: every,
 	}, job.input)
-	if tty {
-		fmt.Fprintln(a.stderr)
-	}
+	term.Done()
 	return progress, err
 }
 

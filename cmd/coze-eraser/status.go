@@ -9,8 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
+	"github.com/coze-eraser/coze-eraser/enqueue"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/report"
 )
@@ -31,8 +33,11 @@ func (a *app) statusCommand() *cobra.Command {
 		Long: `Show batches, newest first, or one batch: created and due times, total,
 deleted, not_found, failed and pending ids, the rate over the last minute,
 the ETA, and the state: open, complete, overdue (ids pending past the due
-time), or lost (Redis lost the batch's records: enqueue its input again, or
-dismiss the loss with --dismiss-lost once it is dealt with otherwise).
+time), empty (its input was only invalid lines: nothing to erase), or lost
+(Redis lost the batch's records: enqueue its input again, or dismiss the loss
+with --dismiss-lost once it is dealt with otherwise). When the pending ids
+wait in queues no live worker serves, the ETA says "stalled: no worker serves
+queue Q".
 
 --watch redraws every second: a progress bar on a terminal, plain lines
 otherwise. --format json prints the same fields for programs.`,
@@ -72,17 +77,20 @@ func (a *app) runStatus(ctx context.Context, f *statusFlags, args []string) erro
 	}
 	read := func() ([]ledger.Batch, error) {
 		if len(args) == 0 {
-			return batchesAndLost(ctx, led, f.limit)
+			batches, err := batchesAndLost(ctx, led, f.limit)
+			markUnserved(ctx, rdb, batches)
+			return batches, err
 		}
 		b, ok, err := led.BatchOrLost(ctx, args[0])
 		if err != nil {
 			return nil, err
 		}
 		if !ok {
-			return nil, setupError("no batch %q: it may have expired, or never existed, or Redis lost it before "+
-				"any worker or run could notice (check that Redis persists its data: AOF)", args[0])
+			return nil, setupError("%v", report.NoBatchError(args[0]))
 		}
-		return []ledger.Batch{b}, nil
+		batches := []ledger.Batch{b}
+		markUnserved(ctx, rdb, batches)
+		return batches, nil
 	}
 	if !f.watch {
 		batches, err := read()
@@ -92,6 +100,25 @@ func (a *app) runStatus(ctx context.Context, f *statusFlags, args []string) erro
 		return report.WriteStatus(a.stdout, batches, time.Now(), f.format)
 	}
 	return a.watchStatus(ctx, read, len(args) == 1, f.format)
+}
+
+// markUnserved notes, on each batch with ids pending, the queues of the
+// batch that no live worker serves, so that status says it is stalled
+// rather than show an ETA of "?". Without asynq's server records it
+// notes nothing: status then shows what the ledger alone says.
+func markUnserved(ctx context.Context, rdb redis.UniversalClient, batches []ledger.Batch) {
+	if !slices.ContainsFunc(batches, func(b ledger.Batch) bool { return b.LostAt.IsZero() && b.Pending() > 0 }) {
+		return
+	}
+	served, err := enqueue.ServedQueues(ctx, rdb)
+	if err != nil {
+		return
+	}
+	for i, b := range batches {
+		if b.LostAt.IsZero() && b.Pending() > 0 {
+			batches[i].UnservedQueues = enqueue.UnservedQueues(b.Queues, served)
+		}
+	}
 }
 
 // dismissLost takes a lost batch off the lost list.
@@ -154,7 +181,7 @@ func (a *app) watchStatus(ctx context.Context, read func() ([]ledger.Batch, erro
 		if err != nil {
 			return err
 		}
-		if single && (batches[0].State(now) == ledger.StateComplete || batches[0].State(now) == ledger.StateLost) {
+		if single && watchDone(batches[0], now) {
 			if tty {
 				fmt.Fprintln(a.stdout)
 			}
@@ -169,6 +196,19 @@ func (a *app) watchStatus(ctx context.Context, read func() ([]ledger.Batch, erro
 		case <-tick.C:
 		}
 	}
+}
+
+// watchDone reports whether a watched batch is at its end: complete, lost,
+// or empty once its enqueue sealed it (a batch is empty for a moment
+// while its first ids are added).
+func watchDone(b ledger.Batch, now time.Time) bool {
+	switch b.State(now) {
+	case ledger.StateComplete, ledger.StateLost:
+		return true
+	case ledger.StateEmpty:
+		return !b.CompletedAt.IsZero()
+	}
+	return false
 }
 
 // isTerminal reports whether w is a character device, such as a terminal.

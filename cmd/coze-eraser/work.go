@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/coze-eraser/coze-eraser/coze"
 	"github.com/coze-eraser/coze-eraser/ledger"
@@ -29,16 +32,20 @@ type workFlags struct {
 	rate            float64
 	burst           int
 	maxInflight     int
+	// flags tells a value the user gave (flag or environment) from a
+	// default: only a default --metrics-addr may move.
+	flags *pflag.FlagSet
 }
 
 func (f *workFlags) register(cmd *cobra.Command) {
 	f.log.register(cmd)
 	fl := cmd.Flags()
+	f.flags = fl
 	fl.StringVar(&f.baseURL, "coze-base-url", coze.DefaultBaseURL, "Coze API base URL (https://api.coze.com outside China)")
 	fl.IntVar(&f.concurrency, "concurrency", worker.DefaultConcurrency, "tasks worked at once (1 to 10000)")
 	fl.DurationVar(&f.requestTimeout, "request-timeout", coze.DefaultTimeout, "timeout of one API call, body included (1s to 10m)")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "time calls in flight get to finish at shutdown")
-	fl.StringVar(&f.metricsAddr, "metrics-addr", "127.0.0.1:9464", "address for /metrics, /healthz and /readyz; empty turns them off")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", defaultMetricsAddr, "address for /metrics, /healthz and /readyz; empty turns them off")
 	fl.DurationVar(&f.retryBase, "retry-base", worker.DefaultRetryBackoff.Base, "first backoff step of a transient retry")
 	fl.DurationVar(&f.retryCap, "retry-cap", worker.DefaultRetryBackoff.Cap, "longest backoff step of a transient retry")
 	fl.DurationVar(&f.authProbe, "auth-probe-interval", worker.DefaultAuthProbe.Base, "first interval between probes while the token is rejected (doubles up to 5m)")
@@ -46,6 +53,10 @@ func (f *workFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.burst, "burst", 1, "requests the fleet may send at once after a quiet spell, with --rate (1 to 10000)")
 	fl.IntVar(&f.maxInflight, "max-inflight", 0, "API calls in flight across the whole fleet, up to 100000 (0: no cap)")
 }
+
+// defaultMetricsAddr is --metrics-addr's default: loopback only, see
+// README's "Exposing metrics safely".
+const defaultMetricsAddr = "127.0.0.1:9464"
 
 // Bounds of the work flags; the fleet budget's are ratelimit's.
 const (
@@ -177,6 +188,14 @@ func (f *workFlags) limiter(rdb redis.UniversalClient, api *coze.Client, tokens 
 	return l, nil
 }
 
+// listenMetrics opens the listener of --metrics-addr. With mayMove (run,
+// not worker), the default address, when taken by a worker or another run
+// on the same host, gives way to a free port. An address the user gave, by
+// flag or environment, never moves: that is where Prometheus looks.
+func (f *workFlags) listenMetrics(mayMove bool) (net.Listener, error) {
+	return listenMetrics(f.metricsAddr, mayMove && !f.flags.Changed("metrics-addr"))
+}
+
 // listenMetrics opens the metrics listener; with fallback, a taken port
 // gives way to a free one rather than an error. It returns nil for an
 // empty address.
@@ -187,6 +206,9 @@ func listenMetrics(addr string, fallback bool) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil && fallback {
 		ln, err = net.Listen("tcp", "127.0.0.1:0")
+	}
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, setupError("--metrics-addr %s: address already in use: stop what listens there, or give another address (empty turns metrics off)", addr)
 	}
 	if err != nil {
 		return nil, setupError("--metrics-addr: %v", err)

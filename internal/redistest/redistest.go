@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -188,6 +189,31 @@ func (s *Server) Kill() {
 	_ = s.cmd.Process.Kill()
 	<-s.exited
 	s.cmd = nil
+}
+
+// Stop suspends the server with SIGSTOP: it keeps its connections open and
+// answers nothing, as a Redis that hangs (swapping, a stuck disk) would.
+// Continue resumes it; the test's cleanup resumes it too, before anything
+// registered earlier (a worker's shutdown) runs.
+func (s *Server) Stop() {
+	s.t.Helper()
+	s.signal(syscall.SIGSTOP)
+	s.t.Cleanup(s.Continue)
+}
+
+// Continue resumes a server suspended by Stop (SIGCONT). It is safe to call
+// when the server runs or was killed.
+func (s *Server) Continue() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Errorf("redistest: %v: %v", sig, err)
+	}
 }
 
 // Restart starts the server again on the same port and directory after

@@ -3,6 +3,7 @@ package redistest_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/coze-eraser/coze-eraser/internal/redistest"
 )
@@ -41,5 +42,26 @@ func TestTLSAndACLUser(t *testing.T) {
 	}
 	if want := "rediss://eraser:s3cret-pw@"; len(srv.URL) < len(want) || srv.URL[:len(want)] != want {
 		t.Errorf("URL %s", srv.URL)
+	}
+}
+
+// TestStopContinue: a stopped server answers nothing until it continues.
+func TestStopContinue(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	c := srv.Client()
+	srv.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Ping(ctx).Err() }()
+	select {
+	case err := <-done:
+		t.Fatalf("a stopped server answered the ping: %v", err)
+	case <-time.After(150 * time.Millisecond):
+	}
+	srv.Continue()
+	if err := c.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("ping after Continue: %v", err)
 	}
 }

@@ -75,14 +75,18 @@ local function isPending(v) return v == 'p' or v == 'r' end
 local function bumpSeq() redis.call('INCR', P .. 'seq') end
 
 -- tryComplete completes batch b when nothing is pending, nothing is being
--- added to it, and it is not complete already: it records the completion,
+-- added to it, and it is not complete already (a batch of no id completes
+-- only when its input was refused, to tell its requester so: 'invalid' > 0,
+-- set by seal.lua before it calls this): it records the completion,
 -- leaves the open index, queues a callback with the tallies of this moment,
 -- and starts the retention clock on every key of the batch.
 local function tryComplete(b, nowMs)
   local meta = metaKey(b)
-  local t = redis.call('HMGET', meta, 'total', 'deleted', 'not_found', 'failed', 'callback', 'complete', 'ttl', 'buckets')
+  local t = redis.call('HMGET', meta, 'total', 'deleted', 'not_found', 'failed', 'callback', 'complete', 'ttl', 'buckets',
+    'invalid')
   local total = tonumber(t[1]) or 0
-  if total == 0 or t[6] == '1' or total ~= tonumber(t[2]) + tonumber(t[3]) + tonumber(t[4]) then
+  local empty = total == 0 and (tonumber(t[9]) or 0) == 0
+  if empty or t[6] == '1' or total ~= tonumber(t[2]) + tonumber(t[3]) + tonumber(t[4]) then
     return false
   end
   if redis.call('ZCOUNT', addersKey(b), '(' .. nowMs, '+inf') > 0 then
