@@ -54,6 +54,20 @@ type Config struct {
 	// Now is the clock; nil uses the Redis server's, which every worker
 	// shares.
 	Now func() time.Time
+	// Adaptive makes the budget discover the API's limit rather than start
+	// at Rate: it starts just under what the API accepted before the last
+	// pushback on Key (kept 30 days), or at StartRate, grows by
+	// GrowthFactor a second while the API accepts what it sends, is cut on
+	// pushback, and then probes above the limit by 1% a second. Rate is
+	// then a ceiling (0: HighestRate).
+	Adaptive bool
+	// StartRate is where an adaptive budget with nothing learnt starts
+	// (default 20 requests a second, the slowest Coze plan).
+	StartRate float64
+	// GrowthFactor multiplies an adaptive budget's rate once a second,
+	// while the API accepts what it sends, until the first pushback
+	// (default 2).
+	GrowthFactor float64
 	// Tuning; zero values take the defaults below.
 	CutFactor    float64       // rate kept after a pushback (0.9)
 	MinRate      float64       // floor of the effective rate (Rate/100, at least 0.1, at most Rate)
@@ -129,6 +143,9 @@ func New(rdb redis.UniversalClient, cfg Config) (*Limiter, error) {
 	if !(cfg.CutFactor > 0 && cfg.CutFactor < 1) {
 		cfg.CutFactor = 0.9
 	}
+	if cfg.Adaptive {
+		cfg.setAdaptiveDefaults()
+	}
 	if !(cfg.MinRate > 0) || math.IsInf(cfg.MinRate, 0) {
 		cfg.MinRate = max(cfg.Rate/100, 0.1)
 	}
@@ -150,6 +167,9 @@ func New(rdb redis.UniversalClient, cfg Config) (*Limiter, error) {
 		wake:      make(chan struct{}),
 	}
 	l.effective.Store(floatBits(cfg.Rate))
+	if cfg.Adaptive {
+		l.effective.Store(floatBits(min(cfg.StartRate, cfg.Rate)))
+	}
 	if cfg.MaxInflight > 0 {
 		ctx, cancel := context.WithCancel(context.Background())
 		l.stopSub = cancel
@@ -157,6 +177,24 @@ func New(rdb redis.UniversalClient, cfg Config) (*Limiter, error) {
 		go l.listen(ctx, sub)
 	}
 	return l, nil
+}
+
+// setAdaptiveDefaults fills an adaptive budget's settings: its ceiling, its
+// start, its growth, and a floor low enough for the slowest plans (Coze's
+// range from 20 to 500 calls a second) rather than a share of the ceiling.
+func (c *Config) setAdaptiveDefaults() {
+	if c.Rate == 0 {
+		c.Rate = HighestRate
+	}
+	if !(c.StartRate >= LowestRate) || math.IsInf(c.StartRate, 0) {
+		c.StartRate = 20
+	}
+	if !(c.GrowthFactor > 1 && c.GrowthFactor <= 4) {
+		c.GrowthFactor = 2
+	}
+	if !(c.MinRate > 0) || math.IsInf(c.MinRate, 0) {
+		c.MinRate = min(0.5, c.Rate)
+	}
 }
 
 // validate refuses what would not limit, or not the way it says: NaN,
@@ -204,8 +242,12 @@ func (l *Limiter) Reserve(ctx context.Context) (time.Duration, error) {
 	}
 	ok := l.successes.Swap(0)
 	c := l.cfg
-	res, err := acquireScript.Run(ctx, l.rdb, []string{c.Key}, l.now(), c.Rate, c.Burst, ok,
-		c.IncreaseStep.Milliseconds(), c.Rate/100, c.Rate/500).Slice()
+	adaptive := "0"
+	if c.Adaptive {
+		adaptive = "1"
+	}
+	res, err := acquireScript.Run(ctx, l.rdb, []string{c.Key, l.learnedKey()}, l.now(), c.Rate, c.Burst, ok,
+		c.IncreaseStep.Milliseconds(), c.Rate/100, c.Rate/500, adaptive, c.StartRate, c.GrowthFactor).Slice()
 	if err != nil {
 		l.successes.Add(ok) // count them next time
 		return 0, fmt.Errorf("ratelimit: reserve: %w", err)
@@ -251,7 +293,7 @@ func (l *Limiter) Observe(ctx context.Context, res coze.Result) error {
 	switch res.Class {
 	case coze.ClassRateLimited:
 		c := l.cfg
-		rate, err := pushbackScript.Run(ctx, l.rdb, []string{c.Key}, l.now(), res.RetryAfter.Milliseconds(),
+		rate, err := pushbackScript.Run(ctx, l.rdb, []string{c.Key, l.learnedKey()}, l.now(), res.RetryAfter.Milliseconds(),
 			c.CutFactor, c.MinRate, c.Cooldown.Milliseconds(), c.Rate).Text()
 		if err != nil {
 			return fmt.Errorf("ratelimit: pushback: %w", err)
@@ -272,6 +314,12 @@ func (l *Limiter) setEffective(v any) {
 }
 
 func (l *Limiter) channel() string { return l.cfg.Key + ":freed" }
+
+// learnedKey holds the rate the budget learnt from its last pushback.
+func (l *Limiter) learnedKey() string { return l.cfg.Key + ":learned" }
+
+// Adaptive reports whether the budget discovers the API's limit.
+func (l *Limiter) Adaptive() bool { return l.cfg.Adaptive }
 
 // acquireInflight takes an in-flight slot. Only one goroutine of the
 // process asks Redis at a time; it sleeps until a slot is announced freed

@@ -71,6 +71,9 @@ type Progress struct {
 	Summary  enqueue.Summary
 	Enqueued bool
 	Elapsed  time.Duration
+	// HeldBack says why calls are held back now (worker.Server.HeldBack),
+	// or is empty.
+	HeldBack string
 }
 
 // Run works in until each id of the batch has a terminal outcome, or ctx
@@ -149,11 +152,12 @@ func Run(ctx context.Context, cfg Config, in Input) (Progress, error) {
 				return snapshot(&mu, &progress, start), lostErr
 			}
 		}
+		mu.Lock()
 		if ok {
-			mu.Lock()
 			progress.Batch = b
-			mu.Unlock()
 		}
+		progress.HeldBack = w.HeldBack()
+		mu.Unlock()
 		finished := enqueued && ok && b.Pending() == 0
 		if cfg.OnProgress != nil && ok && (finished || ctx.Err() != nil || time.Since(reported) >= cfg.ProgressEvery) {
 			cfg.OnProgress(snapshot(&mu, &progress, start))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -47,6 +48,8 @@ type Handler struct {
 	stopped context.Context
 	// onComplete is called with the batches an attempt completed.
 	onComplete func(ctx context.Context, batches []string)
+	// lastPushback is when the API last answered "slow down" (Unix ns).
+	lastPushback atomic.Int64
 }
 
 // ProcessTask handles one task. What it returns tells asynq what to do next:
@@ -86,6 +89,9 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	h.metrics.observeCall(res)
 	if pause > 0 {
 		h.metrics.RateLimitPauses.Inc()
+	}
+	if res.Class == coze.ClassRateLimited {
+		h.lastPushback.Store(h.now().UnixNano())
 	}
 
 	outcome, next := h.decide(res, callErr, pause, retried, tasks.RetryBudget(maxRetry))

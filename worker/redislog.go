@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -35,6 +36,8 @@ type redisWatch struct {
 
 	down     time.Time // when the outage began; zero while Redis answers
 	reminded time.Time // when the outage was last logged
+	// isDown mirrors down for other goroutines (a progress line).
+	isDown atomic.Bool
 }
 
 func newRedisWatch(rdb redis.UniversalClient, log *slog.Logger, now func() time.Time, interval time.Duration) *redisWatch {
@@ -88,9 +91,11 @@ func (w *redisWatch) observe(err error) {
 	case err == nil && !w.down.IsZero():
 		w.log.Info("Redis answers again", "down_for", now.Sub(w.down).Round(time.Second))
 		w.down = time.Time{}
+		w.isDown.Store(false)
 	case err == nil:
 	case w.down.IsZero():
 		w.down, w.reminded = now, now
+		w.isDown.Store(true)
 		w.log.Error("Redis is not answering", "error", err)
 	case now.Sub(w.reminded) >= redisDownRemindEvery:
 		w.reminded = now

@@ -394,6 +394,29 @@ func lostBatchesError(ctx context.Context, l *ledger.Ledger) error {
 		len(lost), strings.Join(names, ", "), more, lost[0].LostAt.Format(time.RFC3339))
 }
 
+// heldBackFor is how long after the API's last "slow down" the worker says
+// its calls are held back by the rate limit.
+const heldBackFor = 5 * time.Second
+
+// HeldBack says in words why calls are held back now, or "" when they are
+// not: "waiting: Redis is not answering", "paused: token rejected", or
+// "waiting: API rate limit, 42/s" (the fleet's rate, when it has a budget).
+// A progress line shows it, so that a stall is never silent.
+func (s *Server) HeldBack() string {
+	switch {
+	case s.redisLog.isDown.Load():
+		return "waiting: Redis is not answering"
+	case s.handler.auth.isClosed():
+		return "paused: token rejected"
+	case s.cfg.Now().Sub(time.Unix(0, s.handler.lastPushback.Load())) < heldBackFor:
+		if s.cfg.Limiter != nil {
+			return fmt.Sprintf("waiting: API rate limit, %.0f/s", s.cfg.Limiter.Effective())
+		}
+		return "waiting: API rate limit"
+	}
+	return ""
+}
+
 // HTTPHandler serves /metrics (Prometheus), /healthz (the process is up)
 // and /readyz (see [Server.Ready]; 503 with the reason when not ready).
 func (s *Server) HTTPHandler() http.Handler {

@@ -277,11 +277,14 @@ func (a *app) runToEnd(ctx context.Context, job runJob) (runner.Progress, error)
 		OnStart:      func(w *worker.Server) { serveMetrics(metricsCtx, job.metrics, w, job.log) },
 		OnProgress: func(p runner.Progress) {
 			now := time.Now()
+			line := report.ProgressLine(p.Batch, now)
 			if term.Terminal() {
-				term.Draw(report.ProgressBar(p.Batch, now, terminalWidth()))
-			} else {
-				term.Draw(report.ProgressLine(p.Batch, now))
+				line = report.ProgressBar(p.Batch, now, terminalWidth())
 			}
+			if p.HeldBack != "" && p.Batch.Pending() > 0 {
+				line += " — " + p.HeldBack // a stall is never silent
+			}
+			term.Draw(line)
 		},
 		ProgressEvery: every,
 	}, job.input)

@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,7 +32,7 @@ type workFlags struct {
 	retryBase       time.Duration
 	retryCap        time.Duration
 	authProbe       time.Duration
-	rate            float64
+	rate            rateValue
 	burst           int
 	maxInflight     int
 	// flags tells a value the user gave (flag or environment) from a
@@ -49,7 +52,9 @@ func (f *workFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.retryBase, "retry-base", worker.DefaultRetryBackoff.Base, "first backoff step of a transient retry")
 	fl.DurationVar(&f.retryCap, "retry-cap", worker.DefaultRetryBackoff.Cap, "longest backoff step of a transient retry")
 	fl.DurationVar(&f.authProbe, "auth-probe-interval", worker.DefaultAuthProbe.Base, "first interval between probes while the token is rejected (doubles up to 5m)")
-	fl.Float64Var(&f.rate, "rate", 0, "requests per second for the whole fleet on this Redis, API and token: 0.01 to 100000 (0: no shared budget)")
+	f.rate = rateValue{auto: true}
+	fl.Var(&f.rate, "rate", "the whole fleet's requests per second on this Redis, API and token: auto discovers the API's limit "+
+		"and remembers it; N (0.01 to 100000) discovers it up to N; 0 sends without any budget (benchmarks)")
 	fl.IntVar(&f.burst, "burst", 1, "requests the fleet may send at once after a quiet spell, with --rate (1 to 10000)")
 	fl.IntVar(&f.maxInflight, "max-inflight", 0, "API calls in flight across the whole fleet, up to 100000 (0: no cap)")
 }
@@ -154,9 +159,9 @@ func (f *workFlags) check() error {
 // NaN and 1e-300 were taken, and meant no limit at all.
 func (f *workFlags) checkLimits() error {
 	switch {
-	case f.rate != 0 && !(f.rate >= ratelimit.LowestRate && f.rate <= ratelimit.HighestRate):
-		return setupError("--rate %v: must be 0 (no shared budget) or %v to %v requests a second",
-			f.rate, ratelimit.LowestRate, ratelimit.HighestRate)
+	case !f.rate.auto && f.rate.v != 0 && !(f.rate.v >= ratelimit.LowestRate && f.rate.v <= ratelimit.HighestRate):
+		return setupError("--rate %v: must be auto, 0 (no shared budget) or %v to %v requests a second",
+			f.rate.v, ratelimit.LowestRate, ratelimit.HighestRate)
 	case f.burst < 1 || f.burst > ratelimit.MaxBurst:
 		return setupError("--burst %d: must be 1 to %d", f.burst, ratelimit.MaxBurst)
 	case f.maxInflight < 0 || f.maxInflight > ratelimit.MaxInflightCap:
@@ -168,7 +173,7 @@ func (f *workFlags) checkLimits() error {
 // limiter returns the fleet budget the flags ask for, or nil for none. The
 // budget is keyed by the API base URL and a hash of the token.
 func (f *workFlags) limiter(rdb redis.UniversalClient, api *coze.Client, tokens coze.TokenSource) (*ratelimit.Limiter, error) {
-	if f.rate == 0 && f.maxInflight == 0 {
+	if f.rate.off() && f.maxInflight == 0 {
 		return nil, nil
 	}
 	token, err := tokens.Token()
@@ -176,7 +181,8 @@ func (f *workFlags) limiter(rdb redis.UniversalClient, api *coze.Client, tokens 
 		return nil, setupError("token: %v", err)
 	}
 	l, err := ratelimit.New(rdb, ratelimit.Config{
-		Rate:        f.rate,
+		Rate:        f.rate.v,
+		Adaptive:    !f.rate.off(),
 		Burst:       f.burst,
 		MaxInflight: f.maxInflight,
 		Lease:       2*f.requestTimeout + 10*time.Second,
@@ -227,3 +233,39 @@ func serveMetrics(ctx context.Context, ln net.Listener, w *worker.Server, log *s
 		}
 	}()
 }
+
+// rateValue is --rate: "auto" (the default), a ceiling in requests a
+// second, or 0 for no budget at all.
+type rateValue struct {
+	auto bool
+	v    float64
+}
+
+// String is the flag's value as --help and the start log line show it.
+func (r *rateValue) String() string {
+	if r.auto {
+		return "auto"
+	}
+	return strconv.FormatFloat(r.v, 'g', -1, 64)
+}
+
+// Set reads "auto" or a number; the number's range is checked with the
+// other flags (checkLimits), so that its error names the range.
+func (r *rateValue) Set(s string) error {
+	if strings.EqualFold(strings.TrimSpace(s), "auto") {
+		*r = rateValue{auto: true}
+		return nil
+	}
+	v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil {
+		return fmt.Errorf("not auto or a number of requests a second")
+	}
+	*r = rateValue{v: v}
+	return nil
+}
+
+// Type names the value in --help.
+func (r *rateValue) Type() string { return "auto|N" }
+
+// off reports whether no budget was asked for: --rate 0.
+func (r *rateValue) off() bool { return !r.auto && r.v == 0 }

@@ -107,7 +107,7 @@ func (a *app) runWorker(ctx context.Context, f *workerFlags) error {
 	}
 	log.Info("worker started", "queues", f.queues, "concurrency", f.work.concurrency,
 		"api", f.work.baseURL, "metrics", f.work.metricsAddr, "redis", redactURL(f.redis.url),
-		"rate", f.work.rate, "burst", f.work.burst, "max_inflight", f.work.maxInflight)
+		"rate", f.work.rate.String(), "burst", f.work.burst, "max_inflight", f.work.maxInflight)
 	<-ctx.Done()
 	log.Info("shutting down", "timeout", f.work.shutdownTimeout)
 	srv.Shutdown()

@@ -219,7 +219,7 @@ func (e *env) ours() side {
 			return []string{"enqueue", "--file", path, "--batch", "bench", "--redis-url", e.redisURL}
 		},
 		work: func(concurrency int) []string {
-			return []string{"worker", "--redis-url", e.redisURL, "--coze-base-url", e.fakeURL, "--concurrency", strconv.Itoa(concurrency),
+			return []string{"worker", "--redis-url", e.redisURL, "--coze-base-url", e.fakeURL, "--rate", "0", "--concurrency", strconv.Itoa(concurrency),
 				"--metrics-addr", "", "--log-format", "json"}
 		},
 		done: func(ctx context.Context, n int) bool {

@@ -1,7 +1,9 @@
 -- The API pushed back (429, 4009, 4020): cut the fleet's rate to a fraction
 -- of what it was accepting, at most once per cooldown, and pause the whole
 -- budget until Retry-After when the answer gave one.
--- KEYS[1] the budget's hash.
+-- KEYS[1] the budget's hash, 2 the rate the API accepted before this
+-- pushback (kept 30 days, so that the next run on the same API and token
+-- starts just under it).
 -- ARGV: 1 now ms (0: the server's clock), 2 Retry-After ms (0: none),
 --       3 cut factor, 4 minimum rate, 5 cooldown ms, 6 configured rate.
 -- Returns the effective rate as a string.
@@ -31,6 +33,7 @@ if now - (tonumber(h[3]) or 0) >= tonumber(ARGV[5]) then
   end
   rate = math.max(tonumber(ARGV[4]), basis * tonumber(ARGV[3]))
   redis.call('HSET', key, 'rate', rate, 'ceiling', basis, 'cut_at', now, 'changed', now, 'k', 0)
+  redis.call('SET', KEYS[2], tostring(basis), 'PX', 30 * 24 * 3600000)
 end
 redis.call('PEXPIRE', key, 3600000)
 return tostring(rate)
