@@ -1,10 +1,18 @@
 // Command coze-eraser erases Coze conversations at scale and records the
 // outcome of every deletion.
 //
+//	coze-eraser demo                           the whole pipeline against a fake API
+//	coze-eraser run ID... | --file FILE        delete a set of ids from start to finish
 //	coze-eraser worker                         work the queue until SIGTERM
 //	coze-eraser enqueue ID... | --file FILE    queue deletions
+//	coze-eraser status [BATCH]                 how far batches are
+//	coze-eraser report BATCH                   the proof of erasure
 //	coze-eraser failures list|retry            inspect and retry failures
 //	coze-eraser fake-api                       a local stand-in for the API
+//	coze-eraser healthcheck | version | completion
+//
+// The benchmark against bare asynq is a command of its own,
+// cmd/coze-eraser-bench, so that this binary ships the product only.
 //
 // Every flag also reads an environment variable, named in --help; a flag
 // given on the command line wins. The Coze token is read only from
@@ -18,11 +26,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"syscall"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
+
+	"github.com/coze-eraser/coze-eraser/internal/cpuprofile"
 )
 
 // Exit codes.
@@ -35,29 +44,11 @@ const (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	redis.SetLogger(redisLogger{})
-	stopProfile := startCPUProfile(os.Getenv("COZE_ERASER_CPUPROFILE"))
+	stopProfile := cpuprofile.Start("coze-eraser")
 	code := run(ctx, os.Args[1:], env{lookup: os.LookupEnv}, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	stopProfile()
 	os.Exit(code)
-}
-
-// startCPUProfile writes a CPU profile of the whole process to path, when
-// set, until the returned function is called. `coze-eraser bench --profile`
-// sets it; it is not a flag because it is for developers, not operators.
-func startCPUProfile(path string) (stop func()) {
-	if path == "" {
-		return func() {}
-	}
-	f, err := os.Create(path)
-	if err == nil {
-		err = pprof.StartCPUProfile(f)
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "coze-eraser: COZE_ERASER_CPUPROFILE: %v\n", err)
-		return func() {}
-	}
-	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 // app carries what a subcommand needs from the process: its streams and
@@ -113,7 +104,7 @@ from the file named by COZE_API_TOKEN_FILE; it is never a flag.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(a.demoCommand(), a.runCommand(), a.workerCommand(), a.enqueueCommand(), a.statusCommand(), a.reportCommand(), a.failuresCommand(), a.fakeAPICommand(), a.benchCommand(),
+	root.AddCommand(a.demoCommand(), a.runCommand(), a.workerCommand(), a.enqueueCommand(), a.statusCommand(), a.reportCommand(), a.failuresCommand(), a.fakeAPICommand(),
 		a.healthcheckCommand(), a.versionCommand())
 	bindEnv(root, a.env)
 	return root

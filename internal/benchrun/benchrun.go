@@ -40,8 +40,12 @@ import (
 
 // Config configures a bench.
 type Config struct {
-	// Binary is the coze-eraser executable to run.
+	// Binary is the coze-eraser executable to measure.
 	Binary string
+	// BareBinary runs the bare asynq side: a program whose bare-enqueue and
+	// bare-worker subcommands call BareEnqueue and BareWorker (the
+	// coze-eraser-bench command itself).
+	BareBinary string
 	// IDs per pass, Runs passes; Concurrency of both workers.
 	IDs         int
 	Runs        int
@@ -216,10 +220,10 @@ func (e *env) ours() side {
 	return side{
 		name: "coze-eraser",
 		enqueue: func(path string) []string {
-			return []string{"enqueue", "--file", path, "--batch", "bench", "--redis-url", e.redisURL}
+			return []string{e.cfg.Binary, "enqueue", "--file", path, "--batch", "bench", "--redis-url", e.redisURL}
 		},
 		work: func(concurrency int) []string {
-			return []string{"worker", "--redis-url", e.redisURL, "--coze-base-url", e.fakeURL, "--rate", "0", "--concurrency", strconv.Itoa(concurrency),
+			return []string{e.cfg.Binary, "worker", "--redis-url", e.redisURL, "--coze-base-url", e.fakeURL, "--rate", "0", "--concurrency", strconv.Itoa(concurrency),
 				"--metrics-addr", "", "--log-format", "json"}
 		},
 		done: func(ctx context.Context, n int) bool {
@@ -234,10 +238,10 @@ func (e *env) bare() side {
 	return side{
 		name: "bare asynq",
 		enqueue: func(path string) []string {
-			return []string{"bench", "bare-enqueue", "--file", path, "--redis-url", e.redisURL}
+			return []string{e.cfg.BareBinary, "bare-enqueue", "--file", path, "--redis-url", e.redisURL}
 		},
 		work: func(concurrency int) []string {
-			return []string{"bench", "bare-worker", "--redis-url", e.redisURL, "--coze-base-url", e.fakeURL,
+			return []string{e.cfg.BareBinary, "bare-worker", "--redis-url", e.redisURL, "--coze-base-url", e.fakeURL,
 				"--concurrency", strconv.Itoa(concurrency)}
 		},
 		done: func(ctx context.Context, _ int) bool { return e.bareQueueEmpty(ctx) },
@@ -325,11 +329,11 @@ func (e *env) bigPass(ctx context.Context, res Result) error {
 	return nil
 }
 
-// measure runs the binary with args until it exits or, with done, until
+// measure runs args (the program, then its arguments) until it exits or, with done, until
 // done reports true (then it is stopped with SIGTERM), and returns its rate
 // over n ids, its CPU and Redis's, and its peak RSS.
 func (e *env) measure(ctx context.Context, pass string, args []string, n int, done func() bool, logPath string) (Sample, error) {
-	cmd := exec.CommandContext(ctx, e.cfg.Binary, args...)
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), "COZE_API_TOKEN=pat_bench", "COZE_ERASER_REDIS_WAIT=10s")
 	if e.cfg.ProfileDir != "" {
 		e.profiles++
@@ -363,7 +367,7 @@ func (e *env) measure(ctx context.Context, pass string, args []string, n int, do
 			select {
 			case err := <-exited:
 				if err != nil {
-					return Sample{}, fmt.Errorf("%s %s: %w", e.cfg.Binary, strings.Join(args[:2], " "), err)
+					return Sample{}, fmt.Errorf("%s: %w", strings.Join(args[:2], " "), err)
 				}
 				// The final figures, from the exited process.
 				if usage, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {

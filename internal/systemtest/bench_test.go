@@ -1,6 +1,7 @@
 package systemtest
 
 import (
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -8,13 +9,13 @@ import (
 	"time"
 )
 
-// TestBenchReportsEveryPass runs a small `coze-eraser bench` end to end:
+// TestBenchReportsEveryPass runs a small `coze-eraser-bench` end to end:
 // its own redis-server and fake API, both enqueues, both workers, the RSS
 // pass and the big enqueue, and checks every figure the issue asks for is
 // printed and finite.
 func TestBenchReportsEveryPass(t *testing.T) {
 	t.Parallel()
-	p := start(t, nil, "bench", "--ids", "300", "--runs", "1", "--concurrency", "10",
+	p := startProgram(t, benchBinary, nil, "--ids", "300", "--runs", "1", "--concurrency", "10",
 		"--rss-concurrency", "20", "--big", "1000", "--dir", t.TempDir())
 	if code, _ := p.wait(2 * time.Minute); code != 0 {
 		t.Fatalf("bench exited %d:\n%s", code, p.out.String())
@@ -63,4 +64,23 @@ func rowOf(out, pass string) []string {
 		}
 	}
 	return nil
+}
+
+// TestProductBinaryShipsNoBenchmark: the binary users deploy carries no
+// benchmark or bare-asynq code; coze-eraser-bench has it.
+func TestProductBinaryShipsNoBenchmark(t *testing.T) {
+	t.Parallel()
+	symbols := func(bin string) string {
+		out, err := exec.Command("go", "tool", "nm", bin).Output()
+		if err != nil {
+			t.Fatalf("go tool nm %s: %v", bin, err)
+		}
+		return string(out)
+	}
+	if s := symbols(binary); strings.Contains(s, "benchrun") {
+		t.Error("coze-eraser holds benchrun symbols")
+	}
+	if s := symbols(benchBinary); !strings.Contains(s, "benchrun") {
+		t.Error("coze-eraser-bench has no benchrun symbol: the check above proves nothing")
+	}
 }

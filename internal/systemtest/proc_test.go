@@ -25,8 +25,9 @@ import (
 	"github.com/coze-eraser/coze-eraser/ledger"
 )
 
-// binary is the coze-eraser built by TestMain.
-var binary string
+// binary and benchBinary are the coze-eraser and coze-eraser-bench built
+// by TestMain.
+var binary, benchBinary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "coze-eraser-systemtest-")
@@ -35,7 +36,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "coze-eraser")
-	build := exec.Command("go", "build", "-o", binary, "../../cmd/coze-eraser")
+	benchBinary = filepath.Join(dir, "coze-eraser-bench")
+	build := exec.Command("go", "build", "-o", dir+"/", "../../cmd/coze-eraser", "../../cmd/coze-eraser-bench")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "systemtest: building coze-eraser:", err)
@@ -59,7 +61,13 @@ type proc struct {
 // environment but PATH), killed at cleanup.
 func start(t *testing.T, env map[string]string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
+	return startProgram(t, binary, env, args...)
+}
+
+// startProgram runs program with args and env, as start runs coze-eraser.
+func startProgram(t *testing.T, program string, env map[string]string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(program, args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
