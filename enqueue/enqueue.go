@@ -283,6 +283,52 @@ func CheckRetention(d time.Duration) error {
 // last two against each other and the schedule: records that expire
 // before the tasks run, or before the batch is due, lose the proof.
 func (c *Client) checkBatchBounds(o options) error {
+	return checkBounds(o, c.now())
+}
+
+// The problems a [BoundsError] names.
+const (
+	DueInThePast     = "is in the past"
+	ExpiresBeforeRun = "records would expire before the tasks run"
+	ExpiresBeforeDue = "records would expire before the batch is due"
+)
+
+// BoundsError is a batch setting that the others make impossible: a due
+// time in the past, or records (the retention) that would expire before
+// the tasks run or before the batch is due. A command reports it in its
+// own flags' words.
+type BoundsError struct {
+	// Problem is DueInThePast, ExpiresBeforeRun or ExpiresBeforeDue.
+	Problem string
+	Due     time.Time
+	// Retention is the records' retention; Until the wait it must outlive
+	// (until the tasks run, or until the batch is due).
+	Retention, Until time.Duration
+}
+
+// Error says what is wrong in the library's words.
+func (e *BoundsError) Error() string {
+	switch e.Problem {
+	case DueInThePast:
+		return fmt.Sprintf("due %s: %s", e.Due.Format(time.RFC3339), e.Problem)
+	case ExpiresBeforeRun:
+		return fmt.Sprintf("retention %v: %s in %v; keep them at least %v longer than that", e.Retention, e.Problem, e.Until, MinRetention)
+	}
+	return fmt.Sprintf("retention %v: %s in %v; keep them longer, or give an earlier due time", e.Retention, e.Problem, e.Until)
+}
+
+// CheckBounds checks opts as Enqueue does, at now and without Redis: the
+// note, the retention's range, and the due time, schedule and retention
+// against each other (a *BoundsError).
+func CheckBounds(now time.Time, opts ...Option) error {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return checkBounds(o, now)
+}
+
+func checkBounds(o options, now time.Time) error {
 	if err := CheckNote(o.note); err != nil {
 		return fmt.Errorf("note: %w", err)
 	}
@@ -293,17 +339,15 @@ func (c *Client) checkBatchBounds(o options) error {
 	if err := CheckRetention(retention); err != nil {
 		return fmt.Errorf("retention %v: %w", retention, err)
 	}
-	now := c.now()
 	if !o.due.IsZero() && o.due.Before(now) {
-		return fmt.Errorf("due %s: is in the past", o.due.Format(time.RFC3339))
+		return &BoundsError{Problem: DueInThePast, Due: o.due, Retention: retention}
 	}
 	untilRun := o.processIn
 	if !o.processAt.IsZero() {
 		untilRun = max(o.processAt.Sub(now), 0) // a past time runs now
 	}
 	if retention < untilRun+MinRetention {
-		return fmt.Errorf("retention %v: records would expire before the tasks run in %v; keep them at least %v longer than that",
-			retention, untilRun, MinRetention)
+		return &BoundsError{Problem: ExpiresBeforeRun, Retention: retention, Until: untilRun}
 	}
 	untilDue := ledger.DefaultDueIn
 	switch {
@@ -313,8 +357,7 @@ func (c *Client) checkBatchBounds(o options) error {
 		untilDue = o.dueIn
 	}
 	if retention <= untilDue {
-		return fmt.Errorf("retention %v: records would expire before the batch is due in %v; keep them longer, or give an earlier due time",
-			retention, untilDue)
+		return &BoundsError{Problem: ExpiresBeforeDue, Due: o.due, Retention: retention, Until: untilDue}
 	}
 	return nil
 }

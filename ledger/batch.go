@@ -367,6 +367,12 @@ func (l *Ledger) OpenBatches(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
+	return l.existing(ctx, names, true)
+}
+
+// existing keeps the names whose batch Redis holds, in order; with forget,
+// it drops the others (expired) from the indexes.
+func (l *Ledger) existing(ctx context.Context, names []string, forget bool) ([]string, error) {
 	pipe := l.rdb.Pipeline()
 	exists := make([]*redis.IntCmd, len(names))
 	for i, name := range names {
@@ -377,11 +383,12 @@ func (l *Ledger) OpenBatches(ctx context.Context) ([]string, error) {
 	}
 	out := names[:0]
 	for i, name := range names {
-		if exists[i].Val() == 0 {
+		switch {
+		case exists[i].Val() == 1:
+			out = append(out, name)
+		case forget:
 			l.forget(ctx, name)
-			continue
 		}
-		out = append(out, name)
 	}
 	return out, nil
 }
@@ -404,21 +411,7 @@ func (l *Ledger) RecentBatchNames(ctx context.Context, limit int) ([]string, err
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
-	pipe := l.rdb.Pipeline()
-	exists := make([]*redis.IntCmd, len(names))
-	for i, name := range names {
-		exists[i] = pipe.Exists(ctx, l.metaKey(name))
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("ledger: %w", err)
-	}
-	out := names[:0]
-	for i, name := range names {
-		if exists[i].Val() == 1 {
-			out = append(out, name)
-		}
-	}
-	return out, nil
+	return l.existing(ctx, names, false)
 }
 
 // Batch returns one batch; ok is false when it does not exist (or expired).

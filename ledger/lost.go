@@ -123,7 +123,7 @@ func (l *Ledger) lostBatch(ctx context.Context, name string, lostAt time.Time) (
 		return Batch{}, false, fmt.Errorf("ledger: lost batch %s: %w", name, err)
 	}
 	vals := info.Val()
-	opensAtLoss, wasOpen := "0", "1" // as add.lua and record.lua mark them
+	opensAtLoss, wasOpen := "0", "1" // markLost (prelude.lua) writes both; a record from before it had neither
 	if len(vals) == 2 {
 		if s, ok := vals[0].(string); ok {
 			opensAtLoss = s

@@ -104,7 +104,16 @@ func Run(ctx context.Context, cfg Config, in Input) (Progress, error) {
 	if err := w.Start(); err != nil {
 		return Progress{}, err
 	}
-	defer w.Shutdown()
+	done := false
+	defer func() {
+		w.Shutdown() // the last tasks are acknowledged: the queue is empty
+		if done && cfg.PrivateQueue {
+			// Every queue asynq knows is read by each enqueue's
+			// cross-queue check: a finished run's queue goes (asynq
+			// refuses to delete one that still holds tasks).
+			_ = asynq.NewInspectorFromRedisClient(cfg.Redis).DeleteQueue(PrivateQueue(cfg.Batch), false)
+		}
+	}()
 	if cfg.OnStart != nil {
 		cfg.OnStart(w)
 	}
@@ -165,12 +174,7 @@ func Run(ctx context.Context, cfg Config, in Input) (Progress, error) {
 		}
 		switch {
 		case finished:
-			if cfg.PrivateQueue {
-				// Every queue asynq knows is read by each enqueue's
-				// cross-queue check: a finished run's queue goes, when
-				// it is empty (asynq refuses otherwise).
-				_ = asynq.NewInspectorFromRedisClient(cfg.Redis).DeleteQueue(PrivateQueue(cfg.Batch), false)
-			}
+			done = true
 			return snapshot(&mu, &progress, start), nil
 		case ctx.Err() != nil:
 			<-enqDone

@@ -201,59 +201,47 @@ func (f *enqueueFlags) options() ([]enqueue.Option, error) {
 	if f.concurrency < 1 || f.concurrency > maxEnqueueConcurrency {
 		return nil, setupError("--concurrency %d: must be 1 to %d", f.concurrency, maxEnqueueConcurrency)
 	}
-	// The schedule first: a wait the records cannot outlive is the error
-	// to report, rather than what follows from it.
-	schedule, err := f.schedule(time.Now())
+	schedule, scheduled, err := f.schedule(time.Now())
 	if err != nil {
 		return nil, err
 	}
-	opts, err := f.batch.options()
+	opts, err := f.batch.options(schedule, scheduled)
 	if err != nil {
 		return nil, err
 	}
-	opts = append(opts, enqueue.Concurrency(f.concurrency))
-	return append(opts, schedule...), nil
+	return append(opts, enqueue.Concurrency(f.concurrency)), nil
 }
 
-// schedule returns the options of --at or --in, and refuses a wait that
-// the records would not outlive by enqueue.MinRetention: a task that runs
-// after its batch expired has nowhere to record its outcome.
-func (f *enqueueFlags) schedule(now time.Time) ([]enqueue.Option, error) {
-	var (
-		until time.Duration
-		what  string
-		opts  []enqueue.Option
-	)
+// schedule returns the options of --at or --in, and what they are in
+// words for an error that the wait causes (batchFlags.options checks it
+// against the records' retention).
+func (f *enqueueFlags) schedule(now time.Time) (opts []enqueue.Option, scheduled string, err error) {
 	switch {
 	case f.at != "" && f.in != 0:
-		return nil, setupError("give --at or --in, not both")
+		return nil, "", setupError("give --at or --in, not both")
 	case f.in < 0:
-		return nil, setupError("--in %v: must not be negative", f.in)
+		return nil, "", setupError("--in %v: must not be negative", f.in)
 	case f.in > 0:
-		until, what, opts = f.in, "--in "+f.in.String(), []enqueue.Option{enqueue.In(f.in)}
+		return []enqueue.Option{enqueue.In(f.in)}, "--in " + f.in.String(), nil
 	case f.at != "":
 		at, err := time.Parse(time.RFC3339, f.at)
 		if err != nil {
-			return nil, setupError("--at %q: not an RFC 3339 time such as 2026-12-01T02:00:00Z", f.at)
+			return nil, "", setupError("--at %q: not an RFC 3339 time such as 2026-12-01T02:00:00Z", f.at)
 		}
 		if at.Before(now) {
 			f.warnings = append(f.warnings, fmt.Sprintf("--at %s is in the past: the deletions run now", f.at))
 		}
-		until = max(at.Sub(now), 0)
-		what = fmt.Sprintf("--at %s, in %v", f.at, until.Round(time.Second))
-		opts = []enqueue.Option{enqueue.At(at)}
+		scheduled = fmt.Sprintf("--at %s, in %v", f.at, max(at.Sub(now), 0).Round(time.Second))
+		return []enqueue.Option{enqueue.At(at)}, scheduled, nil
 	}
-	// A --ledger-ttl out of its range is the batch flags' to report.
-	ttl := f.batch.ledgerTTL
-	if until > 0 && enqueue.CheckRetention(ttl) == nil && ttl < until+enqueue.MinRetention {
-		return nil, setupError("--ledger-ttl %v: records would expire before the tasks run (%s); keep them at least %v longer than the wait, up to %v",
-			ttl, what, enqueue.MinRetention, enqueue.MaxRetention)
-	}
-	return opts, nil
+	return nil, "", nil
 }
 
 // options are the enqueue options of the batch settings.
-func (f *batchFlags) options() ([]enqueue.Option, error) {
+// options are the enqueue options of the batch settings and of schedule
+// (--at or --in, described by scheduled), each flag checked before Redis
+// is reached.
+func (f *batchFlags) options(schedule []enqueue.Option, scheduled string) ([]enqueue.Option, error) {
 	opts := []enqueue.Option{enqueue.Queue(f.queue), enqueue.MaxRetry(f.maxRetry), enqueue.Retention(f.ledgerTTL)}
 	if err := tasks.ValidateQueue(f.queue); err != nil {
 		return nil, setupError("--queue: %v", err)
@@ -286,9 +274,7 @@ func (f *batchFlags) options() ([]enqueue.Option, error) {
 	if f.dueIn > 0 {
 		opts = append(opts, enqueue.DueIn(f.dueIn))
 	}
-	if err := f.checkDue(time.Now()); err != nil {
-		return nil, err
-	}
+
 	if f.callbackURL != "" {
 		if err := callback.ValidateURL(f.callbackURL); err != nil {
 			return nil, setupError("--callback-url: %v", err)
@@ -298,32 +284,39 @@ func (f *batchFlags) options() ([]enqueue.Option, error) {
 	if f.note != "" {
 		opts = append(opts, enqueue.Note(f.note))
 	}
+	opts = append(opts, schedule...)
+	if err := f.checkBounds(time.Now(), opts, scheduled); err != nil {
+		return nil, err
+	}
 	return opts, nil
 }
 
-// checkDue refuses a due time in the past, and one the records would not
-// live to see: the proof of erasure must outlast the deadline it proves.
-// --due is known to parse.
-func (f *batchFlags) checkDue(now time.Time) error {
-	until := ledger.DefaultDueIn
-	what := fmt.Sprintf("%v after creation, the default; give --due or --due-in", until)
+// checkBounds reports, in the flags' words, a setting that the others make
+// impossible (enqueue.CheckBounds, the library's own check): a --due in
+// the past, or a --ledger-ttl the records would not outlive the wait of
+// --at or --in (scheduled) or the due time by.
+func (f *batchFlags) checkBounds(now time.Time, opts []enqueue.Option, scheduled string) error {
+	var bounds *enqueue.BoundsError
+	if !errors.As(enqueue.CheckBounds(now, opts...), &bounds) {
+		return nil // the range of each flag was checked on its own
+	}
+	switch bounds.Problem {
+	case enqueue.DueInThePast:
+		return setupError("--due %s: %s (now %s); give a later time, or leave --due out to add ids to an existing batch",
+			f.due, bounds.Problem, now.UTC().Format(time.RFC3339))
+	case enqueue.ExpiresBeforeRun:
+		return setupError("--ledger-ttl %v: %s (%s); keep them at least %v longer than the wait, up to %v",
+			f.ledgerTTL, bounds.Problem, scheduled, enqueue.MinRetention, enqueue.MaxRetention)
+	}
+	due := fmt.Sprintf("%v after creation, the default; give --due or --due-in", bounds.Until)
 	switch {
 	case f.due != "":
-		due, _ := time.Parse(time.RFC3339, f.due)
-		if due.Before(now) {
-			return setupError("--due %s: is in the past (now %s); give a later time, or leave --due out to add ids to an existing batch",
-				f.due, now.UTC().Format(time.RFC3339))
-		}
-		until = due.Sub(now)
-		what = fmt.Sprintf("--due %s, in %v", f.due, until.Round(time.Second))
+		due = fmt.Sprintf("--due %s, in %v", f.due, bounds.Until.Round(time.Second))
 	case f.dueIn > 0:
-		until, what = f.dueIn, "--due-in "+f.dueIn.String()
+		due = "--due-in " + f.dueIn.String()
 	}
-	if f.ledgerTTL <= until {
-		return setupError("--ledger-ttl %v: records would expire before the batch is due (%s); keep them longer, up to %v, or give an earlier due time",
-			f.ledgerTTL, what, enqueue.MaxRetention)
-	}
-	return nil
+	return setupError("--ledger-ttl %v: %s (%s); keep them longer, up to %v, or give an earlier due time",
+		f.ledgerTTL, bounds.Problem, due, enqueue.MaxRetention)
 }
 
 // sizeHint tells a new batch how many ids to expect, when that is known:

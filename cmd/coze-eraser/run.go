@@ -102,7 +102,7 @@ func (a *app) runRun(ctx context.Context, f *runFlags, args []string) error {
 		return err
 	}
 	defer closeInput()
-	opts, err := f.batch.options()
+	opts, err := f.batch.options(nil, "")
 	if err != nil {
 		return err
 	}
