@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/coze-eraser/coze-eraser/internal/keyspace"
 )
 
 // BatchSpec describes a batch to create.
@@ -203,12 +205,43 @@ type Adder struct {
 // make the write depend on that (see internal/asynqwire's Guard), since a
 // worker may record the id's outcome at any moment.
 func (a *Adder) EntryKey(id string) string {
-	return a.l.idsKey(a.batch, bucket(id, a.buckets))
+	return a.l.ks.BatchIDs(a.batch, keyspace.Bucket(id, a.buckets))
 }
 
 // PendingValues returns the values of a pending id's entry: "p", or "r"
 // once an attempt failed and another is due.
 func PendingValues() []string { return []string{"p", "r"} }
+
+// openReply is open.lua's reply: whether it created the batch, and the
+// existing batch's due time (ms), note, callback URL and bucket count.
+type openReply struct {
+	created        bool
+	due, buckets   int64
+	note, callback string
+}
+
+func decodeOpenReply(res []any) (r openReply, err error) {
+	const script = "open.lua"
+	if len(res) != 5 {
+		return r, &replyError{script, res, "5 values"}
+	}
+	created, err := replyInt(script, res[0])
+	if err != nil {
+		return r, err
+	}
+	r.created = created == 1
+	if r.due, err = replyIntOr0(script, res[1]); err != nil {
+		return r, err
+	}
+	if r.note, err = replyText(script, res[2]); err != nil {
+		return r, err
+	}
+	if r.callback, err = replyText(script, res[3]); err != nil {
+		return r, err
+	}
+	r.buckets, err = replyIntOr0(script, res[4])
+	return r, err
+}
 
 // OpenBatch creates the batch unless it exists, and returns an [Adder] for
 // it. An existing batch is kept as it is: adding ids to it is how a batch
@@ -242,25 +275,21 @@ func (l *Ledger) OpenBatch(ctx context.Context, spec BatchSpec) (*Adder, error) 
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open batch %s: %w", spec.Name, err)
 	}
-	if len(res) != 5 {
-		return nil, fmt.Errorf("ledger: open batch %s: unexpected reply %v", spec.Name, res)
-	}
-	created, ok := res[0].(int64)
-	if !ok {
-		return nil, fmt.Errorf("ledger: open batch %s: unexpected reply %v", spec.Name, res)
+	reply, err := decodeOpenReply(res)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: open batch %s: %w", spec.Name, err)
 	}
 	// The batch's own count, which an existing batch keeps whatever spec
 	// expects; Batch.buckets reads it the same way.
-	a.buckets, _ = strconv.Atoi(fmt.Sprint(res[4]))
+	a.buckets = int(reply.buckets)
 	if a.buckets <= 0 {
 		a.buckets = Buckets
 	}
-	if created == 1 {
+	if reply.created {
 		a.Created = true
 		return a, nil
 	}
-	due, _ := strconv.ParseInt(fmt.Sprint(res[1]), 10, 64)
-	note, callback := fmt.Sprint(res[2]), fmt.Sprint(res[3])
+	due, note, callback := reply.due, reply.note, reply.callback
 	var diffs []string
 	if explicitDue && due != spec.Due.UnixMilli() {
 		diffs = append(diffs, "due "+time.UnixMilli(due).UTC().Format(time.RFC3339))
@@ -363,7 +392,7 @@ func (l *Ledger) seal(ctx context.Context, batch, adder string, now time.Time, i
 // OpenBatches returns the names of the open batches, earliest due first,
 // dropping from the index those whose records expired.
 func (l *Ledger) OpenBatches(ctx context.Context) ([]string, error) {
-	names, err := l.rdb.ZRange(ctx, l.key("batches:open"), 0, -1).Result()
+	names, err := l.rdb.ZRange(ctx, l.ks.OpenBatches(), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
@@ -376,7 +405,7 @@ func (l *Ledger) existing(ctx context.Context, names []string, forget bool) ([]s
 	pipe := l.rdb.Pipeline()
 	exists := make([]*redis.IntCmd, len(names))
 	for i, name := range names {
-		exists[i] = pipe.Exists(ctx, l.metaKey(name))
+		exists[i] = pipe.Exists(ctx, l.ks.Batch(name))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
@@ -396,7 +425,7 @@ func (l *Ledger) existing(ctx context.Context, names []string, forget bool) ([]s
 // OpenBatchNames returns the names of up to limit open batches, earliest
 // due first, as the open index holds them.
 func (l *Ledger) OpenBatchNames(ctx context.Context, limit int) ([]string, error) {
-	names, err := l.rdb.ZRange(ctx, l.key("batches:open"), 0, int64(limit)-1).Result()
+	names, err := l.rdb.ZRange(ctx, l.ks.OpenBatches(), 0, int64(limit)-1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
@@ -407,7 +436,7 @@ func (l *Ledger) OpenBatchNames(ctx context.Context, limit int) ([]string, error
 // holds, at most limit: those whose records expired are left out (the
 // index keeps a name until a listing drops it).
 func (l *Ledger) RecentBatchNames(ctx context.Context, limit int) ([]string, error) {
-	names, err := l.rdb.ZRevRange(ctx, l.key("batches"), 0, int64(limit)-1).Result()
+	names, err := l.rdb.ZRevRange(ctx, l.ks.Batches(), 0, int64(limit)-1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
@@ -416,7 +445,7 @@ func (l *Ledger) RecentBatchNames(ctx context.Context, limit int) ([]string, err
 
 // Batch returns one batch; ok is false when it does not exist (or expired).
 func (l *Ledger) Batch(ctx context.Context, name string) (b Batch, ok bool, err error) {
-	h, err := l.rdb.HGetAll(ctx, l.metaKey(name)).Result()
+	h, err := l.rdb.HGetAll(ctx, l.ks.Batch(name)).Result()
 	if err != nil {
 		return Batch{}, false, fmt.Errorf("ledger: batch %s: %w", name, err)
 	}
@@ -429,14 +458,14 @@ func (l *Ledger) Batch(ctx context.Context, name string) (b Batch, ok bool, err 
 // Batches returns up to limit batches, newest first (all when limit <= 0).
 // Batches whose records expired are dropped from the index on the way.
 func (l *Ledger) Batches(ctx context.Context, limit int) ([]Batch, error) {
-	names, err := l.rdb.ZRevRange(ctx, l.key("batches"), 0, int64(limit)-1).Result()
+	names, err := l.rdb.ZRevRange(ctx, l.ks.Batches(), 0, int64(limit)-1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
 	pipe := l.rdb.Pipeline()
 	cmds := make([]*redis.MapStringStringCmd, len(names))
 	for i, name := range names {
-		cmds[i] = pipe.HGetAll(ctx, l.metaKey(name))
+		cmds[i] = pipe.HGetAll(ctx, l.ks.Batch(name))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
@@ -454,8 +483,8 @@ func (l *Ledger) Batches(ctx context.Context, limit int) ([]Batch, error) {
 
 // forget drops an expired batch from the indexes.
 func (l *Ledger) forget(ctx context.Context, name string) {
-	l.rdb.ZRem(ctx, l.key("batches"), name)
-	l.rdb.ZRem(ctx, l.key("batches:open"), name)
+	l.rdb.ZRem(ctx, l.ks.Batches(), name)
+	l.rdb.ZRem(ctx, l.ks.OpenBatches(), name)
 }
 
 func decodeBatch(name string, h map[string]string) Batch {
@@ -507,10 +536,10 @@ type OpenStats struct {
 // indexes (no batch is read).
 func (l *Ledger) OpenStats(ctx context.Context, now time.Time) (OpenStats, error) {
 	pipe := l.rdb.Pipeline()
-	all := pipe.ZCard(ctx, l.key("batches"))
-	open := pipe.ZCard(ctx, l.key("batches:open"))
-	overdue := pipe.ZCount(ctx, l.key("batches:open"), "-inf", "("+strconv.FormatInt(now.UnixMilli(), 10))
-	oldest := pipe.ZRangeWithScores(ctx, l.key("batches:open"), 0, 0)
+	all := pipe.ZCard(ctx, l.ks.Batches())
+	open := pipe.ZCard(ctx, l.ks.OpenBatches())
+	overdue := pipe.ZCount(ctx, l.ks.OpenBatches(), "-inf", "("+strconv.FormatInt(now.UnixMilli(), 10))
+	oldest := pipe.ZRangeWithScores(ctx, l.ks.OpenBatches(), 0, 0)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return OpenStats{}, fmt.Errorf("ledger: %w", err)
 	}
@@ -525,45 +554,18 @@ func (l *Ledger) OpenStats(ctx context.Context, now time.Time) (OpenStats, error
 	return s, nil
 }
 
-//go:embed lua/stalled.lua
-var stalledSource string
-
-var stalledScript = script(stalledSource)
-
-// Stalled is a page of a batch's pending ids that no live task will finish.
-type Stalled struct {
-	// Queue is the first queue the batch's tasks were put in.
-	Queue string
-	IDs   []string
-	// Next is the bucket to read next; 0 when the batch has been read to
-	// its end.
-	Next int
-}
-
-// PendingWithoutTask reads up to buckets buckets of batch from bucket from
-// and returns its pending ids that have no live task in any queue (and
-// that no link covers). A pending id whose live task is another batch's,
-// in a queue this batch never used, is linked to it on the way. taskIDPrefix is the part of the task id
-// before the conversation id (tasks.TaskID("")).
-func (l *Ledger) PendingWithoutTask(ctx context.Context, batch string, from, buckets int, taskIDPrefix string) (Stalled, error) {
-	b, ok, err := l.Batch(ctx, batch)
-	if err != nil || !ok {
-		return Stalled{}, err
-	}
-	var s Stalled
-	end := min(from+buckets, b.buckets())
-	for k := from; k < end; k++ {
-		res, err := l.run(ctx, stalledScript, batch, k, taskIDPrefix).StringSlice()
-		if err != nil {
-			return s, fmt.Errorf("ledger: stalled ids of %s: %w", batch, err)
-		}
-		s.Queue = res[0]
-		s.IDs = append(s.IDs, res[1:]...)
-	}
-	if end < b.buckets() {
-		s.Next = end
-	}
-	return s, nil
+// Completion is one completion of a batch, with the batch's tallies at
+// that moment: what its callback reports. (A batch completes again after a
+// reopened id finishes.) The ledger puts each in the callback outbox,
+// which internal/maintenance empties.
+type Completion struct {
+	Batch       string
+	N           int
+	Total       int
+	Deleted     int
+	NotFound    int
+	Failed      int
+	CompletedAt time.Time
 }
 
 // ProgressAt is when the batch last gained ids or finished one.

@@ -49,7 +49,7 @@ func (l *Ledger) Failures(ctx context.Context, filter Filter, fn func(Failure) e
 	from, skip := "-inf", 0 // skip: members at score `from` already read
 	for {
 		page, err := l.rdb.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
-			Key: l.key("failures"), Start: from, Stop: "+inf", ByScore: true, Offset: int64(skip), Count: failurePage,
+			Key: l.ks.Failures(), Start: from, Stop: "+inf", ByScore: true, Offset: int64(skip), Count: failurePage,
 		}).Result()
 		if err != nil {
 			return fmt.Errorf("ledger: %w", err)
@@ -109,19 +109,19 @@ func (l *Ledger) failures(ctx context.Context, members []string) ([]Failure, err
 	cmds := make([]*redis.MapStringStringCmd, len(members))
 	for i, m := range members {
 		batch, id, _ := strings.Cut(m, "/")
-		cmds[i] = pipe.HGetAll(ctx, l.failureKey(batch, id))
+		cmds[i] = pipe.HGetAll(ctx, l.ks.Failure(batch, id))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
 	out := make([]Failure, 0, len(members))
-	for i, cmd := range cmds {
-		h := cmd.Val()
+	for i, m := range members {
+		h := cmds[i].Val()
 		if len(h) == 0 {
-			l.rdb.ZRem(ctx, l.key("failures"), members[i]) // expired
+			l.rdb.ZRem(ctx, l.ks.Failures(), m) // expired
 			continue
 		}
-		_, id, _ := strings.Cut(members[i], "/")
+		_, id, _ := strings.Cut(m, "/")
 		out = append(out, decodeFailure(id, h))
 	}
 	return out, nil
@@ -169,121 +169,6 @@ func (l *Ledger) Reopen(ctx context.Context, batch, id string, from Outcome) (bo
 	return n == 1, nil
 }
 
-//go:embed lua/link.lua
-var linkSource string
-
-var linkScript = script(linkSource)
-
-// AsynqTaskKey is where asynq v0.26 keeps a task: the ledger reads the
-// task's state there. A test holds it against asynq itself.
-func AsynqTaskKey(queue, taskID string) string { return "asynq:{" + queue + "}:t:" + taskID }
-
-// Link asks the live task of id (task id taskID), in queue or in any other
-// queue, to record its outcome in batch as well: asynq's task ids are
-// unique per queue only, and an id is called once whatever queues its
-// batches use. It returns "finished" when the id has its outcome in batch
-// already (nothing to do), else the live task's state: "pending",
-// "scheduled", "retry" or "active" (linked); or, when no queue holds a
-// live task, the state of the task in queue, "archived", "completed" or
-// "gone" (not linked: the caller should queue a new task).
-func (l *Ledger) Link(ctx context.Context, batch, id, queue, taskID string) (string, error) {
-	state, err := l.run(ctx, linkScript, id, batch, queue, taskID).Text()
-	if err != nil {
-		return "", fmt.Errorf("ledger: link %s: %w", id, err)
-	}
-	return state, nil
-}
-
-//go:embed lua/repair.lua
-var repairSource string
-
-var repairScript = script(repairSource)
-
-// Orphan is a link whose task finished before the link was made: the id is
-// still pending in Batch, and needs a new task in Queue.
-type Orphan struct {
-	ConversationID string
-	Batch          string
-	Queue          string
-}
-
-// Orphans finds the links whose task is no longer live (it finished just
-// before the link was made, or failed and was archived) while the id is
-// still pending in the linked batch: each needs a new task, whose outcome
-// then clears the link. Spent links are dropped. There are only as many
-// links as ids enqueued into a second batch while their task was queued.
-func (l *Ledger) Orphans(ctx context.Context, taskID func(string) string) ([]Orphan, error) {
-	var out []Orphan
-	iter := l.rdb.HScan(ctx, l.key("also"), 0, "", 500).Iterator()
-	var ids []string
-	for iter.Next(ctx) {
-		ids = append(ids, iter.Val())
-		iter.Next(ctx) // skip the value
-	}
-	if err := iter.Err(); err != nil {
-		return nil, fmt.Errorf("ledger: %w", err)
-	}
-	for _, id := range ids {
-		entries, err := l.run(ctx, repairScript, id, taskID(id)).StringSlice()
-		if err != nil {
-			return out, fmt.Errorf("ledger: repair links of %s: %w", id, err)
-		}
-		for _, e := range entries {
-			batch, queue, _ := strings.Cut(e, "@")
-			out = append(out, Orphan{ConversationID: id, Batch: batch, Queue: queue})
-		}
-	}
-	return out, nil
-}
-
-// Completion is one completion of a batch whose callback is not queued yet,
-// with the batch's tallies at that moment.
-type Completion struct {
-	Batch       string
-	N           int
-	Total       int
-	Deleted     int
-	NotFound    int
-	Failed      int
-	CompletedAt time.Time
-	member      string
-}
-
-// PendingCallbacks lists the completions whose callback still has to be
-// queued.
-func (l *Ledger) PendingCallbacks(ctx context.Context) ([]Completion, error) {
-	members, err := l.rdb.SMembers(ctx, l.key("callbacks")).Result()
-	if err != nil {
-		return nil, fmt.Errorf("ledger: %w", err)
-	}
-	out := make([]Completion, 0, len(members))
-	for _, m := range members {
-		f := strings.Split(m, "/")
-		if len(f) != 7 {
-			continue
-		}
-		n := make([]int, 6)
-		for i := range n {
-			n[i], _ = strconv.Atoi(f[i+1])
-		}
-		ms, _ := strconv.ParseInt(f[6], 10, 64)
-		out = append(out, Completion{Batch: f[0], N: n[0], Total: n[1], Deleted: n[2], NotFound: n[3], Failed: n[4],
-			CompletedAt: time.UnixMilli(ms).UTC(), member: m})
-	}
-	return out, nil
-}
-
-// CallbackQueued removes a completion from the pending callbacks.
-func (l *Ledger) CallbackQueued(ctx context.Context, c Completion) error {
-	return l.rdb.SRem(ctx, l.key("callbacks"), c.member).Err()
-}
-
-// Lock takes a lock named name for ttl unless another holder has it; the
-// worker's janitor uses it so that one worker of the fleet sweeps at a time.
-func (l *Ledger) Lock(ctx context.Context, name string, ttl time.Duration) (bool, error) {
-	return l.rdb.SetNX(ctx, l.key("lock:"+name), newAdderID(), ttl).Result()
-}
-
 // InvalidBatch is the batch under which tasks that name no valid batch are
 // recorded.
 const InvalidBatch = "invalid-tasks"
@@ -308,14 +193,14 @@ func (l *Ledger) RecordInvalid(ctx context.Context, t InvalidTask) error {
 	if batch == "" {
 		batch = InvalidBatch
 	}
-	key := l.failureKey(batch, t.TaskID)
+	key := l.ks.Failure(batch, t.TaskID)
 	ms := t.At.UnixMilli()
 	pipe := l.rdb.TxPipeline()
 	pipe.HSet(ctx, key, "batch", batch, "queue", t.Queue, "outcome", string(Failed), "code", "", "msg",
 		truncate("invalid task: "+t.Reason, maxMsgBytes), "http_status", "", "logid", "", "attempts", 0,
 		"first_at", ms, "last_at", ms)
 	pipe.Expire(ctx, key, l.ttl)
-	pipe.ZAdd(ctx, l.key("failures"), redis.Z{Score: float64(ms), Member: batch + "/" + t.TaskID})
+	pipe.ZAdd(ctx, l.ks.Failures(), redis.Z{Score: float64(ms), Member: batch + "/" + t.TaskID})
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("ledger: record invalid task %s: %w", t.TaskID, err)
 	}

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/coze-eraser/coze-eraser/internal/redistest"
 	"github.com/coze-eraser/coze-eraser/tasks"
 )
@@ -33,7 +31,7 @@ var keyQueues = []string{"default", "q", "q1", "a", "a b", "q@x", "q/1", "q:1", 
 
 // keysOf evaluates the prelude's own key and member builders in Redis, so
 // the test follows the scripts if their formats change.
-var keysOf = redis.NewScript(prelude + `
+var keysOf = script(`
 return {metaKey(ARGV[2]), idsKey(ARGV[2], ARGV[3]), addersKey(ARGV[2]), failKey(ARGV[2], ARGV[4]),
   failMember(ARGV[2], ARGV[4])}`)
 
@@ -63,8 +61,9 @@ func TestKeysCannotCollide(t *testing.T) {
 		}
 		keys[key] = who
 	}
-	for _, fixed := range []string{"batches", "batches:open", "also", "callbacks", "failures", "lock:janitor"} {
-		claim(l.key(fixed), "the index "+fixed)
+	for _, fixed := range []string{l.ks.Batches(), l.ks.OpenBatches(), l.ks.Also(), l.ks.Callbacks(), l.ks.Failures(),
+		l.ks.Lock("janitor"), l.ks.Epoch(), l.ks.Seq(), l.ks.LostIndex()} {
+		claim(fixed, "the index "+fixed)
 	}
 	members := map[string]string{} // failures index member -> who
 	for _, b := range names {
@@ -74,7 +73,7 @@ func TestKeysCannotCollide(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got[0] != l.metaKey(b) || got[1] != l.idsKey(b, k) || got[3] != l.failureKey(b, id) {
+				if got[0] != l.ks.Batch(b) || got[1] != l.ks.BatchIDs(b, k) || got[3] != l.ks.Failure(b, id) {
 					t.Fatalf("Go and Lua disagree on the keys of %q: %q", b, got)
 				}
 				claim(got[0], "meta of "+strconv.Quote(b))

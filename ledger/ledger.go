@@ -3,32 +3,22 @@
 //
 // asynq's own archive keeps at most 10,000 tasks for 90 days and forgets a
 // successful task at once, which proves nothing a month later. The ledger
-// keeps, in Redis, under a key prefix (default "coze-eraser:"):
+// keeps, in Redis, under a key prefix (default "coze-eraser:"), for each
+// batch a hash with its created and due times, note, callback URL,
+// retention and tallies; its ids, spread over hashes by the last digits of
+// the id, each mapped to "p" while pending or to
+// "outcome|code|logid|attempts|finished" once done (about 70 bytes an id
+// while the hashes stay in Redis's compact listpack encoding); and, for each
+// id that did not end deleted, a failure record with the last code, msg,
+// HTTP status and log id. internal/keyspace draws the whole layout, with
+// each key's type and retention.
 //
-//   - batch:{name}: a hash with the batch's created and due times, note,
-//     callback URL, retention, and its tallies (total, deleted, not_found,
-//     failed; pending is what is left), completion time and count, and
-//     counts of finished ids over the last minute for its rate;
-//   - batch:{name}:ids:{k}: the batch's ids, spread over hashes by the last
-//     digits of the id (the bucket k), each id mapped to "p" while pending or
-//     to "outcome|code|logid|attempts|finished" once done. Small buckets stay
-//     in Redis's compact listpack encoding: about 70 bytes an id;
-//   - failure:{batch}:{id}: for each id that did not end deleted, the last
-//     code, msg, HTTP status and log id, the attempts and first and last
-//     attempt times, indexed by last attempt in the "failures" sorted set;
-//   - batches (by creation) and batches:open (open batches by due time)
-//     indexes; "also", ids whose queued task must also record its outcome in
-//     other batches; "callbacks", completions whose callback is not queued yet;
-//   - epoch: a random marker written once, without expiry, by the first
-//     batch or worker. Redis that comes back without it lost its data (see
-//     [LossDetector]);
-//   - lost (batches found lost, by when) and lost:{batch} (outcomes recorded
-//     for a lost batch by tasks that were in flight when Redis lost it).
-//
-// A batch is never created anew from partial state: a record whose batch
-// and task are both gone goes to lost:{batch}, and readers that saw a
-// batch vanish (or be replaced: each batch has a random instance id) mark
-// it lost. See [ErrBatchLost].
+// An epoch marker and a write counter let a [LossDetector] tell when Redis
+// lost its data or came back with older data. A batch is never created
+// anew from partial state: a record whose batch and task are both gone
+// goes to the batch's lost record, and readers that saw a batch vanish (or
+// be replaced: each batch has a random instance id) mark it lost. See
+// [ErrBatchLost].
 //
 // Every write is one Lua script, so tallies and records never disagree, and
 // outcomes only move forward: a task that runs twice, or an id enqueued
@@ -43,10 +33,12 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/coze-eraser/coze-eraser/internal/asynqwire"
+	"github.com/coze-eraser/coze-eraser/internal/keyspace"
 )
 
 // Outcome is where a conversation stands in a batch.
@@ -91,7 +83,7 @@ func outcomeFromLetter(l byte) Outcome {
 
 // Defaults of a [Ledger].
 const (
-	DefaultPrefix = "coze-eraser:"
+	DefaultPrefix = keyspace.DefaultPrefix
 	// DefaultTTL keeps records 400 days after a batch's last activity: longer
 	// than GDPR's one-month deadline with its two-month extension, and a
 	// year of audits.
@@ -137,6 +129,7 @@ const maxMsgBytes = 512
 type Ledger struct {
 	rdb    redis.UniversalClient
 	prefix string
+	ks     keyspace.Keyspace
 	ttl    time.Duration
 }
 
@@ -156,33 +149,21 @@ func New(rdb redis.UniversalClient, opts ...Option) *Ledger {
 	for _, opt := range opts {
 		opt(l)
 	}
+	l.ks = keyspace.New(l.prefix)
 	return l
-}
-
-func (l *Ledger) metaKey(batch string) string { return l.prefix + "batch:" + batch }
-func (l *Ledger) idsKey(batch string, bucket int) string {
-	return l.prefix + "batch:" + batch + ":ids:" + strconv.Itoa(bucket)
-}
-func (l *Ledger) failureKey(batch, id string) string {
-	return l.prefix + "failure:" + batch + ":" + id
-}
-func (l *Ledger) key(name string) string { return l.prefix + name }
-
-// bucket spreads ids over a batch's hashes by their last six digits; the
-// Lua prelude's bucket() must agree.
-func bucket(id string, n int) int {
-	tail := id
-	if len(tail) > 6 {
-		tail = tail[len(tail)-6:]
-	}
-	v, _ := strconv.Atoi(tail)
-	return v % n
 }
 
 //go:embed lua/prelude.lua
 var prelude string
 
-func script(body string) *redis.Script { return redis.NewScript(prelude + body) }
+// Prefix returns the prefix of the ledger's keys.
+func (l *Ledger) Prefix() string { return l.prefix }
+
+// script is a ledger script: the key layouts (the ledger's and asynq's),
+// the shared prelude, then body.
+func script(body string) *redis.Script {
+	return redis.NewScript(keyspace.Lua + asynqwire.Lua + prelude + body)
+}
 
 func (l *Ledger) run(ctx context.Context, s *redis.Script, args ...any) *redis.Cmd {
 	return s.Run(ctx, l.rdb, nil, append([]any{l.prefix}, args...)...)

@@ -14,6 +14,9 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/coze-eraser/coze-eraser/internal/asynqwire"
+	"github.com/coze-eraser/coze-eraser/internal/keyspace"
+	"github.com/coze-eraser/coze-eraser/internal/maintenance"
 	"github.com/coze-eraser/coze-eraser/internal/redistest"
 	"github.com/coze-eraser/coze-eraser/ledger"
 )
@@ -31,6 +34,9 @@ func setup(t *testing.T) bundle {
 	rdb := srv.Client()
 	return bundle{ctx: context.Background(), rdb: rdb, ledger: ledger.New(rdb), now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
 }
+
+// outbox reads the callback outbox the ledger fills.
+func (b bundle) outbox() *maintenance.Store { return maintenance.NewStore(b.rdb, ledger.DefaultPrefix) }
 
 // open creates a batch holding ids, and seals it.
 func (b bundle) open(t *testing.T, spec ledger.BatchSpec, ids ...string) {
@@ -250,7 +256,7 @@ func TestLinkedBatchGetsTheOutcome(t *testing.T) {
 	b := setup(t)
 	b.open(t, ledger.BatchSpec{Name: "A"}, "44", "45")
 	b.open(t, ledger.BatchSpec{Name: "B"}, "44")
-	taskKey := ledger.AsynqTaskKey("default", "del:44")
+	taskKey := asynqwire.TaskKey("default", "del:44")
 	b.rdb.HSet(b.ctx, taskKey, "state", "pending")
 	if state, err := b.ledger.Link(b.ctx, "B", "44", "default", "del:44"); err != nil || state != "pending" {
 		t.Fatalf("Link = %q, %v", state, err)
@@ -302,43 +308,6 @@ func TestEntryKeyAndLinkSeeAFinishedID(t *testing.T) {
 	}
 }
 
-// TestOrphanLinks: a link made while the task was finishing is found once
-// the task is gone, and only while the id is still pending.
-func TestOrphanLinks(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	b.open(t, ledger.BatchSpec{Name: "A"}, "55", "56")
-	b.open(t, ledger.BatchSpec{Name: "B"}, "55", "56")
-	for _, id := range []string{"55", "56"} {
-		b.rdb.HSet(b.ctx, ledger.AsynqTaskKey("q", "del:"+id), "state", "active")
-		if _, err := b.ledger.Link(b.ctx, "B", id, "q", "del:"+id); err != nil {
-			t.Fatal(err)
-		}
-	}
-	taskID := func(id string) string { return "del:" + id }
-	if orphans, _ := b.ledger.Orphans(b.ctx, taskID); len(orphans) != 0 {
-		t.Errorf("orphans while the tasks exist: %+v", orphans)
-	}
-	b.rdb.Del(b.ctx, ledger.AsynqTaskKey("q", "del:55"), ledger.AsynqTaskKey("q", "del:56"))
-	b.record(t, "B", "56", ledger.Deleted, "L") // 56 got its outcome in B some other way
-	orphans, err := b.ledger.Orphans(b.ctx, taskID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(orphans) != 1 || orphans[0] != (ledger.Orphan{ConversationID: "55", Batch: "B", Queue: "q"}) {
-		t.Errorf("orphans %+v, want 55 in B on q", orphans)
-	}
-	// Until 55 gets its outcome in B (from the new task), it stays an
-	// orphan: a janitor that died before queueing that task is covered.
-	if again, _ := b.ledger.Orphans(b.ctx, taskID); len(again) != 1 {
-		t.Errorf("orphan dropped before its outcome: %+v", again)
-	}
-	b.record(t, "B", "55", ledger.Deleted, "L")
-	if again, _ := b.ledger.Orphans(b.ctx, taskID); len(again) != 0 {
-		t.Errorf("orphan reported after its outcome: %+v", again)
-	}
-}
-
 func TestAsynqTaskKeyMatchesAsynq(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -346,8 +315,8 @@ func TestAsynqTaskKeyMatchesAsynq(t *testing.T) {
 	if _, err := client.Enqueue(asynq.NewTask("x", nil), asynq.TaskID("del:7"), asynq.Queue("gdpr")); err != nil {
 		t.Fatal(err)
 	}
-	if state := b.rdb.HGet(b.ctx, ledger.AsynqTaskKey("gdpr", "del:7"), "state").Val(); state != "pending" {
-		t.Errorf("state at %s = %q: asynq's key layout changed", ledger.AsynqTaskKey("gdpr", "del:7"), state)
+	if state := b.rdb.HGet(b.ctx, asynqwire.TaskKey("gdpr", "del:7"), "state").Val(); state != "pending" {
+		t.Errorf("state at %s = %q: asynq's key layout changed", asynqwire.TaskKey("gdpr", "del:7"), state)
 	}
 }
 
@@ -361,12 +330,12 @@ func TestCompletionAndReopen(t *testing.T) {
 	if r := b.record(t, "c", "2", ledger.Failed, "L2"); len(r.Completed) != 1 {
 		t.Errorf("not completed: %+v", r)
 	}
-	pending, _ := b.ledger.PendingCallbacks(b.ctx)
+	pending, _ := b.outbox().PendingCallbacks(b.ctx)
 	if len(pending) != 1 || pending[0].Batch != "c" || pending[0].N != 1 || pending[0].Total != 2 ||
 		pending[0].Deleted != 1 || pending[0].Failed != 1 || !pending[0].CompletedAt.Equal(b.now) {
 		t.Errorf("pending callbacks %+v", pending)
 	}
-	_ = b.ledger.CallbackQueued(b.ctx, pending[0])
+	_ = b.outbox().CallbackQueued(b.ctx, pending[0])
 
 	if ok, err := b.ledger.Reopen(b.ctx, "c", "2", ledger.Failed); !ok || err != nil {
 		t.Fatalf("Reopen: %v %v", ok, err)
@@ -386,7 +355,7 @@ func TestCompletionAndReopen(t *testing.T) {
 	if bt.Completions != 2 || bt.Deleted != 2 || bt.State(b.now) != ledger.StateComplete {
 		t.Errorf("after the second completion: %+v", bt)
 	}
-	if pending, _ := b.ledger.PendingCallbacks(b.ctx); len(pending) != 1 || pending[0].N != 2 {
+	if pending, _ := b.outbox().PendingCallbacks(b.ctx); len(pending) != 1 || pending[0].N != 2 {
 		t.Errorf("second completion's callback: %+v", pending)
 	}
 }
@@ -530,7 +499,7 @@ func TestRecordsExpire(t *testing.T) {
 	b := setup(t)
 	b.open(t, ledger.BatchSpec{Name: "ttl", TTL: 48 * time.Hour}, "7")
 	b.record(t, "ttl", "7", ledger.Retrying, "L")
-	for _, key := range []string{"coze-eraser:batch:ttl", "coze-eraser:batch:ttl:ids:7", "coze-eraser:failure:ttl:7"} {
+	for _, key := range []string{keyspace.New(ledger.DefaultPrefix).Batch("ttl"), keyspace.New(ledger.DefaultPrefix).BatchIDs("ttl", 7), keyspace.New(ledger.DefaultPrefix).Failure("ttl", "7")} {
 		ttl := b.rdb.TTL(b.ctx, key).Val()
 		if ttl < 47*time.Hour || ttl > 48*time.Hour {
 			t.Errorf("%s TTL %v, want 48h", key, ttl)
@@ -634,7 +603,7 @@ func TestDuplicateRunServesLateLinks(t *testing.T) {
 	b.open(t, ledger.BatchSpec{Name: "A"}, "66")
 	b.open(t, ledger.BatchSpec{Name: "B"}, "66")
 	b.record(t, "A", "66", ledger.Deleted, "L1")
-	b.rdb.HSet(b.ctx, ledger.AsynqTaskKey("default", "del:66"), "state", "pending") // the task, not yet marked done, runs again
+	b.rdb.HSet(b.ctx, asynqwire.TaskKey("default", "del:66"), "state", "pending") // the task, not yet marked done, runs again
 	if _, err := b.ledger.Link(b.ctx, "B", "66", "default", "del:66"); err != nil {
 		t.Fatal(err)
 	}
@@ -672,7 +641,7 @@ func TestNoCompletionWhileIDsAreAdded(t *testing.T) {
 	if bt.Completions != 1 || bt.Total != 3 || bt.State(b.now) != ledger.StateComplete {
 		t.Errorf("batch %+v", bt)
 	}
-	if pending, _ := b.ledger.PendingCallbacks(b.ctx); len(pending) != 1 || pending[0].Total != 3 {
+	if pending, _ := b.outbox().PendingCallbacks(b.ctx); len(pending) != 1 || pending[0].Total != 3 {
 		t.Errorf("callbacks %+v, want one for the whole batch", pending)
 	}
 }
@@ -697,33 +666,6 @@ func TestAbandonedAdderStopsHoldingTheBatch(t *testing.T) {
 	}
 }
 
-// TestArchivedLinkedTaskIsAnOrphan: a link to a task that then failed and
-// was archived in its own batch needs a new task for the linked batch.
-func TestArchivedLinkedTaskIsAnOrphan(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	b.open(t, ledger.BatchSpec{Name: "A"}, "77")
-	b.open(t, ledger.BatchSpec{Name: "B"}, "77")
-	key := ledger.AsynqTaskKey("default", "del:77")
-	b.rdb.HSet(b.ctx, key, "state", "active")
-	if _, err := b.ledger.Link(b.ctx, "B", "77", "default", "del:77"); err != nil {
-		t.Fatal(err)
-	}
-	b.rdb.HSet(b.ctx, key, "state", "archived") // it failed in A, without seeing the link
-	orphans, err := b.ledger.Orphans(b.ctx, func(id string) string { return "del:" + id })
-	if err != nil || len(orphans) != 1 || orphans[0].Batch != "B" {
-		t.Fatalf("orphans %+v, %v", orphans, err)
-	}
-	// The link stays until an outcome is recorded in B.
-	if again, _ := b.ledger.Orphans(b.ctx, func(id string) string { return "del:" + id }); len(again) != 1 {
-		t.Errorf("orphan forgotten before B got its outcome: %+v", again)
-	}
-	b.record(t, "B", "77", ledger.NotFound, "L")
-	if again, _ := b.ledger.Orphans(b.ctx, func(id string) string { return "del:" + id }); len(again) != 0 {
-		t.Errorf("a spent link is still reported: %+v", again)
-	}
-}
-
 // TestLinkedBatchKeysAreRefreshed: finishing an id through a link renews
 // the linked batch's retention too.
 func TestLinkedBatchKeysAreRefreshed(t *testing.T) {
@@ -731,11 +673,11 @@ func TestLinkedBatchKeysAreRefreshed(t *testing.T) {
 	b := setup(t)
 	b.open(t, ledger.BatchSpec{Name: "A", TTL: 48 * time.Hour}, "88")
 	b.open(t, ledger.BatchSpec{Name: "B", TTL: 48 * time.Hour}, "88", "89")
-	b.rdb.Expire(b.ctx, "coze-eraser:batch:B", time.Minute)
-	b.rdb.HSet(b.ctx, ledger.AsynqTaskKey("default", "del:88"), "state", "pending")
+	b.rdb.Expire(b.ctx, keyspace.New(ledger.DefaultPrefix).Batch("B"), time.Minute)
+	b.rdb.HSet(b.ctx, asynqwire.TaskKey("default", "del:88"), "state", "pending")
 	_, _ = b.ledger.Link(b.ctx, "B", "88", "default", "del:88")
 	b.record(t, "A", "88", ledger.Deleted, "L")
-	if ttl := b.rdb.TTL(b.ctx, "coze-eraser:batch:B").Val(); ttl < 47*time.Hour {
+	if ttl := b.rdb.TTL(b.ctx, keyspace.New(ledger.DefaultPrefix).Batch("B")).Val(); ttl < 47*time.Hour {
 		t.Errorf("linked batch TTL %v after an outcome through the link", ttl)
 	}
 }
@@ -760,7 +702,7 @@ func TestRecordManyMatchesOneByOne(t *testing.T) {
 		b := setup(t)
 		b.open(t, ledger.BatchSpec{Name: "x", CallbackURL: "http://127.0.0.1:1/"}, "1", "2", "3", "4")
 		b.open(t, ledger.BatchSpec{Name: "y"}, "4")
-		b.rdb.HSet(b.ctx, ledger.AsynqTaskKey("q", "del:4"), "state", "pending")
+		b.rdb.HSet(b.ctx, asynqwire.TaskKey("q", "del:4"), "state", "pending")
 		_, _ = b.ledger.Link(b.ctx, "y", "4", "q", "del:4")
 		var recs []ledger.Recorded
 		if many {

@@ -37,12 +37,6 @@ func (e *LostError) Error() string {
 // Unwrap returns [ErrBatchLost].
 func (e *LostError) Unwrap() error { return ErrBatchLost }
 
-// The keys of lost batches: an index of lost batch names by the time the
-// loss was found, and per batch a hash of the outcomes recorded after it
-// (id -> entry, as in a batch's ids hashes).
-func (l *Ledger) lostIndexKey() string        { return l.key("lost") }
-func (l *Ledger) lostKey(batch string) string { return l.key("lost:" + batch) }
-
 //go:embed lua/marklost.lua
 var markLostSource string
 
@@ -90,10 +84,10 @@ const maxLostListed = 100
 // forgotten.
 func (l *Ledger) LostBatches(ctx context.Context) ([]Batch, error) {
 	cutoff := time.Now().Add(-l.ttl).UnixMilli()
-	if err := l.rdb.ZRemRangeByScore(ctx, l.lostIndexKey(), "-inf", "("+strconv.FormatInt(cutoff, 10)).Err(); err != nil {
+	if err := l.rdb.ZRemRangeByScore(ctx, l.ks.LostIndex(), "-inf", "("+strconv.FormatInt(cutoff, 10)).Err(); err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
-	zs, err := l.rdb.ZRangeWithScores(ctx, l.lostIndexKey(), 0, maxLostListed-1).Result()
+	zs, err := l.rdb.ZRangeWithScores(ctx, l.ks.LostIndex(), 0, maxLostListed-1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
@@ -116,9 +110,9 @@ func (l *Ledger) LostBatches(ctx context.Context) ([]Batch, error) {
 // clocks of the machines that marked and opened it say.
 func (l *Ledger) lostBatch(ctx context.Context, name string, lostAt time.Time) (b Batch, lost bool, err error) {
 	pipe := l.rdb.Pipeline()
-	opens := pipe.HGet(ctx, l.metaKey(name), "opens")
-	info := pipe.HMGet(ctx, l.lostKey(name), "_opens", "_open")
-	fields := pipe.HLen(ctx, l.lostKey(name))
+	opens := pipe.HGet(ctx, l.ks.Batch(name), "opens")
+	info := pipe.HMGet(ctx, l.ks.Lost(name), "_opens", "_open")
+	fields := pipe.HLen(ctx, l.ks.Lost(name))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return Batch{}, false, fmt.Errorf("ledger: lost batch %s: %w", name, err)
 	}
@@ -151,7 +145,7 @@ func (l *Ledger) lostBatch(ctx context.Context, name string, lostAt time.Time) (
 // and LostOutcomes set, whose State is [StateLost], whether Redis lacks the
 // batch or holds older data of it.
 func (l *Ledger) BatchOrLost(ctx context.Context, name string) (Batch, bool, error) {
-	score, err := l.rdb.ZScore(ctx, l.lostIndexKey(), name).Result()
+	score, err := l.rdb.ZScore(ctx, l.ks.LostIndex(), name).Result()
 	switch {
 	case err == nil:
 		b, lost, err := l.lostBatch(ctx, name, time.UnixMilli(int64(score)).UTC())
@@ -168,7 +162,7 @@ func (l *Ledger) BatchOrLost(ctx context.Context, name string) (Batch, bool, err
 // lost: calls that were in flight when Redis lost it. They are not a proof
 // of the batch, only of those calls.
 func (l *Ledger) LostOutcomes(ctx context.Context, batch string, fn func(Entry) error) error {
-	return l.scanEntries(ctx, l.lostKey(batch), func(e Entry) error {
+	return l.scanEntries(ctx, l.ks.Lost(batch), func(e Entry) error {
 		if strings.HasPrefix(e.ConversationID, "_") { // the record's own fields
 			return nil
 		}
@@ -180,7 +174,7 @@ func (l *Ledger) LostOutcomes(ctx context.Context, batch string, fn func(Entry) 
 // dealt with the loss some other way than enqueueing the input again. The
 // outcomes kept after the loss stay until they expire.
 func (l *Ledger) DismissLost(ctx context.Context, batch string) (bool, error) {
-	n, err := l.rdb.ZRem(ctx, l.lostIndexKey(), batch).Result()
+	n, err := l.rdb.ZRem(ctx, l.ks.LostIndex(), batch).Result()
 	if err != nil {
 		return false, fmt.Errorf("ledger: %w", err)
 	}
@@ -223,12 +217,12 @@ type LossSign struct {
 // writes a new epoch marker, so that the next check compares with the
 // data set Redis holds now.
 func (d *LossDetector) Check(ctx context.Context) (LossSign, error) {
-	epochKey := d.l.key("epoch")
+	epochKey := d.l.ks.Epoch()
 	fresh := newAdderID()
 	pipe := d.l.rdb.Pipeline()
 	set := pipe.SetNX(ctx, epochKey, fresh, 0)
 	get := pipe.Get(ctx, epochKey)
-	seqCmd := pipe.Get(ctx, d.l.key("seq"))
+	seqCmd := pipe.Get(ctx, d.l.ks.Seq())
 	info := pipe.Info(ctx, "server", "persistence")
 	_, _ = pipe.Exec(ctx) // each command's error is read below; INFO's may be "not supported"
 	seq, seqErr := seqCmd.Int64()
@@ -261,10 +255,10 @@ func (d *LossDetector) compare(created bool, epoch, runID string, uptime, seq in
 	switch {
 	case created:
 		sign.Lost = true
-		why = append(why, "the ledger's epoch marker "+d.l.key("epoch")+" is gone")
+		why = append(why, "the ledger's epoch marker "+d.l.ks.Epoch()+" is gone")
 	case epoch != d.epoch:
 		sign.Lost = true
-		why = append(why, "the ledger's epoch marker "+d.l.key("epoch")+" was replaced")
+		why = append(why, "the ledger's epoch marker "+d.l.ks.Epoch()+" was replaced")
 	case seq < d.seq:
 		sign.Lost, sign.RolledBack = true, true
 		why = append(why, fmt.Sprintf("it came back with older data: the ledger's write count went back from %d to %d", d.seq, seq))

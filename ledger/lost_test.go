@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coze-eraser/coze-eraser/internal/asynqwire"
+	"github.com/coze-eraser/coze-eraser/internal/keyspace"
 	"github.com/coze-eraser/coze-eraser/internal/redistest"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/tasks"
@@ -36,7 +38,7 @@ func TestRecordNeverRecreatesALostBatch(t *testing.T) {
 	if len(kept) != 1 || kept[0].ConversationID != "1" || kept[0].Outcome != ledger.Deleted || kept[0].LogID != "LOG1" {
 		t.Errorf("kept %+v; want id 1 deleted with its log id", kept)
 	}
-	if n, _ := b.rdb.SCard(b.ctx, "coze-eraser:callbacks").Result(); n != 0 {
+	if n, _ := b.rdb.SCard(b.ctx, keyspace.New(ledger.DefaultPrefix).Callbacks()).Result(); n != 0 {
 		t.Errorf("%d completions queued for a callback", n)
 	}
 	// Enqueueing the input again replaces the lost batch.
@@ -51,7 +53,7 @@ func TestRecordNeverRecreatesALostBatch(t *testing.T) {
 func TestRecordCreatesTheBatchOfAnotherProducersTask(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.rdb.HSet(b.ctx, ledger.AsynqTaskKey("default", tasks.TaskID("42")), "state", "active")
+	b.rdb.HSet(b.ctx, asynqwire.TaskKey("default", tasks.TaskID("42")), "state", "active")
 	if got := b.record(t, "foreign", "42", ledger.Deleted, "L"); got.Lost || got.Transitions != 1 {
 		t.Fatalf("recorded %+v; want one transition", got)
 	}
@@ -166,8 +168,8 @@ func TestTaskIDPrefixAgrees(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.open(t, ledger.BatchSpec{Name: "a"}, "7")
-	b.rdb.Del(b.ctx, "coze-eraser:batch:a")
-	b.rdb.HSet(b.ctx, ledger.AsynqTaskKey("default", tasks.TaskID("7")), "state", "active")
+	b.rdb.Del(b.ctx, keyspace.New(ledger.DefaultPrefix).Batch("a"))
+	b.rdb.HSet(b.ctx, asynqwire.TaskKey("default", tasks.TaskID("7")), "state", "active")
 	if got := b.record(t, "a", "7", ledger.Deleted, "L"); got.Lost {
 		t.Error("the record did not find the task under tasks.TaskID's id")
 	}
@@ -184,7 +186,7 @@ func TestATaskCannotRecreateALostBatch(t *testing.T) {
 	if _, err := b.ledger.MarkLost(b.ctx, "gone", b.now, true); err != nil {
 		t.Fatal(err)
 	}
-	b.rdb.HSet(b.ctx, ledger.AsynqTaskKey("default", tasks.TaskID("5")), "state", "active")
+	b.rdb.HSet(b.ctx, asynqwire.TaskKey("default", tasks.TaskID("5")), "state", "active")
 	if got := b.record(t, "gone", "5", ledger.Deleted, "L"); !got.Lost {
 		t.Errorf("recorded %+v; want Lost", got)
 	}
@@ -239,7 +241,7 @@ func TestARolledBackBatchNeverCompletes(t *testing.T) {
 	if got := b.record(t, "old", "2", ledger.Deleted, "L2"); len(got.Completed) != 0 {
 		t.Errorf("the old copy completed: %+v", got)
 	}
-	if n, _ := b.rdb.SCard(b.ctx, "coze-eraser:callbacks").Result(); n != 0 {
+	if n, _ := b.rdb.SCard(b.ctx, keyspace.New(ledger.DefaultPrefix).Callbacks()).Result(); n != 0 {
 		t.Errorf("%d callbacks queued", n)
 	}
 	if bt, _, _ := b.ledger.BatchOrLost(b.ctx, "old"); bt.State(b.now) != ledger.StateLost {

@@ -5,11 +5,14 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/coze-eraser/coze-eraser/internal/keyspace"
 )
 
 // Attempt is one API call's outcome for a conversation.
@@ -73,7 +76,7 @@ func (l *Ledger) Record(ctx context.Context, a Attempt) (Recorded, error) {
 // in each.
 func (l *Ledger) RecordMany(ctx context.Context, attempts []Attempt) ([]Recorded, error) {
 	args := make([]any, 0, 6+10*len(attempts))
-	args = append(args, ttlSeconds(l.ttl), DefaultDueIn.Milliseconds(), Buckets, "asynq:{", "}:t:"+deleteTaskIDPrefix)
+	args = append(args, ttlSeconds(l.ttl), DefaultDueIn.Milliseconds(), Buckets, deleteTaskIDPrefix)
 	for _, a := range attempts {
 		letter, ok := outcomeLetters[a.Outcome]
 		if !ok {
@@ -97,25 +100,31 @@ func (l *Ledger) RecordMany(ctx context.Context, attempts []Attempt) ([]Recorded
 	if err != nil {
 		return nil, fmt.Errorf("ledger: record %d attempts: %w", len(attempts), err)
 	}
-	// The script lists only the attempts whose result is not the common
-	// one (see record.lua): {attempt, transitions, attempts, completed}.
-	out := make([]Recorded, len(attempts))
+	return decodeRecordReply(len(attempts), res)
+}
+
+// decodeRecordReply reads record.lua's reply for n attempts: it lists only
+// the attempts whose result is not the common one (see record.lua), as
+// groups of {attempt, transitions, attempts, completed}.
+func decodeRecordReply(n int, res []any) ([]Recorded, error) {
+	const script = "record.lua"
+	out := make([]Recorded, n)
 	for i := range out {
 		out[i] = Recorded{Transitions: 1, Attempts: 1}
 	}
 	if len(res)%4 != 0 {
-		return nil, fmt.Errorf("ledger: record %d attempts: reply has %d values, not groups of 4", len(attempts), len(res))
+		return nil, &replyError{script, res, "groups of 4 values"}
 	}
-	for j := 0; j+3 < len(res); j += 4 {
-		k, ok1 := res[j].(int64)
-		transitions, ok2 := res[j+1].(int64)
-		count, ok3 := res[j+2].(int64)
-		done, ok4 := res[j+3].(string)
-		if !ok1 || !ok2 || !ok3 || !ok4 {
-			return nil, fmt.Errorf("ledger: record %d attempts: unexpected reply %v", len(attempts), res[j:j+4])
+	for group := range slices.Chunk(res, 4) {
+		k, err1 := replyInt(script, group[0])
+		transitions, err2 := replyInt(script, group[1])
+		count, err3 := replyInt(script, group[2])
+		done, err4 := replyText(script, group[3])
+		if err := errors.Join(err1, err2, err3, err4); err != nil {
+			return nil, err
 		}
-		if k < 1 || int(k) > len(out) {
-			return nil, fmt.Errorf("ledger: record %d attempts: reply names attempt %d", len(attempts), k)
+		if k < 1 || k > int64(n) {
+			return nil, &replyError{script, group[0], fmt.Sprintf("an attempt from 1 to %d", n)}
 		}
 		r := Recorded{Transitions: int(transitions), Attempts: int(count)}
 		if count < 0 {
@@ -147,7 +156,7 @@ func (l *Ledger) Entry(ctx context.Context, batch, id string) (e Entry, ok bool,
 	if err != nil || !ok {
 		return Entry{}, false, err
 	}
-	v, err := l.rdb.HGet(ctx, l.idsKey(batch, bucket(id, b.buckets())), id).Result()
+	v, err := l.rdb.HGet(ctx, l.ks.BatchIDs(batch, keyspace.Bucket(id, b.buckets())), id).Result()
 	if errors.Is(err, redis.Nil) {
 		return Entry{}, false, nil
 	}
@@ -166,7 +175,7 @@ func (l *Ledger) Entries(ctx context.Context, batch string, fn func(Entry) error
 		return err
 	}
 	for k := range b.buckets() {
-		if err := l.scanEntries(ctx, l.idsKey(batch, k), fn); err != nil {
+		if err := l.scanEntries(ctx, l.ks.BatchIDs(batch, k), fn); err != nil {
 			return err
 		}
 	}
@@ -191,6 +200,9 @@ func (l *Ledger) scanEntries(ctx context.Context, key string, fn func(Entry) err
 	}
 	return nil
 }
+
+// BucketCount is how many hashes the batch's ids are spread over.
+func (b Batch) BucketCount() int { return b.buckets() }
 
 func (b Batch) buckets() int {
 	if b.nbuckets > 0 {

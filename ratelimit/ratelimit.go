@@ -33,6 +33,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/coze-eraser/coze-eraser/coze"
+	"github.com/coze-eraser/coze-eraser/internal/keyspace"
 )
 
 // Config describes a budget.
@@ -97,7 +98,7 @@ const (
 // The token is hashed; it never reaches Redis.
 func BudgetKey(prefix, baseURL, token string) string {
 	sum := sha256.Sum256([]byte(baseURL + "\x00" + token))
-	return prefix + "budget:" + hex.EncodeToString(sum[:12])
+	return keyspace.New(prefix).Budget(hex.EncodeToString(sum[:12]))
 }
 
 // Limiter draws on a budget. It is safe for concurrent use; one per process
@@ -313,10 +314,10 @@ func (l *Limiter) setEffective(v any) {
 	}
 }
 
-func (l *Limiter) channel() string { return l.cfg.Key + ":freed" }
+func (l *Limiter) channel() string { return keyspace.BudgetFreed(l.cfg.Key) }
 
 // learnedKey holds the rate the budget learnt from its last pushback.
-func (l *Limiter) learnedKey() string { return l.cfg.Key + ":learned" }
+func (l *Limiter) learnedKey() string { return keyspace.BudgetLearned(l.cfg.Key) }
 
 // Adaptive reports whether the budget discovers the API's limit.
 func (l *Limiter) Adaptive() bool { return l.cfg.Adaptive }
@@ -335,7 +336,7 @@ func (l *Limiter) acquireInflight(ctx context.Context) (func(), error) {
 	}
 	defer func() { <-l.head }()
 	holder := l.holderTag + ":" + strconv.FormatInt(l.holderSeq.Add(1), 36)
-	key := l.cfg.Key + ":inflight"
+	key := keyspace.BudgetInflight(l.cfg.Key)
 	for {
 		l.wakeMu.Lock()
 		wake := l.wake

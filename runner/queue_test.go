@@ -9,6 +9,7 @@ import (
 
 	"github.com/coze-eraser/coze-eraser/coze"
 	"github.com/coze-eraser/coze-eraser/coze/cozetest"
+	"github.com/coze-eraser/coze-eraser/internal/asynqwire"
 	"github.com/coze-eraser/coze-eraser/internal/redistest"
 	"github.com/coze-eraser/coze-eraser/runner"
 	"github.com/coze-eraser/coze-eraser/tasks"
@@ -54,7 +55,7 @@ func TestAFinishedRunLeavesNoQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	queues, err := srv.Client().SMembers(context.Background(), "asynq:queues").Result()
+	queues, err := srv.Client().SMembers(context.Background(), asynqwire.QueuesKey).Result()
 	if err != nil || slices.Contains(queues, runner.PrivateQueue("private")) {
 		t.Errorf("asynq's queues after the run: %v %v", queues, err)
 	}

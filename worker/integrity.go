@@ -121,3 +121,17 @@ func (w *integrityWatch) lost(ctx context.Context, sign ledger.LossSign) {
 	}
 	w.log.Error(msg, "detail", sign.Reason, "lost_batches", len(gone), "with_ids_pending", pending, "batches", shown)
 }
+
+// every calls fn every interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn(ctx)
+		}
+	}
+}

@@ -20,7 +20,7 @@ import (
 
 	"github.com/coze-eraser/coze-eraser/callback"
 	"github.com/coze-eraser/coze-eraser/coze"
-	"github.com/coze-eraser/coze-eraser/internal/asynqwire"
+	"github.com/coze-eraser/coze-eraser/internal/maintenance"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/ratelimit"
 	"github.com/coze-eraser/coze-eraser/tasks"
@@ -44,6 +44,10 @@ var (
 	// DefaultCallbackBackoff spaces the retries of a callback delivery.
 	DefaultCallbackBackoff = Backoff{Base: 10 * time.Second, Cap: time.Hour}
 )
+
+// DefaultJanitorInterval is how often a worker repairs what a crash or a
+// race can leave behind (see internal/maintenance).
+const DefaultJanitorInterval = maintenance.DefaultJanitorInterval
 
 // Config configures a [Server]. Redis and API are required.
 type Config struct {
@@ -125,7 +129,7 @@ func (c *Config) setDefaults() error {
 		c.JanitorInterval = DefaultJanitorInterval
 	}
 	if c.StallAfter <= 0 {
-		c.StallAfter = 15 * time.Minute
+		c.StallAfter = maintenance.DefaultStallAfter
 	}
 	if c.IntegrityInterval <= 0 {
 		c.IntegrityInterval = DefaultIntegrityInterval
@@ -180,7 +184,7 @@ type Server struct {
 	callbacks *asynq.Server
 	handler   *Handler
 	metrics   *Metrics
-	janitor   *janitor
+	janitor   *maintenance.Janitor
 	integrity *integrityWatch
 	client    *asynq.Client
 	stopped   context.Context
@@ -213,9 +217,8 @@ func New(cfg Config) (*Server, error) {
 	cfg.Registry.MustRegister(s.gauges)
 	s.redisLog = newRedisWatch(cfg.Redis, cfg.Logger, cfg.Now, cfg.RedisCheckInterval)
 	s.client = asynq.NewClientFromRedisClient(cfg.Redis)
-	s.janitor = &janitor{ledger: cfg.Ledger, client: s.client, wire: asynqwire.NewWriter(cfg.Redis),
-		inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
-		srv:       s, cursors: map[string]int{}}
+	s.janitor = maintenance.NewJanitor(maintenance.JanitorConfig{Redis: cfg.Redis, Ledger: cfg.Ledger,
+		Interval: cfg.JanitorInterval, StallAfter: cfg.StallAfter, Logger: cfg.Logger, Now: cfg.Now})
 	log := cfg.Logger
 	s.integrity = newIntegrityWatch(cfg.Ledger, s.metrics, log, cfg.Now)
 	s.handler = &Handler{
@@ -229,7 +232,7 @@ func New(cfg Config) (*Server, error) {
 		now:     cfg.Now,
 		stopped: s.stopped,
 		onComplete: func(ctx context.Context, _ []string) {
-			s.janitor.queueCallbacks(context.WithoutCancel(ctx))
+			s.janitor.QueueCallbacks(context.WithoutCancel(ctx))
 		},
 	}
 	s.asynq = asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
@@ -291,7 +294,7 @@ func (s *Server) Start() error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopJan = cancel
-	go s.janitor.run(ctx, s.cfg.JanitorInterval)
+	go s.janitor.Run(ctx)
 	go s.integrity.run(ctx, s.cfg.IntegrityInterval)
 	s.background.Add(2)
 	s.gauges.begin()

@@ -119,21 +119,20 @@ var (
 // the conflict check, then write (asynq's own steps for one task). It
 // returns one result digit per task.
 func guardLoop(write string) string {
-	return `
+	return Lua + `
 -- The queue is named in asynq's set of queues on every call, not once per
 -- process: after Redis lost the set, other writers' cross-queue checks
 -- must still see this queue's tasks.
-redis.call('SADD', 'asynq:queues', ARGV[2])
+redis.call('SADD', asynqQueuesKey, ARGV[2])
 local others = {}
-for _, q in ipairs(redis.call('SMEMBERS', 'asynq:queues')) do
+for _, q in ipairs(redis.call('SMEMBERS', asynqQueuesKey)) do
   if q ~= ARGV[2] then
-    others[#others + 1] = 'asynq:{' .. q .. '}:t:'
+    others[#others + 1] = asynqTaskPrefix(q)
   end
 end
-local live = {pending = true, scheduled = true, retry = true, active = true}
 local function liveElsewhere(id)
   for _, prefix in ipairs(others) do
-    if live[redis.call('HGET', prefix .. id, 'state')] then
+    if asynqLive[redis.call('HGET', prefix .. id, 'state')] then
       return true
     end
   end
@@ -247,19 +246,12 @@ func (w *Writer) publishQueue(ctx context.Context, queue string) error {
 	if _, ok := w.published.Load(queue); ok {
 		return nil
 	}
-	if err := w.rdb.SAdd(ctx, "asynq:queues", queue).Err(); err != nil {
+	if err := w.rdb.SAdd(ctx, QueuesKey, queue).Err(); err != nil {
 		return fmt.Errorf("enqueue tasks: %w", err)
 	}
 	w.published.Store(queue, true)
 	return nil
 }
-
-// TaskKey is the key of a task's hash, as asynq names it.
-func TaskKey(queue, id string) string { return queuePrefix(queue) + "t:" + id }
-
-func pendingKey(queue string) string   { return queuePrefix(queue) + "pending" }
-func scheduledKey(queue string) string { return queuePrefix(queue) + "scheduled" }
-func queuePrefix(queue string) string  { return "asynq:{" + queue + "}:" }
 
 // Encode returns t as asynq's TaskMessage protobuf, the "msg" field of a
 // task hash: the fields asynq's Client sets for a task without unique key,

@@ -233,7 +233,7 @@ func TestLiveTaskInAnotherQueueConflicts(t *testing.T) {
 			b := setup(t)
 			ctx := context.Background()
 			id := "del:7379996104798150009"
-			b.rdb.SAdd(ctx, "asynq:queues", "bulk")
+			b.rdb.SAdd(ctx, asynqwire.QueuesKey, "bulk")
 			b.rdb.HSet(ctx, asynqwire.TaskKey("bulk", id), "state", state)
 			got, err := b.writer.EnqueueMany(ctx, []asynqwire.Task{{ID: id, Type: "conversation:delete", Payload: []byte(`{}`), Queue: "gdpr"}})
 			if err != nil {

@@ -34,7 +34,7 @@ end
 if added > 0 then
   redis.call('HINCRBY', meta, 'total', added)
   redis.call('HSET', meta, 'complete', 0, 'progress_at', ARGV[3])
-  redis.call('ZADD', P .. 'batches:open', m[3], B)
+  redis.call('ZADD', openBatchesKey, m[3], B)
 end
 redis.call('ZADD', addersKey(B), tonumber(ARGV[3]) + tonumber(ARGV[5]), ARGV[4])
 redis.call('PEXPIRE', addersKey(B), tonumber(ARGV[5]) * 2)

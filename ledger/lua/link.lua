@@ -3,7 +3,7 @@
 -- only): the link names the queue it was found in. A task that is running
 -- may be recording its outcome right now and miss the link; the worker's
 -- janitor finds such links once the task is no longer live (see
--- repair.lua).
+-- internal/maintenance/lua/repair.lua).
 -- ARGV: 2 id, 3 batch, 4 the queue to look in first, 5 the asynq task id.
 -- Returns "finished" when the id has its outcome in the batch already (a
 -- task finished it since the caller looked: nothing to link, nothing to
@@ -20,7 +20,6 @@ if buckets then
 end
 local q, state = liveTaskQueue(ARGV[5], ARGV[4])
 if q then
-  local alsoKey = P .. 'also'
   local entry = ARGV[3] .. '@' .. q
   local cur = redis.call('HGET', alsoKey, ARGV[2])
   if not cur then

@@ -11,10 +11,10 @@ if redis.call('EXISTS', meta) == 0 then
   redis.call('HSET', meta, 'created', ARGV[3], 'due', ARGV[4], 'note', ARGV[5], 'callback', ARGV[6],
     'ttl', ARGV[7], 'buckets', ARGV[8], 'total', 0, 'deleted', 0, 'not_found', 0, 'failed', 0,
     'completions', 0, 'complete', 0, 'queues', ARGV[11], 'progress_at', ARGV[3], 'instance', ARGV[12])
-  redis.call('ZADD', P .. 'batches', ARGV[3], B)
+  redis.call('ZADD', batchesKey, ARGV[3], B)
   -- The epoch marks the data set this batch lives in: a Redis that comes
   -- back without it lost everything (see ledger.LossDetector).
-  redis.call('SET', P .. 'epoch', ARGV[13], 'NX')
+  redis.call('SET', epochKey, ARGV[13], 'NX')
   created = 1
 else
   local queues = redis.call('HGET', meta, 'queues') or ''

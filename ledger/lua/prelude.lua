@@ -1,18 +1,9 @@
--- Shared by every ledger script; ARGV[1] is always the key prefix.
-local P = ARGV[1]
-local function bucket(id, n)
-  return tonumber(string.sub(id, -6)) % n
-end
-local function metaKey(b) return P .. 'batch:' .. b end
-local function idsKey(b, k) return P .. 'batch:' .. b .. ':ids:' .. k end
-local function addersKey(b) return P .. 'batch:' .. b .. ':adders' end
-local function failKey(b, id) return P .. 'failure:' .. b .. ':' .. id end
-local function failMember(b, id) return b .. '/' .. id end
+-- Shared by every ledger script, after the key layout (internal/keyspace's
+-- Lua: P, the key builders, bucket) and asynq's (internal/asynqwire's Lua:
+-- asynqTaskKey, liveTaskQueue). ARGV[1] is always the key prefix.
 -- A batch that Redis lost (restarted empty, flushed) is never created anew
 -- by a late record: the outcome goes to lostKey(b), and the batch to the
 -- lost index, which status and /readyz read.
-local function lostKey(b) return P .. 'lost:' .. b end
-local lostIndex = P .. 'lost'
 -- stillLost reports whether batch b is marked lost and was not opened
 -- since: while Redis lacks it, or holds data older than the loss, its
 -- records are not the whole story until its input is enqueued again.
@@ -39,40 +30,13 @@ local function markLost(b, nowMs, wasOpen, ttl)
   return 1
 end
 
-local liveTask = {pending = true, scheduled = true, retry = true, active = true}
-
--- asynq keeps a task of queue q with id tid at asynqTaskKey(q, tid)
--- (asynq v0.26's layout; ledger.AsynqTaskKey says the same in Go).
-local function asynqTaskKey(q, tid) return 'asynq:{' .. q .. '}:t:' .. tid end
-local knownQueues -- asynq's set of queues, read once per script call
--- liveTaskQueue finds the live task with id tid: in queue first, then in
--- every other queue asynq knows, since asynq's task ids are unique per
--- queue only and an id must be called once whatever queue its tasks are
--- in. It returns the task's queue and state, or nil and the state of the
--- task in queue (nil when there is none).
-local function liveTaskQueue(tid, queue)
-  local state = redis.call('HGET', asynqTaskKey(queue, tid), 'state')
-  if state and liveTask[state] then
-    return queue, state
-  end
-  knownQueues = knownQueues or redis.call('SMEMBERS', 'asynq:queues')
-  for _, q in ipairs(knownQueues) do
-    if q ~= queue then
-      local s = redis.call('HGET', asynqTaskKey(q, tid), 'state')
-      if s and liveTask[s] then
-        return q, s
-      end
-    end
-  end
-  return nil, state
-end
 -- A pending id's entry is 'p', or 'r' once an attempt failed (it then has a
 -- failure record); a finished id's is 'outcome|code|logid|attempts|time'.
 local function isPending(v) return v == 'p' or v == 'r' end
 
 -- bumpSeq counts the ledger's writes: a Redis that comes back with a lower
 -- count came back with older data (see ledger.LossDetector).
-local function bumpSeq() redis.call('INCR', P .. 'seq') end
+local function bumpSeq() redis.call('INCR', seqKey) end
 
 -- tryComplete completes batch b when nothing is pending, nothing is being
 -- added to it, and it is not complete already (a batch of no id completes
@@ -97,9 +61,9 @@ local function tryComplete(b, nowMs)
   end
   redis.call('HSET', meta, 'complete', 1, 'completed_at', nowMs)
   local c = redis.call('HINCRBY', meta, 'completions', 1)
-  redis.call('ZREM', P .. 'batches:open', b)
+  redis.call('ZREM', openBatchesKey, b)
   if t[5] and t[5] ~= '' then
-    redis.call('SADD', P .. 'callbacks', table.concat({b, c, t[1], t[2], t[3], t[4], nowMs}, '/'))
+    redis.call('SADD', callbacksKey, table.concat({b, c, t[1], t[2], t[3], t[4], nowMs}, '/'))
   end
   local ttl = tonumber(t[7])
   redis.call('EXPIRE', meta, ttl)

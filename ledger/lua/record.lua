@@ -1,11 +1,10 @@
 -- Record the outcomes of several attempts at once (a group commit: the
 -- workers of a process share one round trip). Each attempt is 7 ARGV
--- entries from ARGV[7] on: id, batch, outcome letter (d n f r), code, log id,
+-- entries from ARGV[6] on: id, batch, outcome letter (d n f r), code, log id,
 -- now ms, queue; and then, for an outcome other than d (deleted, which
 -- writes no failure record), 3 more: msg, http status, outcome name.
--- ARGV: 2 default ttl s, 3 default due offset ms, 4 default buckets, 5 and 6
--- the asynq task key of an id in a queue, around the queue name: "asynq:{"
--- and "}:t:del:" (the id follows).
+-- ARGV: 2 default ttl s, 3 default due offset ms, 4 default buckets, 5 what
+-- a deletion's task id has before the conversation id ("del:").
 -- Returns, flattened, {attempt (1 for the first), transitions, attempts,
 -- completed batches joined by spaces} for each attempt whose result is not
 -- the common one, which the others had: 1 transition, the first attempt,
@@ -62,7 +61,7 @@ local function batchOf(b, now, nowMs, queue, id)
   local m = call('HMGET', meta, 'buckets', 'ttl', 'total', 'deleted', 'not_found', 'failed', rs, rc)
   local due -- read when needed: only when ids join the batch
   if not m[1] then
-    if call('EXISTS', ARGV[5] .. queue .. ARGV[6] .. id) == 0 or stillLost(b) then
+    if call('EXISTS', asynqTaskPrefix(queue) .. ARGV[5] .. id) == 0 or stillLost(b) then
       return nil -- lost with its task, or lost before: see the top of this file
     end
     -- A task whose batch was never opened (another producer) gets a
@@ -70,7 +69,7 @@ local function batchOf(b, now, nowMs, queue, id)
     call('HSET', meta, 'created', now, 'due', now + tonumber(ARGV[3]), 'note', '', 'callback', '',
       'ttl', ARGV[2], 'buckets', ARGV[4], 'total', 0, 'deleted', 0, 'not_found', 0, 'failed', 0,
       'completions', 0, 'complete', 0, 'queues', queue, 'progress_at', now, 'instance', 'task:' .. id .. ':' .. nowMs)
-    call('ZADD', P .. 'batches', now, b)
+    call('ZADD', batchesKey, now, b)
     m = {ARGV[4], ARGV[2], '0', '0', '0', '0', false, false}
     due = now + tonumber(ARGV[3])
   end
@@ -78,16 +77,15 @@ local function batchOf(b, now, nowMs, queue, id)
   local info = {name = b, meta = meta, buckets = m[1] + 0, ttl = m[2], due = due, m = m,
     slot = slot, rs = rs, rc = rc, sameSlot = m[7] and m[7] + 0 == slot, slotCount = m[8] and m[8] + 0 or 0,
     deleted = 0, not_found = 0, failed = 0, added = 0, now = now, nowMs = nowMs,
-    idsPrefix = P .. 'batch:' .. b .. ':ids:'}
+    idsPrefix = idsKey(b, '')}
   batches[b] = info
   return info
 end
 
--- idsKeyOf is the prelude's idsKey(b, bucket(id, n)) for batch info's b.
--- (tonumber, not arithmetic on the text: the embedded Redis's Lua reads
--- "012345" as octal.)
+-- idsKeyOf is the prelude's idsKey(b, bucket(id, n)) for batch info's b,
+-- with the key's head built once per batch.
 local function idsKeyOf(info, id)
-  return info.idsPrefix .. int(tonumber(sub(id, -6)) % info.buckets)
+  return info.idsPrefix .. int(bucket(id, info.buckets))
 end
 
 -- entryOf is a finished id's entry, 'outcome|code|logid|attempts|time', for
@@ -111,13 +109,13 @@ local function writeFailure(b, id, ttl, i, attempts)
   call('HSETNX', fkey, 'first_at', nowMs)
   call('HSET', fkey, 'batch', b, 'queue', ARGV[i + 6], 'outcome', ARGV[i + 9], 'code', ARGV[i + 3],
     'msg', ARGV[i + 7], 'http_status', ARGV[i + 8], 'logid', ARGV[i + 4], 'last_at', nowMs, 'attempts', attempts)
-  call('ZADD', P .. 'failures', nowMs, failMember(b, id))
+  call('ZADD', failuresKey, nowMs, failMember(b, id))
   call('EXPIRE', fkey, ttl)
 end
 
 local function clearFailure(b, id)
   call('DEL', failKey(b, id))
-  call('ZREM', P .. 'failures', failMember(b, id))
+  call('ZREM', failuresKey, failMember(b, id))
 end
 
 -- recordLost keeps the attempt at ARGV[i] of id in lost batch b's record:
@@ -151,12 +149,11 @@ local function finish(info, key, id, letter, value, now, nowMs, k)
   info.lastAttempt, info.lastFinish = k, finishes
 end
 
-local alsoKey = P .. 'also'
 local anyLinks = call('EXISTS', alsoKey) == 1
 local out, n = {}, 0
 local reported = {} -- attempt -> its completed batches' place in out
 
-local i, k = 7, 0
+local i, k = 6, 0
 while i <= #ARGV do
   k = k + 1
   local id, B, letter, nowMs = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 5]
@@ -257,7 +254,7 @@ for b, info in pairs(batches) do
   local finished = info.deleted + info.not_found + info.failed
   local added = info.added
   if added > 0 then
-    call('ZADD', P .. 'batches:open', info.due or call('HGET', info.meta, 'due'), b)
+    call('ZADD', openBatchesKey, info.due or call('HGET', info.meta, 'due'), b)
   end
   local allFinished = false
   if finished > 0 or added > 0 then

@@ -15,7 +15,7 @@ end
 redis.call('HSET', key, id, 'r') -- pending, with a failure record
 redis.call('HINCRBY', meta, ({f = 'failed', n = 'not_found'})[ARGV[4]], -1)
 redis.call('HSET', meta, 'complete', 0, 'progress_at', ARGV[5])
-redis.call('ZADD', P .. 'batches:open', m[2], B)
+redis.call('ZADD', openBatchesKey, m[2], B)
 redis.call('EXPIRE', key, m[3])
 redis.call('EXPIRE', meta, m[3])
 local fkey = failKey(B, id)

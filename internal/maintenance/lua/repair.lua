@@ -7,7 +7,6 @@
 -- ARGV: 2 id, 3 the asynq task id of the id.
 -- Returns a list of "batch@queue".
 local id = ARGV[2]
-local alsoKey = P .. 'also'
 local cur = redis.call('HGET', alsoKey, id)
 if not cur then
   return {}

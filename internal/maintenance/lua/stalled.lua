@@ -13,7 +13,6 @@ for q in string.gmatch(queues, '%S+') do
   ours[q] = true
 end
 local h = redis.call('HGETALL', idsKey(B, ARGV[3]))
-local alsoKey = P .. 'also'
 local out = {qs[1] or 'default'}
 for i = 1, #h, 2 do
   if isPending(h[i + 1]) then

@@ -1,0 +1,244 @@
+package maintenance
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/coze-eraser/coze-eraser/callback"
+	"github.com/coze-eraser/coze-eraser/internal/asynqwire"
+	"github.com/coze-eraser/coze-eraser/ledger"
+	"github.com/coze-eraser/coze-eraser/tasks"
+)
+
+// DefaultJanitorInterval is how often a worker repairs what a crash or a
+// race can leave behind.
+const DefaultJanitorInterval = 30 * time.Second
+
+// DefaultStallAfter is how long an open batch may go without progress
+// before the janitor looks for pending ids that have no task.
+const DefaultStallAfter = 15 * time.Minute
+
+// JanitorConfig configures a [Janitor].
+type JanitorConfig struct {
+	// Redis holds the ledger and the queues.
+	Redis redis.UniversalClient
+	// Ledger is the ledger the janitor repairs.
+	Ledger *ledger.Ledger
+	// Interval is how often Run sweeps (default [DefaultJanitorInterval]);
+	// a sweep holds the fleet's janitor lock for 90% of it.
+	Interval time.Duration
+	// StallAfter is how long an open batch may go without progress before
+	// its pending ids are checked for a task (default [DefaultStallAfter]).
+	StallAfter time.Duration
+	// Logger receives what the janitor repaired and what it could not
+	// read (default slog.Default()).
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Janitor queues what a worker was meant to queue but may not have: the
+// callbacks of completed batches (a worker can die between completing a
+// batch and queueing its callback), new tasks for ids that were linked to
+// a task that finished just before the link was made, and tasks for the
+// pending ids of stalled batches. One worker of the fleet sweeps at a
+// time. One goroutine runs Run (or Sweep); QueueCallbacks is safe to call
+// from any.
+type Janitor struct {
+	cfg       JanitorConfig
+	store     *Store
+	client    *asynq.Client
+	wire      *asynqwire.Writer
+	inspector *asynq.Inspector
+	// cursors remembers, per stalled batch, the next bucket to read.
+	cursors map[string]int
+}
+
+// NewJanitor returns a janitor. Its asynq clients share cfg.Redis: there
+// is nothing to close.
+func NewJanitor(cfg JanitorConfig) *Janitor {
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultJanitorInterval
+	}
+	if cfg.StallAfter <= 0 {
+		cfg.StallAfter = DefaultStallAfter
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Janitor{
+		cfg:       cfg,
+		store:     NewStore(cfg.Redis, cfg.Ledger.Prefix()),
+		client:    asynq.NewClientFromRedisClient(cfg.Redis),
+		wire:      asynqwire.NewWriter(cfg.Redis),
+		inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
+		cursors:   map[string]int{},
+	}
+}
+
+// Run sweeps every interval until ctx ends.
+func (j *Janitor) Run(ctx context.Context) {
+	t := time.NewTicker(j.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			j.Sweep(ctx)
+		}
+	}
+}
+
+// stalledBucketsPerSweep bounds the work one sweep does on a stalled
+// batch: a batch of 4096 buckets is read over 16 sweeps.
+const stalledBucketsPerSweep = 256
+
+// Sweep repairs once, unless another worker of the fleet swept within the
+// last interval (it holds the janitor's lock).
+func (j *Janitor) Sweep(ctx context.Context) {
+	if ok, err := j.store.Lock(ctx, "janitor", j.cfg.Interval*9/10); err != nil || !ok {
+		return
+	}
+	j.QueueCallbacks(ctx)
+	names, err := j.cfg.Ledger.OpenBatches(ctx)
+	if err != nil {
+		j.cfg.Logger.Warn("janitor: reading open batches", "error", err)
+	} else {
+		j.completeIdleBatches(ctx, names)
+	}
+	j.requeueOrphans(ctx)
+	if err == nil {
+		j.requeueStalled(ctx, names)
+	}
+}
+
+// requeueStalled gives a new task to the pending ids of stalled batches
+// (no progress for StallAfter) that no live task will finish: their enqueue
+// died between adding them to the batch and queueing their tasks, and
+// nobody ran it again.
+func (j *Janitor) requeueStalled(ctx context.Context, names []string) {
+	for name := range j.cursors { // batches no longer open need no cursor
+		if !slices.Contains(names, name) {
+			delete(j.cursors, name)
+		}
+	}
+	now := j.cfg.Now()
+	for _, name := range names {
+		if tasks.ValidateBatch(name) != nil {
+			continue // named before the rule: the worker refuses its tasks (docs/commands.md: enqueue it again)
+		}
+		b, ok, err := j.cfg.Ledger.Batch(ctx, name)
+		if err != nil || !ok || now.Sub(b.ProgressAt()) < j.cfg.StallAfter {
+			delete(j.cursors, name)
+			continue
+		}
+		page, err := j.store.PendingWithoutTask(ctx, b, j.cursors[name], stalledBucketsPerSweep, tasks.TaskID(""))
+		if err != nil {
+			j.cfg.Logger.Warn("janitor: reading a stalled batch", "batch", name, "error", err)
+			continue
+		}
+		j.cursors[name] = page.Next
+		for _, id := range page.IDs {
+			if err := j.requeue(ctx, Orphan{ConversationID: id, Batch: name, Queue: page.Queue}); err != nil {
+				j.cfg.Logger.Warn("janitor: queueing a task for a stalled id", "conversation_id", id, "batch", name, "error", err)
+			}
+		}
+		if len(page.IDs) > 0 {
+			j.cfg.Logger.Warn("janitor: queued tasks for pending ids that had none", "batch", name, "ids", len(page.IDs))
+		}
+	}
+}
+
+// completeIdleBatches completes open batches whose ids are all done but
+// whose producer stopped without sealing them.
+func (j *Janitor) completeIdleBatches(ctx context.Context, names []string) {
+	for _, name := range names {
+		if done, err := j.cfg.Ledger.CompleteIfDone(ctx, name, j.cfg.Now()); err == nil && done {
+			j.cfg.Logger.Info("batch complete", "batch", name)
+		}
+	}
+	j.QueueCallbacks(ctx)
+}
+
+// requeueOrphans queues a new task for each linked id whose task is no
+// longer live.
+func (j *Janitor) requeueOrphans(ctx context.Context) {
+	orphans, err := j.store.Orphans(ctx, tasks.TaskID)
+	if err != nil {
+		j.cfg.Logger.Warn("janitor: reading links", "error", err)
+	}
+	for _, o := range orphans {
+		if err := j.requeue(ctx, o); err != nil {
+			j.cfg.Logger.Warn("janitor: queueing a task for a linked id", "conversation_id", o.ConversationID, "batch", o.Batch, "error", err)
+		}
+	}
+}
+
+// requeue queues a new task for o. It writes through asynqwire, whose
+// conflict check spans every queue in the same step as the write: a task
+// of the id that appeared in another queue since the ledger looked takes a
+// link instead, so the id still gets one call.
+func (j *Janitor) requeue(ctx context.Context, o Orphan) error {
+	if tasks.ValidateBatch(o.Batch) != nil {
+		return nil // a batch named before the rule: its tasks are refused, so queue none
+	}
+	payload, err := tasks.Payload{ConversationID: o.ConversationID, Batch: o.Batch}.Encode()
+	if err != nil {
+		return err
+	}
+	task := asynqwire.Task{ID: tasks.TaskID(o.ConversationID), Type: tasks.TypeDelete, Payload: payload, Queue: o.Queue,
+		MaxRetry: tasks.AsynqMaxRetry(tasks.DefaultMaxRetry)}
+	for range 2 {
+		res, err := j.wire.EnqueueMany(ctx, []asynqwire.Task{task})
+		if err != nil || res[0] != asynqwire.Conflict {
+			return err
+		}
+		state, err := j.cfg.Ledger.Link(ctx, o.Batch, o.ConversationID, o.Queue, task.ID)
+		if err != nil || state != "archived" {
+			return err // linked to a live task, or an error
+		}
+		// The task failed in its own batch; this batch needs its own try.
+		if err := j.inspector.DeleteTask(o.Queue, task.ID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// QueueCallbacks queues the callback of every completion that has none yet.
+// The task id is derived from the completion and delivered tasks are
+// retained for a week, so queueing one twice is refused as a duplicate.
+func (j *Janitor) QueueCallbacks(ctx context.Context) {
+	pending, err := j.store.PendingCallbacks(ctx)
+	if err != nil {
+		j.cfg.Logger.Warn("janitor: reading pending callbacks", "error", err)
+		return
+	}
+	for _, c := range pending {
+		b, ok, err := j.cfg.Ledger.Batch(ctx, c.Batch)
+		if err != nil {
+			continue
+		}
+		if ok && b.CallbackURL != "" {
+			task, err := callback.NewTask(callback.Delivery{URL: b.CallbackURL, Summary: callback.SummaryOf(b, c.Completion)})
+			if err != nil {
+				continue
+			}
+			if _, err := j.client.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+				j.cfg.Logger.Warn("queueing a callback", "batch", c.Batch, "error", err)
+				continue
+			}
+		}
+		_ = j.store.CallbackQueued(ctx, c)
+	}
+}
