@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/coze-eraser/coze-eraser/enqueue"
+	"github.com/coze-eraser/coze-eraser/internal/maintenance"
 	"github.com/coze-eraser/coze-eraser/ledger"
 )
 
@@ -20,7 +21,7 @@ func TestNoBatchWithoutInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer dir.Close()
+	defer dir.Close() //nolint:errcheck // read only: nothing to lose
 	if _, err := b.client.EnqueueFrom(b.ctx, dir, enqueue.Batch("from-dir")); err == nil {
 		t.Fatal("reading a directory: no error")
 	}
@@ -54,7 +55,7 @@ func TestOnlyInvalidLinesMakeAnEmptyBatch(t *testing.T) {
 	if st := bt.State(time.Now()); st != ledger.StateEmpty || bt.Invalid != 2 || bt.CompletedAt.IsZero() {
 		t.Errorf("state %s invalid %d completed %v; want empty, 2, a completion", st, bt.Invalid, bt.CompletedAt)
 	}
-	cbs, err := led.PendingCallbacks(b.ctx)
+	cbs, err := maintenance.NewStore(b.redis.Client(), ledger.DefaultPrefix).PendingCallbacks(b.ctx)
 	if err != nil || len(cbs) != 1 || cbs[0].Batch != "junk" {
 		t.Errorf("callbacks %+v, %v: want the empty batch's", cbs, err)
 	}

@@ -25,7 +25,6 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/coze-eraser/coze-eraser/callback"
 	"github.com/coze-eraser/coze-eraser/internal/asynqwire"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/tasks"
@@ -126,14 +125,16 @@ func Batch(name string) Option { return func(o *options) { o.batch = name } }
 // tasks.DefaultMaxRetry).
 func MaxRetry(n int) Option { return func(o *options) { o.maxRetry = n } }
 
-// At schedules the deletions for t instead of now.
+// At schedules the deletions for t instead of now; a time in the past runs
+// them now. Give At or [In], not both.
 func At(t time.Time) Option { return func(o *options) { o.processAt = t } }
 
-// In schedules the deletions d from now.
+// In schedules the deletions d from now; d must not be negative. Give [At]
+// or In, not both.
 func In(d time.Duration) Option { return func(o *options) { o.processIn = d } }
 
-// Concurrency sets how many enqueue calls a stream keeps in flight (default
-// [DefaultConcurrency]).
+// Concurrency sets how many enqueue calls a stream keeps in flight: 1 to
+// [MaxConcurrency] (default [DefaultConcurrency]).
 func Concurrency(n int) Option { return func(o *options) { o.concurrency = n } }
 
 // OnInvalid is called, in input order and from the calling goroutine, for
@@ -141,10 +142,12 @@ func Concurrency(n int) Option { return func(o *options) { o.concurrency = n } }
 func OnInvalid(fn func(Invalid)) Option { return func(o *options) { o.onInvalid = fn } }
 
 // Due sets the batch's due time when the call creates the batch (default
-// ledger.DefaultDueIn after creation).
+// ledger.DefaultDueIn after creation); it must not be in the past. Give Due
+// or [DueIn], not both.
 func Due(t time.Time) Option { return func(o *options) { o.due = t } }
 
-// DueIn sets the batch's due time relative to its creation.
+// DueIn sets the batch's due time relative to its creation; d must not be
+// negative. Give [Due] or DueIn, not both.
 func DueIn(d time.Duration) Option { return func(o *options) { o.dueIn = d } }
 
 // Note sets the batch's free-text note (a ticket, a data subject
@@ -191,37 +194,14 @@ type Invalid struct {
 	Err error
 }
 
+// options applies opts to the client's defaults and checks them (an
+// *OptionError or a *BoundsError), before a call writes anything.
 func (c *Client) options(opts []Option) (options, error) {
-	o := options{queue: DefaultQueue, batch: c.defaultBatch, maxRetry: tasks.DefaultMaxRetry, concurrency: DefaultConcurrency}
+	o := defaultOptions(c.defaultBatch)
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if err := ValidateBatch(o.batch); err != nil {
-		return o, err
-	}
-	if err := tasks.ValidateQueue(o.queue); err != nil {
-		return o, err
-	}
-	switch {
-	case CheckMaxRetry(o.maxRetry) != nil:
-		return o, fmt.Errorf("max retry %d: %w", o.maxRetry, CheckMaxRetry(o.maxRetry))
-	case !o.processAt.IsZero() && o.processIn != 0:
-		return o, errors.New("give a time (At) or a delay (In), not both")
-	case !o.due.IsZero() && o.dueIn != 0:
-		return o, errors.New("give a due time (Due) or a delay (DueIn), not both")
-	case o.dueIn < 0:
-		return o, fmt.Errorf("due in %v: must not be negative", o.dueIn)
-	}
-	if o.callbackURL != "" {
-		if err := callback.ValidateURL(o.callbackURL); err != nil {
-			return o, fmt.Errorf("callback URL: %w", err)
-		}
-	}
-	if err := c.checkBatchBounds(o); err != nil {
-		return o, err
-	}
-	o.concurrency = max(o.concurrency, 1)
-	return o, nil
+	return o, o.check(c.now())
 }
 
 // Bounds of the options.
@@ -243,10 +223,11 @@ const (
 )
 
 // CheckMaxRetry reports whether n is a retry budget [MaxRetry] takes. The
-// error gives the allowed range; callers name the value.
+// error wraps [ErrOutOfRange] and gives the allowed range; callers name
+// the value.
 func CheckMaxRetry(n int) error {
 	if n < 0 || n > MaxRetryLimit {
-		return fmt.Errorf("must be 0 to %d", MaxRetryLimit)
+		return outOfRange(fmt.Sprintf("must be 0 to %d", MaxRetryLimit))
 	}
 	return nil
 }
@@ -254,10 +235,11 @@ func CheckMaxRetry(n int) error {
 // CheckNote reports whether s is a note [Note] takes: valid UTF-8, at most
 // [MaxNoteBytes], and no control characters (newlines and escape sequences
 // included), so that a note prints as one inert line wherever it is shown.
-// The error says what is wrong and where; callers name the value.
+// The error says what is wrong and where (a note too long wraps
+// [ErrOutOfRange]); callers name the value.
 func CheckNote(s string) error {
 	if len(s) > MaxNoteBytes {
-		return fmt.Errorf("%d bytes long; at most %d bytes are allowed", len(s), MaxNoteBytes)
+		return outOfRange(fmt.Sprintf("%d bytes long; at most %d bytes are allowed", len(s), MaxNoteBytes))
 	}
 	for i, r := range s {
 		switch {
@@ -272,18 +254,12 @@ func CheckNote(s string) error {
 
 // CheckRetention reports whether d is a retention [Retention] takes, on its
 // own; the client also checks it against the schedule and the due time.
+// The error wraps [ErrOutOfRange] and gives the allowed range.
 func CheckRetention(d time.Duration) error {
 	if d < MinRetention || d > MaxRetention {
-		return fmt.Errorf("must be %v to %v", MinRetention, MaxRetention)
+		return outOfRange(fmt.Sprintf("must be %v to %v", MinRetention, MaxRetention))
 	}
 	return nil
-}
-
-// checkBatchBounds checks the note, the retention and the due time, the
-// last two against each other and the schedule: records that expire
-// before the tasks run, or before the batch is due, lose the proof.
-func (c *Client) checkBatchBounds(o options) error {
-	return checkBounds(o, c.now())
 }
 
 // The problems a [BoundsError] names.
@@ -317,28 +293,12 @@ func (e *BoundsError) Error() string {
 	return fmt.Sprintf("retention %v: %s in %v; keep them longer, or give an earlier due time", e.Retention, e.Problem, e.Until)
 }
 
-// CheckBounds checks opts as Enqueue does, at now and without Redis: the
-// note, the retention's range, and the due time, schedule and retention
-// against each other (a *BoundsError).
-func CheckBounds(now time.Time, opts ...Option) error {
-	var o options
-	for _, opt := range opts {
-		opt(&o)
-	}
-	return checkBounds(o, now)
-}
-
+// checkBounds checks the due time, the schedule and the retention against
+// each other and now (a *BoundsError): records that expire before the
+// tasks run, or before the batch is due, lose the proof. Each was checked
+// on its own first.
 func checkBounds(o options, now time.Time) error {
-	if err := CheckNote(o.note); err != nil {
-		return fmt.Errorf("note: %w", err)
-	}
 	retention := o.retention
-	if retention == 0 {
-		retention = ledger.DefaultTTL
-	}
-	if err := CheckRetention(retention); err != nil {
-		return fmt.Errorf("retention %v: %w", retention, err)
-	}
 	if !o.due.IsZero() && o.due.Before(now) {
 		return &BoundsError{Problem: DueInThePast, Due: o.due, Retention: retention}
 	}

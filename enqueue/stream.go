@@ -81,7 +81,7 @@ func readLines(r io.Reader) iter.Seq2[line, error] {
 				}
 			}
 			switch {
-			case err == io.EOF:
+			case errors.Is(err, io.EOF):
 				return
 			case err != nil:
 				yield(line{number: n}, fmt.Errorf("reading line %d: %w", n, err))

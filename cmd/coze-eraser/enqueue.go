@@ -120,7 +120,7 @@ func (a *app) runEnqueue(ctx context.Context, f *enqueueFlags, args []string) er
 		if err != nil {
 			return setupError("--file: %v", err)
 		}
-		defer file.Close()
+		defer file.Close() //nolint:errcheck // read only: nothing written can be lost
 		if st, err := file.Stat(); err == nil && st.IsDir() {
 			// Checked before Redis is touched: no batch for a typo.
 			return setupError("--file %s: is a directory; give a file of ids, one per line", f.file)
@@ -192,38 +192,24 @@ func unservedWarning(ctx context.Context, rdb redis.UniversalClient, queue strin
 		"started with --queues %s runs", queue, servedText, queue)
 }
 
-// maxEnqueueConcurrency bounds enqueue --concurrency: each call in flight
-// is a round trip of up to 256 ids, and Redis is the limit long before a
-// thousand of them.
-const maxEnqueueConcurrency = 1000
-
+// options are the enqueue options of the flags, refused as a whole when
+// one breaks the library's rules.
 func (f *enqueueFlags) options() ([]enqueue.Option, error) {
-	if f.concurrency < 1 || f.concurrency > maxEnqueueConcurrency {
-		return nil, setupError("--concurrency %d: must be 1 to %d", f.concurrency, maxEnqueueConcurrency)
-	}
 	schedule, scheduled, err := f.schedule(time.Now())
 	if err != nil {
 		return nil, err
 	}
-	opts, err := f.batch.options(schedule, scheduled)
-	if err != nil {
-		return nil, err
-	}
-	return append(opts, enqueue.Concurrency(f.concurrency)), nil
+	return f.batch.options(append(schedule, enqueue.Concurrency(f.concurrency)), scheduled)
 }
 
-// schedule returns the options of --at or --in, and what they are in
-// words for an error that the wait causes (batchFlags.options checks it
-// against the records' retention).
+// schedule returns the options of --at and --in, and what they are in
+// words for an error that the wait causes (batchFlags.options checks them
+// with the library's rules: not both, --in not negative).
 func (f *enqueueFlags) schedule(now time.Time) (opts []enqueue.Option, scheduled string, err error) {
-	switch {
-	case f.at != "" && f.in != 0:
-		return nil, "", setupError("give --at or --in, not both")
-	case f.in < 0:
-		return nil, "", setupError("--in %v: must not be negative", f.in)
-	case f.in > 0:
-		return []enqueue.Option{enqueue.In(f.in)}, "--in " + f.in.String(), nil
-	case f.at != "":
+	if f.in != 0 {
+		opts, scheduled = append(opts, enqueue.In(f.in)), "--in "+f.in.String()
+	}
+	if f.at != "" {
 		at, err := time.Parse(time.RFC3339, f.at)
 		if err != nil {
 			return nil, "", setupError("--at %q: not an RFC 3339 time such as 2026-12-01T02:00:00Z", f.at)
@@ -231,38 +217,19 @@ func (f *enqueueFlags) schedule(now time.Time) (opts []enqueue.Option, scheduled
 		if at.Before(now) {
 			f.warnings = append(f.warnings, fmt.Sprintf("--at %s is in the past: the deletions run now", f.at))
 		}
+		opts = append(opts, enqueue.At(at))
 		scheduled = fmt.Sprintf("--at %s, in %v", f.at, max(at.Sub(now), 0).Round(time.Second))
-		return []enqueue.Option{enqueue.At(at)}, scheduled, nil
 	}
-	return nil, "", nil
+	return opts, scheduled, nil
 }
 
-// options are the enqueue options of the batch settings.
-// options are the enqueue options of the batch settings and of schedule
-// (--at or --in, described by scheduled), each flag checked before Redis
-// is reached.
-func (f *batchFlags) options(schedule []enqueue.Option, scheduled string) ([]enqueue.Option, error) {
+// options are the enqueue options of the batch settings and of extra
+// (--at or --in, described by scheduled, and --concurrency), checked by
+// the library's rules (enqueue.CheckOptions) before Redis is reached.
+func (f *batchFlags) options(extra []enqueue.Option, scheduled string) ([]enqueue.Option, error) {
 	opts := []enqueue.Option{enqueue.Queue(f.queue), enqueue.MaxRetry(f.maxRetry), enqueue.Retention(f.ledgerTTL)}
-	if err := tasks.ValidateQueue(f.queue); err != nil {
-		return nil, setupError("--queue: %v", err)
-	}
 	if f.batch != "" {
-		if err := enqueue.ValidateBatch(f.batch); err != nil {
-			return nil, setupError("--batch: %v", err)
-		}
 		opts = append(opts, enqueue.Batch(f.batch))
-	}
-	switch {
-	case enqueue.CheckMaxRetry(f.maxRetry) != nil:
-		return nil, setupError("--max-retry %d: %v", f.maxRetry, enqueue.CheckMaxRetry(f.maxRetry))
-	case f.due != "" && f.dueIn != 0:
-		return nil, setupError("give --due or --due-in, not both")
-	case f.dueIn < 0:
-		return nil, setupError("--due-in %v: must not be negative", f.dueIn)
-	case enqueue.CheckRetention(f.ledgerTTL) != nil:
-		return nil, setupError("--ledger-ttl %v: %v", f.ledgerTTL, enqueue.CheckRetention(f.ledgerTTL))
-	case enqueue.CheckNote(f.note) != nil:
-		return nil, setupError("--note: %v", enqueue.CheckNote(f.note))
 	}
 	if f.due != "" {
 		due, err := time.Parse(time.RFC3339, f.due)
@@ -271,35 +238,63 @@ func (f *batchFlags) options(schedule []enqueue.Option, scheduled string) ([]enq
 		}
 		opts = append(opts, enqueue.Due(due))
 	}
-	if f.dueIn > 0 {
+	if f.dueIn != 0 {
 		opts = append(opts, enqueue.DueIn(f.dueIn))
 	}
-
 	if f.callbackURL != "" {
-		if err := callback.ValidateURL(f.callbackURL); err != nil {
-			return nil, setupError("--callback-url: %v", err)
-		}
 		opts = append(opts, enqueue.CallbackURL(f.callbackURL))
 	}
 	if f.note != "" {
 		opts = append(opts, enqueue.Note(f.note))
 	}
-	opts = append(opts, schedule...)
-	if err := f.checkBounds(time.Now(), opts, scheduled); err != nil {
+	opts = append(opts, extra...)
+	if err := f.check(time.Now(), opts, scheduled); err != nil {
 		return nil, err
 	}
 	return opts, nil
 }
 
-// checkBounds reports, in the flags' words, a setting that the others make
-// impossible (enqueue.CheckBounds, the library's own check): a --due in
-// the past, or a --ledger-ttl the records would not outlive the wait of
-// --at or --in (scheduled) or the due time by.
-func (f *batchFlags) checkBounds(now time.Time, opts []enqueue.Option, scheduled string) error {
+// optionFlags are the flags that set the library's options, by the
+// option's name in an *enqueue.OptionError.
+var optionFlags = map[string]string{
+	"Queue": "--queue", "Batch": "--batch", "MaxRetry": "--max-retry", "Concurrency": "--concurrency",
+	"At": "--at", "In": "--in", "Due": "--due", "DueIn": "--due-in",
+	"Note": "--note", "CallbackURL": "--callback-url", "Retention": "--ledger-ttl",
+}
+
+// check reports what enqueue.CheckOptions refuses in opts, in the flags'
+// words.
+func (f *batchFlags) check(now time.Time, opts []enqueue.Option, scheduled string) error {
+	err := enqueue.CheckOptions(now, opts...)
 	var bounds *enqueue.BoundsError
-	if !errors.As(enqueue.CheckBounds(now, opts...), &bounds) {
-		return nil // the range of each flag was checked on its own
+	if errors.As(err, &bounds) {
+		return f.boundsError(now, bounds, scheduled)
 	}
+	return optionFlagError(err)
+}
+
+// optionFlagError is err, an *enqueue.OptionError, in the words of the
+// flag that set the option: "--max-retry 5000: must be 0 to 1000", "give
+// --at or --in, not both". Any other error keeps the library's words.
+func optionFlagError(err error) error {
+	var option *enqueue.OptionError
+	switch {
+	case err == nil:
+		return nil
+	case !errors.As(err, &option) || optionFlags[option.Option] == "":
+		return setupError("%v", err) // no flag sets it
+	case option.With != "":
+		return setupError("give %s or %s, not both", optionFlags[option.With], optionFlags[option.Option])
+	case option.Value != nil:
+		return setupError("%s %v: %v", optionFlags[option.Option], option.Value, option.Err)
+	}
+	return setupError("%s: %v", optionFlags[option.Option], option.Err)
+}
+
+// boundsError puts a setting that the others make impossible in the
+// flags' words: a --due in the past, or a --ledger-ttl the records would
+// not outlive the wait of --at or --in (scheduled) or the due time by.
+func (f *batchFlags) boundsError(now time.Time, bounds *enqueue.BoundsError, scheduled string) error {
 	switch bounds.Problem {
 	case enqueue.DueInThePast:
 		return setupError("--due %s: %s (now %s); give a later time, or leave --due out to add ids to an existing batch",

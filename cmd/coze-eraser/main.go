@@ -1,22 +1,30 @@
 // Command coze-eraser erases Coze conversations at scale and records the
-// outcome of every deletion.
+// outcome of every deletion. Its commands:
 //
-//	coze-eraser demo                           the whole pipeline against a fake API
-//	coze-eraser run ID... | --file FILE        delete a set of ids from start to finish
-//	coze-eraser worker                         work the queue until SIGTERM
-//	coze-eraser enqueue ID... | --file FILE    queue deletions
-//	coze-eraser status [BATCH]                 how far batches are
-//	coze-eraser report BATCH                   the proof of erasure
-//	coze-eraser failures list|retry            inspect and retry failures
-//	coze-eraser fake-api                       a local stand-in for the API
-//	coze-eraser healthcheck | version | completion
+//	coze-eraser demo                             the whole pipeline in seconds: no Redis, no token, no network
+//	coze-eraser run [ID...] [--file FILE|-]      delete a set of ids from start to finish in one process
+//	coze-eraser worker                           work the deletion queues until SIGTERM or SIGINT
+//	coze-eraser enqueue [ID...] [--file FILE|-]  queue deletions as a batch
+//	coze-eraser status [BATCH]                   how far batches are: tallies, rate, ETA, state
+//	coze-eraser report BATCH                     a batch's proof of erasure, one row per id
+//	coze-eraser failures list                    the ids that did not end deleted, with the API's log ids
+//	coze-eraser failures retry                   queue the selected failures again
+//	coze-eraser fake-api                         a local stand-in for the Coze API
+//	coze-eraser healthcheck [--url URL]          ask a worker's /readyz: exit 0 if it is ready, 1 if not
+//	coze-eraser version                          the version, commit and Go version of the binary
+//	coze-eraser completion SHELL                 a completion script for bash, zsh, fish or powershell
+//	coze-eraser help [COMMAND]                   a command's flags, each with its environment variable
 //
-// The benchmark against bare asynq is a command of its own,
-// cmd/coze-eraser-bench, so that this binary ships the product only.
+// The benchmark against bare asynq is a binary of its own,
+// cmd/coze-eraser-bench, so that this one ships the product only.
 //
-// Every flag also reads an environment variable, named in --help; a flag
-// given on the command line wins. The Coze token is read only from
-// COZE_API_TOKEN or from the file named by COZE_API_TOKEN_FILE.
+// Every flag but --help, --version and completion's can also be set by an
+// environment variable, named beside it in --help: REDIS_URL, COZE_BASE_URL
+// and the other settings every command shares, or
+// COZE_ERASER_<COMMAND>_<FLAG> (COZE_ERASER_WORKER_CONCURRENCY). A flag
+// given on the command line wins.
+// The Coze token is never a flag: it is read from COZE_API_TOKEN or from
+// the file named by COZE_API_TOKEN_FILE, one of the two.
 package main
 
 import (
