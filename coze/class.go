@@ -9,7 +9,7 @@ import (
 type Class string
 
 // The classes of an answer. NOTES.md in the API facts has the table this
-// follows; README.md repeats it for operators.
+// follows; docs/outcomes.md repeats it for operators.
 const (
 	// ClassDeleted: the conversation was deleted (code 0).
 	ClassDeleted Class = "deleted"

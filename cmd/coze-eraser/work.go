@@ -60,7 +60,7 @@ func (f *workFlags) register(cmd *cobra.Command) {
 }
 
 // defaultMetricsAddr is --metrics-addr's default: loopback only, see
-// README's "Exposing metrics safely".
+// docs/metrics.md, "Exposing metrics safely".
 const defaultMetricsAddr = "127.0.0.1:9464"
 
 // Bounds of the work flags; the fleet budget's are ratelimit's.
