@@ -6,7 +6,7 @@ GO ?= go
 # go command fetches it from the module proxy when the local Go is older.
 export GOTOOLCHAIN := auto
 
-.PHONY: test check vulncheck demo build
+.PHONY: test check lint vulncheck demo build
 
 test:
 	@./scripts/ensure-redis-server
@@ -17,6 +17,11 @@ test:
 check:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
+
+# lint: golangci-lint with .golangci.yml, the version scripts/ensure-golangci-lint
+# pins (installed into .bin/ when missing).
+lint:
+	./scripts/ensure-golangci-lint run ./...
 
 # vulncheck: govulncheck with a database built from the module proxy.
 vulncheck:

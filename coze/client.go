@@ -99,7 +99,7 @@ func NewClient(baseURL string, tokens TokenSource, opts ...Option) (*Client, err
 // standard one with enough idle connections per host for a worker's
 // concurrency, so that connections are reused rather than opened per call.
 func NewTransport() *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
+	t := http.DefaultTransport.(*http.Transport).Clone() //nolint:forcetypeassert // net/http's own value; this program never replaces it
 	t.MaxIdleConns = 1024
 	t.MaxIdleConnsPerHost = 1024
 	return t

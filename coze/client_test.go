@@ -91,8 +91,14 @@ func TestNetworkFaults(t *testing.T) {
 		{
 			name: "connection reset",
 			handler: func(w http.ResponseWriter, r *http.Request) {
-				conn, _, _ := w.(http.Hijacker).Hijack()
-				conn.(*net.TCPConn).SetLinger(0)
+				conn, _, err := http.NewResponseController(w).Hijack()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if tcp, ok := conn.(*net.TCPConn); ok {
+					_ = tcp.SetLinger(0) // a reset rather than a clean close; either fails the call
+				}
 				conn.Close()
 			},
 			class: coze.ClassTransient,
@@ -112,8 +118,16 @@ func TestNetworkFaults(t *testing.T) {
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Length", "100")
 				fmt.Fprint(w, `{"code":0,"ms`)
-				w.(http.Flusher).Flush()
-				conn, _, _ := w.(http.Hijacker).Hijack()
+				rc := http.NewResponseController(w)
+				if err := rc.Flush(); err != nil {
+					t.Error(err)
+					return
+				}
+				conn, _, err := rc.Hijack()
+				if err != nil {
+					t.Error(err)
+					return
+				}
 				conn.Close()
 			},
 			class: coze.ClassTransient, errHas: "reading the response body",
@@ -125,7 +139,9 @@ func TestNetworkFaults(t *testing.T) {
 					if _, err := w.Write([]byte(" ")); err != nil {
 						return
 					}
-					w.(http.Flusher).Flush()
+					if err := http.NewResponseController(w).Flush(); err != nil {
+						return
+					}
 					select {
 					case <-time.After(time.Second):
 					case <-r.Context().Done():

@@ -160,7 +160,7 @@ func (f *fileToken) read() ([]byte, fs.FileInfo, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("token file: %w", err)
 	}
-	defer file.Close()
+	defer file.Close() //nolint:errcheck // read only: nothing to lose
 	info, err := file.Stat()
 	if err != nil {
 		return nil, nil, fmt.Errorf("token file: %w", err)

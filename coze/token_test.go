@@ -53,7 +53,7 @@ func TestFileTokenRefusesAFIFO(t *testing.T) {
 	// goroutine ends with the test.
 	t.Cleanup(func() {
 		if w, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
-			w.Close()
+			_ = w.Close() // opened only to wake the reader
 		}
 	})
 	r := tokenWithin(t, coze.FileToken(path))
@@ -156,10 +156,10 @@ func TestFileTokenWarnsOnceWhenOthersCanRead(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "token")
 	write := func(tok string) {
 		t.Helper()
-		if err := os.WriteFile(path, []byte(tok), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte(tok), 0o644); err != nil { //nolint:gosec // readable by others: the warning under test
 			t.Fatal(err)
 		}
-		if err := os.Chmod(path, 0o644); err != nil { // whatever the umask
+		if err := os.Chmod(path, 0o644); err != nil { //nolint:gosec // whatever the umask
 			t.Fatal(err)
 		}
 	}

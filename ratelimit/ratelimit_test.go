@@ -2,10 +2,13 @@ package ratelimit_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/coze-eraser/coze-eraser/coze"
 	"github.com/coze-eraser/coze-eraser/internal/redistest"
@@ -215,7 +218,9 @@ func TestInflightCap(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, release2, _ := b.Acquire(ctx)
-	time.Sleep(100 * time.Millisecond) // let the subscriptions settle
+	admin := srv.Client()
+	waitUntil(t, "both limiters to listen for freed slots", func() bool { return subscribers(t, admin) == 2 })
+	runs := scriptRuns(t, admin) // the refused tries below each run the script
 
 	got := make(chan time.Duration, 1)
 	go func() {
@@ -232,7 +237,9 @@ func TestInflightCap(t *testing.T) {
 	if _, _, err := a.Acquire(short); err == nil {
 		t.Fatal("a third slot was granted with a cap of 2")
 	}
-	time.Sleep(300 * time.Millisecond)
+	// The third caller's try and the waiter's have been refused: the waiter
+	// now waits for an announcement (or its fallback).
+	waitUntil(t, "the waiter to try for a slot", func() bool { return scriptRuns(t, admin) >= runs+2 })
 	start := time.Now()
 	release1()
 	select {
@@ -244,4 +251,52 @@ func TestInflightCap(t *testing.T) {
 		t.Fatal("the waiter was not woken")
 	}
 	release2()
+}
+
+// subscribers is how many subscriptions the server has, over all channels.
+func subscribers(t *testing.T, rdb *redis.Client) int64 {
+	t.Helper()
+	ctx := context.Background()
+	channels, err := rdb.PubSubChannels(ctx, "*").Result()
+	if err != nil || len(channels) == 0 {
+		return 0
+	}
+	counts, err := rdb.PubSubNumSub(ctx, channels...).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, c := range counts {
+		n += c
+	}
+	return n
+}
+
+// scriptRuns is how many times the server has run a script by its hash:
+// every slot request runs the in-flight script once (EVALSHA first).
+func scriptRuns(t *testing.T, rdb *redis.Client) int {
+	t.Helper()
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(info) {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_evalsha:calls="); ok {
+			n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+			return n
+		}
+	}
+	return 0
+}
+
+// waitUntil fails t when cond is still false after ten seconds.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

@@ -65,7 +65,7 @@ func Printable(s string) string {
 		case !unprintable(r):
 			b.WriteString(s[i : i+size])
 		case r < utf8.RuneSelf:
-			b.WriteString(asciiEscape(byte(r)))
+			b.WriteString(asciiEscape(byte(r))) //nolint:gosec // r < utf8.RuneSelf (0x80): it fits in a byte
 		default:
 			fmt.Fprintf(&b, `\u%04x`, r)
 		}

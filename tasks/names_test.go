@@ -71,9 +71,7 @@ func TestValidateQueue(t *testing.T) {
 func TestQueueKeysCannotCollide(t *testing.T) {
 	t.Parallel()
 	queues := []string{"default", "a", "a.t", "a-t", "a_t", "t", "del", "a1"}
-	for _, name := range hostileNames() {
-		queues = append(queues, name)
-	}
+	queues = append(queues, hostileNames()...)
 	ids := []string{tasks.TaskID("1"), tasks.TaskID("12"), "1", "t:del:1", "}:t:del:1", "del:1:t"}
 	seen := map[string]string{}
 	for _, q := range queues {

@@ -18,6 +18,7 @@ import (
 	"github.com/coze-eraser/coze-eraser/callback"
 	"github.com/coze-eraser/coze-eraser/coze/cozetest"
 	"github.com/coze-eraser/coze-eraser/enqueue"
+	"github.com/coze-eraser/coze-eraser/internal/maintenance"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/report"
 	"github.com/coze-eraser/coze-eraser/tasks"
@@ -293,7 +294,13 @@ func TestCallbackDeliveredOnceDespiteFailures(t *testing.T) {
 	cfg.CallbackSecret = secret
 	b.startWorker(t, cfg)
 	waitFor(t, 30*time.Second, "the callback", func() bool { mu.Lock(); defer mu.Unlock(); return len(accepted) == 1 })
-	time.Sleep(500 * time.Millisecond) // room for a duplicate to show up
+	// No duplicate can follow once the delivery task has completed (asynq
+	// keeps it for callback.Retention, so queueing the completion again is
+	// refused) and nothing else waits in the callbacks queue.
+	waitFor(t, 10*time.Second, "the delivery task to complete", func() bool {
+		info, err := b.inspector.GetQueueInfo(callback.Queue)
+		return err == nil && info.Completed == 1 && info.Pending+info.Active+info.Scheduled+info.Retry+info.Archived == 0
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	if len(accepted) != 1 || attempts != 3 {
@@ -303,7 +310,7 @@ func TestCallbackDeliveredOnceDespiteFailures(t *testing.T) {
 	if s.Batch != "cb-test" || s.Total != 20 || s.Deleted != 20 || s.Completion != 1 || !s.OnTime || s.CompletedAt.IsZero() {
 		t.Errorf("summary %+v", s)
 	}
-	if pending, _ := b.ledger.PendingCallbacks(b.ctx); len(pending) != 0 {
+	if pending, _ := maintenance.NewStore(b.rdb, ledger.DefaultPrefix).PendingCallbacks(b.ctx); len(pending) != 0 {
 		t.Errorf("callbacks still pending: %+v", pending)
 	}
 }

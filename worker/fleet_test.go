@@ -107,9 +107,15 @@ func TestFleetSharesOneRate(t *testing.T) {
 	}
 	f := b.startFleet(t, 3, 10, ratelimit.Config{Rate: 50})
 	waitFor(t, 5*time.Second, "the first calls", func() bool { return b.fake.Counts()["total"] > 0 })
+	// Time the next 100 calls: two seconds at 50 calls/s between the
+	// workers, two-thirds of one if each used the whole rate.
 	start, before := time.Now(), b.fake.Counts()["total"]
-	time.Sleep(3 * time.Second)
-	rate := float64(b.fake.Counts()["total"]-before) / time.Since(start).Seconds()
+	var calls int64
+	waitFor(t, 10*time.Second, "100 more calls", func() bool {
+		calls = b.fake.Counts()["total"] - before
+		return calls >= 100
+	})
+	rate := float64(calls) / time.Since(start).Seconds()
 	if rate < 40 || rate > 60 {
 		t.Errorf("the fleet sent %.1f calls/s with --rate 50", rate)
 	}
@@ -180,15 +186,18 @@ func runFleetScenario(b *testing.B, rate float64, phases []phase) {
 	bb.fake.SetRateLimit(phases[0].limit, int(phases[0].limit/10))
 	f := bb.startFleet(b, 3, 20, ratelimit.Config{Rate: rate})
 
-	// Warm up for two seconds, then sample every second.
+	// Warm up for two seconds, then sample every second: these waits are
+	// the benchmark's clock, not waits for an event.
 	time.Sleep(2 * time.Second)
 	var samples []sample
 	prev := bb.fake.Counts()
 	second := 0
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	for _, p := range phases {
 		bb.fake.SetRateLimit(p.limit, int(p.limit/10))
 		for range int(p.length / time.Second) {
-			time.Sleep(time.Second)
+			<-tick.C
 			now := bb.fake.Counts()
 			second++
 			samples = append(samples, sample{

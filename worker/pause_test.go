@@ -38,13 +38,18 @@ func TestAuthOutagePausesAndResumes(t *testing.T) {
 	if got := testutil.ToFloat64(w.Metrics().AuthPaused); got != 1 {
 		t.Errorf("coze_eraser_auth_paused = %v, want 1", got)
 	}
-	callsAtPause := b.fake.Counts()["total"]
-	time.Sleep(time.Second)
-	during := b.fake.Counts()["total"] - callsAtPause
-	// One probe per interval (20 ms doubling to 100 ms): about ten in a
-	// second, against thousands if every task kept calling.
-	if during > 40 {
-		t.Errorf("%d calls during one second of auth outage; calls should be paused to one probe at a time", during)
+	// Time the next eight calls, the probes: one per interval (20 ms
+	// doubling to 100 ms) takes at least 640 ms for eight, about ten a
+	// second, against thousands a second if every task kept calling.
+	callsAtPause, pausedAt := b.fake.Counts()["total"], time.Now()
+	var during int64
+	waitFor(t, 10*time.Second, "eight probes", func() bool {
+		during = b.fake.Counts()["total"] - callsAtPause
+		return during >= 8
+	})
+	if rate := float64(during) / time.Since(pausedAt).Seconds(); rate > 40 {
+		t.Errorf("%d calls in %v of auth outage (%.0f a second); calls should be paused to one probe at a time",
+			during, time.Since(pausedAt).Round(time.Millisecond), rate)
 	}
 	if n := b.archived(t); n != 0 {
 		t.Fatalf("%d tasks archived during the auth outage", n)

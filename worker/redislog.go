@@ -65,7 +65,7 @@ func (w *redisWatch) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			if pending != nil {
-				<-pending
+				<-pending //nolint:errcheck // let the ping end; its answer no longer matters
 			}
 			return
 		case err := <-pending:

@@ -182,7 +182,7 @@ func writeDemoProof(ctx context.Context, led *ledger.Ledger, batch, path string)
 	if err != nil {
 		return setupError("--out-dir: %v", err)
 	}
-	defer fh.Close()
+	defer fh.Close() //nolint:errcheck // for the early returns; success returns Close's error
 	if err := report.WriteProof(ctx, led, batch, "csv", fh, time.Now()); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
@@ -196,7 +196,7 @@ func (a *app) writeDemoFailures(ctx context.Context, led *ledger.Ledger, batch, 
 	if err != nil {
 		return 0, 0, setupError("--out-dir: %v", err)
 	}
-	defer fh.Close()
+	defer fh.Close() //nolint:errcheck // for the early returns; success returns Close's error
 	all, _ := report.NewFailureWriter(fh, "csv")
 	table, _ := report.NewFailureWriter(a.stdout, "table")
 	fmt.Fprintln(a.stdout, "\nsome failure records:")

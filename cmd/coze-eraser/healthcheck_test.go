@@ -15,7 +15,7 @@ func TestHealthcheckCommand(t *testing.T) {
 	t.Parallel()
 	hang := make(chan struct{})
 	mux := http.NewServeMux()
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ready\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ready\n")) })
 	mux.HandleFunc("/down", func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "not ready: Redis is not answering", http.StatusServiceUnavailable)
 	})

@@ -66,9 +66,9 @@ func (a *app) writeReport(ctx context.Context, led *ledger.Ledger, batch, format
 	if err != nil {
 		return setupError("--output: %v", err)
 	}
-	defer os.Remove(tmp.Name())
+	defer func() { _ = os.Remove(tmp.Name()) }() // fails once renamed: nothing left to remove
 	if err := report.WriteProof(ctx, led, batch, format, tmp, time.Now()); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the write's error is the one to report
 		return reportError(err)
 	}
 	if err := tmp.Close(); err != nil {

@@ -184,7 +184,7 @@ func (a *app) runInput(file string, args []string) (in runner.Input, source stri
 			return in, "", closeFn, setupError("--file: %v", err)
 		}
 		abs, _ := filepath.Abs(file)
-		return runner.Input{Reader: fh}, "file:" + abs, func() { fh.Close() }, nil
+		return runner.Input{Reader: fh}, "file:" + abs, func() { _ = fh.Close() }, nil // read only: nothing to lose
 	}
 	return runner.Input{IDs: slices.Values(args)}, "args:" + strings.Join(args, " "), closeFn, nil
 }

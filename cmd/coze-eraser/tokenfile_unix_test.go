@@ -22,7 +22,7 @@ func TestTokenFileFIFOFailsFast(t *testing.T) {
 	}
 	t.Cleanup(func() { // unblock a reader stuck in open, should the test fail
 		if w, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
-			w.Close()
+			_ = w.Close() // opened only to wake the reader
 		}
 	})
 	env := map[string]string{"COZE_API_TOKEN_FILE": path, "REDIS_URL": deadRedisURL(t), "COZE_ERASER_REDIS_WAIT": "0"}

@@ -475,5 +475,5 @@ func validID(id string) bool {
 // newLogID makes a log id shaped like Coze's: a timestamp to the
 // millisecond and 15 upper-case hex digits, 32 characters in all.
 func newLogID(now time.Time, seq int64) string {
-	return fmt.Sprintf("%s%03d%015X", now.UTC().Format("20060102150405"), now.Nanosecond()/1e6, uint64(seq)&0xFFFFFFFFFFFFFFF)
+	return fmt.Sprintf("%s%03d%015X", now.UTC().Format("20060102150405"), now.Nanosecond()/1e6, uint64(seq)&0xFFFFFFFFFFFFFFF) //nolint:gosec // a counter's low 60 bits, any sign
 }

@@ -34,7 +34,7 @@ func BareEnqueue(ctx context.Context, redisURL, path string, goroutines int) err
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer f.Close() //nolint:errcheck // read only: nothing to lose
 	ids := make(chan string, 1024)
 	errs := make(chan error, goroutines)
 	var wg sync.WaitGroup

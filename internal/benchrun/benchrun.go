@@ -1,4 +1,4 @@
-// Package benchrun is `coze-eraser bench`: it measures the full pipeline
+// Package benchrun is the `coze-eraser-bench` command: it measures the full pipeline
 // against what a user would otherwise write with bare asynq, in one run on
 // one redis-server, with every side in its own process so that CPU and
 // memory are measured per process:
@@ -35,6 +35,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/coze-eraser/coze-eraser/internal/asynqwire"
 	"github.com/coze-eraser/coze-eraser/ledger"
 )
 
@@ -99,13 +100,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		defer os.RemoveAll(dir)
+		defer os.RemoveAll(dir) //nolint:errcheck // a temporary directory: a leftover is harmless
 		cfg.Dir = dir
-	} else if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+	} else if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, err
 	}
 	if cfg.ProfileDir != "" {
-		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+		if err := os.MkdirAll(cfg.ProfileDir, 0o750); err != nil {
 			return nil, err
 		}
 	}
@@ -295,9 +296,10 @@ func (e *env) comparePass(s side) func(context.Context, Result) error {
 // calls, which polled every 10 ms would load the bare side's Redis more
 // than the ledger poll loads ours.)
 func (e *env) bareQueueEmpty(ctx context.Context) bool {
-	const q = "asynq:{default}:"
+	key := func(state string) string { return asynqwire.StateKey("default", state) }
 	pipe := e.rdb.Pipeline()
-	counts := []*redis.IntCmd{pipe.LLen(ctx, q+"pending"), pipe.LLen(ctx, q+"active"), pipe.ZCard(ctx, q+"retry"), pipe.ZCard(ctx, q+"scheduled")}
+	counts := []*redis.IntCmd{pipe.LLen(ctx, key("pending")), pipe.LLen(ctx, key("active")), pipe.ZCard(ctx, key("retry")),
+		pipe.ZCard(ctx, key("scheduled"))}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return false
 	}
@@ -348,7 +350,7 @@ func (e *env) measure(ctx context.Context, pass string, args []string, n int, do
 		if err != nil {
 			return Sample{}, err
 		}
-		defer f.Close()
+		defer f.Close() //nolint:errcheck // the process's log: a lost tail is a short log, not a wrong result
 		logFile = f
 		cmd.Stdout, cmd.Stderr = f, f
 	}
@@ -383,7 +385,7 @@ func (e *env) measure(ctx context.Context, pass string, args []string, n int, do
 		cpu, rss = procStats(cmd.Process.Pid, cpu, rss)
 		select {
 		case err := <-exited:
-			return Sample{}, fmt.Errorf("%s exited early (%v); see %s", args[0], err, logFileName(logFile))
+			return Sample{}, fmt.Errorf("%s exited early (%w); see %s", args[0], err, logFileName(logFile))
 		case <-ctx.Done():
 			return Sample{}, ctx.Err()
 		case <-time.After(10 * time.Millisecond):
@@ -394,10 +396,10 @@ func (e *env) measure(ctx context.Context, pass string, args []string, n int, do
 	s := e.sample(ctx, n, elapsed, cpu, rss, redisBefore)
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-exited:
+	case <-exited: //nolint:errcheck // told to stop: its exit status is not the sample
 	case <-time.After(30 * time.Second):
 		_ = cmd.Process.Kill()
-		<-exited
+		<-exited //nolint:errcheck // killed: its exit status is not the sample
 	}
 	return s, nil
 }
@@ -424,7 +426,7 @@ func logFileName(f *os.File) string {
 func (e *env) saveCommandStats(ctx context.Context, path string) {
 	info, err := e.rdb.Info(ctx, "commandstats").Result()
 	if err == nil {
-		_ = os.WriteFile(path, []byte(info), 0o644)
+		_ = os.WriteFile(path, []byte(info), 0o600)
 	}
 }
 
@@ -487,7 +489,7 @@ func procStats(pid int, cpu time.Duration, rss int64) (time.Duration, int64) {
 				rss = max(rss, kb*1024)
 			}
 		}
-		f.Close()
+		_ = f.Close() // read only: nothing to lose
 	}
 	return cpu, rss
 }
@@ -513,8 +515,8 @@ func writeIDs(path string, n int, base int64) error {
 		w.WriteString(strconv.FormatInt(base+int64(i)*13, 10))
 		w.WriteByte('\n')
 	}
-	if err := w.Flush(); err != nil {
-		f.Close()
+	if err := w.Flush(); err != nil { // bufio keeps the first write error for Flush
+		_ = f.Close() // the write's error is the one to report
 		return err
 	}
 	return f.Close()
@@ -526,7 +528,11 @@ func freePort() (int, error) {
 		return 0, err
 	}
 	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	addr, ok := ln.Addr().(*net.TCPAddr)
+	if !ok {
+		return 0, fmt.Errorf("listening on %v: not a TCP address", ln.Addr())
+	}
+	return addr.Port, nil
 }
 
 func freeAddr() (string, error) {
@@ -583,7 +589,7 @@ func (r Result) write(cfg Config) {
 			med(name, func(s Sample) float64 { return s.CPU }), med(name, func(s Sample) float64 { return s.RedisCPU }),
 			med(name, func(s Sample) float64 { return s.PeakRSSMB }), med(name, func(s Sample) float64 { return s.MemPerID }))
 	}
-	tw.Flush()
+	_ = tw.Flush() // to the terminal, like every line above
 	// Each ratio line also gives the ratio of every run's pair of passes,
 	// so that the noise between runs shows next to the median.
 	ratio := func(what, pass, target string, f func(Sample) float64) {

@@ -30,5 +30,10 @@ func Start(program string) (stop func()) {
 		fmt.Fprintf(os.Stderr, "%s: %s: %v\n", program, Variable, err)
 		return func() {}
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil { // the profile's last bytes may be lost
+			fmt.Fprintf(os.Stderr, "%s: %s: %v\n", program, Variable, err)
+		}
+	}
 }

@@ -82,13 +82,19 @@ func TestFullBufferWritesOut(t *testing.T) {
 	w := logwriter.New(out, time.Hour)
 	line := strings.Repeat("x", 1000) + "\n"
 	for range 200 { // 200 KB through a 64 KB buffer
-		w.Write([]byte(line))
+		if _, err := w.Write([]byte(line)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if n := out.count(); n < 2 || n > 4 {
 		t.Errorf("%d writes for 200 KB, want 3", n)
 	}
-	w.Write([]byte(strings.Repeat("y", logwriter.DefaultSize+1))) // bigger than the buffer: written whole
-	w.Flush()
+	if _, err := w.Write([]byte(strings.Repeat("y", logwriter.DefaultSize+1))); err != nil { // bigger than the buffer: written whole
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	if got := len(out.String()); got != 200*len(line)+logwriter.DefaultSize+1 {
 		t.Errorf("%d bytes out, want every byte in", got)
 	}
@@ -109,7 +115,9 @@ func TestConcurrentLinesStayWhole(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	w.Flush()
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
 	if len(lines) != 4000 {
 		t.Fatalf("%d lines, want 4000", len(lines))

@@ -239,5 +239,9 @@ func freePort() (int, error) {
 		return 0, err
 	}
 	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	addr, ok := ln.Addr().(*net.TCPAddr)
+	if !ok {
+		return 0, fmt.Errorf("listening on %v: not a TCP address", ln.Addr())
+	}
+	return addr.Port, nil
 }

@@ -23,14 +23,14 @@ func TestRedisKilledMidRun(t *testing.T) {
 		cozetest.WithLatency(2*time.Millisecond)) // with its call log, for the duplicate count
 	all := ids(20_000, 7600000000000000001)
 	b.enqueue(t, "s1", all)
-	time.Sleep(1500 * time.Millisecond) // the enqueue is in the AOF, fsynced every second
+	b.persistAOF(t) // the enqueue survives the kill below
 
 	w := startWorker(t, b.env(), "--concurrency", "50", "--redis-wait", "60s")
 	startedAt := time.Now()
 	waitFor(t, 2*time.Minute, "a third of the batch", func() bool { return b.batch("s1").Finished() >= len(all)/3 })
 	b.redis.Kill()
 	killedAfter := time.Since(startedAt)
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // the outage itself: Redis is down for a second
 	b.redis.Restart()
 	restartedAt := time.Now()
 	before := b.batch("s1").Finished()

@@ -44,7 +44,7 @@ func TestRedisLostMidRun(t *testing.T) {
 		cozetest.WithLatency(5*time.Millisecond))
 	all := ids(5000, 7900000000000000001)
 	b.enqueue(t, "s4", all)
-	time.Sleep(1500 * time.Millisecond)
+	b.persistAOF(t) // the enqueue survives the kill below
 	w := startWorker(t, b.env(), "--concurrency", "20", "--rate", "200")
 	waitFor(t, time.Minute, "a fifth of the batch", func() bool { return b.batch("s4").Finished() >= len(all)/5 })
 	b.redis.Kill()
@@ -58,7 +58,7 @@ func TestRedisLostMidRun(t *testing.T) {
 		if w.get("/readyz") != 200 {
 			notReady++
 		}
-		time.Sleep(time.Second)
+		time.Sleep(time.Second) // one probe a second for the 20 s outage: the outage's length is the point
 	}
 	cpuShare := float64(w.cpu()-cpuBefore) / float64(time.Since(wallBefore))
 	b.redis.Restart()
