@@ -179,9 +179,9 @@ func (c *Client) DeleteConversation(ctx context.Context, conversationID string) 
 }
 
 func (c *Client) deleteConversation(ctx context.Context, conversationID string) Result {
-	token, err := c.tokens.Token()
+	token, err := tokenFor(ctx, c.tokens)
 	if err != nil {
-		return Result{Class: ClassAuth, Err: err}
+		return Result{Class: tokenErrorClass(err), Err: err}
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -203,6 +203,26 @@ func (c *Client) deleteConversation(ctx context.Context, conversationID string) 
 	body, readErr := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
 	redactToken(resp.Header, &body, token)
 	return Parse(resp.StatusCode, resp.Header, body, readErr, c.maxBody)
+}
+
+// tokenFor asks tokens for a token, within ctx when the source can wait
+// on one (a JWT app minting).
+func tokenFor(ctx context.Context, tokens TokenSource) (string, error) {
+	if cs, ok := tokens.(ContextTokenSource); ok {
+		return cs.TokenContext(ctx)
+	}
+	return tokens.Token()
+}
+
+// tokenErrorClass is the class of a call whose token could not be had: the
+// source's own (a token endpoint that answered 500 is transient, not an
+// auth failure that pauses the worker), else auth.
+func tokenErrorClass(err error) Class {
+	var classed interface{ Class() Class }
+	if errors.As(err, &classed) {
+		return classed.Class()
+	}
+	return ClassAuth
 }
 
 // redactToken removes the token from what a server sent back, should a

@@ -1,7 +1,9 @@
 // Package cozetest is a fake Coze OpenAPI for tests, benchmarks and demos. It
 // answers DELETE /v1/conversations/{id} as NOTES.md says the real API does,
 // and misbehaves on request: per-id scripted answers, random faults by rate,
-// latency, a server-side rate limit, an auth outage.
+// latency, a server-side rate limit, an auth outage. It also serves the
+// OAuth JWT token endpoint and knows who created each conversation (see
+// oauth.go): only the creator may delete it.
 //
 // It records what it was asked (method, path, token, the answer it chose) and
 // what it did (which ids it deleted, with the log id of the deleting call), so
@@ -67,6 +69,7 @@ const (
 	AnswerLimited     = "limit"        // over the server-side rate limit: 429
 	AnswerUnauth      = "unauthorized" // wrong token or auth outage: 4100
 	AnswerInvalidPath = "invalid"      // not a conversation id: 4000
+	AnswerNotCreator  = "not-creator"  // the caller did not create it: NotCreatorCode
 )
 
 // Call is one request the fake received and what it answered.
@@ -77,6 +80,9 @@ type Call struct {
 	ID     string
 	// Token is the bearer token the request carried.
 	Token string
+	// Identity is who Token acts as; zero when the call was refused before
+	// or at the token check (rate limit, 4100).
+	Identity Identity
 	// Answer is a [Fault] or one of the Answer* labels.
 	Answer string
 	// Deleted is true when this call deleted the conversation.
@@ -118,6 +124,7 @@ type Fake struct {
 	slowDelay  time.Duration
 	retryAfter int
 	limiter    *rate.Limiter
+	oauth      oauthState
 }
 
 // Option configures a [Fake] at construction.
@@ -140,7 +147,9 @@ func WithRateLimit(perSecond float64, burst int) Option {
 }
 
 // WithToken accepts only this bearer token; any other answers 4100. Without
-// it any non-empty token is accepted.
+// it any non-empty token is accepted. Access tokens the token endpoint
+// ([TokenPath]) issued are judged apart; a static token acts as
+// [StaticTokenApp].
 func WithToken(token string) Option { return func(f *Fake) { f.token = token } }
 
 // WithSlowDelay sets how long a [Slow] answer takes (default 5 s).
@@ -165,6 +174,7 @@ func NewFake(opts ...Option) *Fake {
 		record:     true,
 		slowDelay:  5 * time.Second,
 		retryAfter: 1,
+		oauth:      newOAuthState(),
 	}
 	for _, opt := range opts {
 		opt(f)
@@ -284,6 +294,10 @@ func (f *Fake) MaxInFlight() int64 { return f.maxIn.Load() }
 
 // ServeHTTP answers one API call.
 func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == TokenPath { // not a conversation call: not counted or recorded
+		f.serveToken(w, r)
+		return
+	}
 	n := f.inFlight.Add(1)
 	defer f.inFlight.Add(-1)
 	for {
@@ -353,11 +367,18 @@ func (f *Fake) choose(call *Call) string {
 	if f.limiter != nil && !f.limiter.Allow() {
 		return AnswerLimited
 	}
-	if f.authDown || call.Token == "" || (f.token != "" && call.Token != f.token) {
+	who, ok := f.identify(call.Token)
+	if f.authDown || !ok {
 		return AnswerUnauth
 	}
+	call.Identity = who
 	if !validID(call.ID) {
 		return AnswerInvalidPath
+	}
+	// Before scripts: a scripted LostAnswer must not delete another's
+	// conversation.
+	if !f.mayDelete(call.ID, who) {
+		return AnswerNotCreator
 	}
 	if script := f.scripts[call.ID]; len(script) > 0 {
 		f.scripts[call.ID] = script[1:]
@@ -385,6 +406,8 @@ func (f *Fake) answer(w http.ResponseWriter, r *http.Request, call *Call) {
 		writeJSON(w, http.StatusOK, 0, "", call.LogID)
 	case AnswerGone, string(NotFound):
 		writeJSON(w, http.StatusOK, 4002, "conversation not found", call.LogID)
+	case AnswerNotCreator:
+		writeJSON(w, http.StatusOK, NotCreatorCode, "resource not found", call.LogID)
 	case AnswerLimited:
 		writeJSON(w, http.StatusTooManyRequests, 4020, "RPM limit exceeded", call.LogID)
 	case AnswerUnauth, string(AuthInvalid):

@@ -1,0 +1,96 @@
+package coze_test
+
+import (
+	"context"
+	"crypto/rsa"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coze-eraser/coze-eraser/coze"
+	"github.com/coze-eraser/coze-eraser/coze/cozetest"
+)
+
+// TestJWTAppAgainstTheFake: the client's JWT app and the fake's token
+// endpoint agree: each session mints once however many callers start at
+// once, deletes the conversations it owns, renews before the fake's
+// lifetime ends (no 4100), and gets "not found" for another session's.
+func TestJWTAppAgainstTheFake(t *testing.T) {
+	t.Parallel()
+	key := testKeys()[0]
+	const app, kid = "1127900106117", "kid-1"
+	var mu sync.Mutex
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	api := cozetest.NewServer(cozetest.WithJWTApp(app, map[string]*rsa.PublicKey{kid: &key.PublicKey}),
+		cozetest.WithTokenLifetime(time.Minute), cozetest.WithClock(clock))
+	defer api.Close()
+	path := filepath.Join(t.TempDir(), "app.pem")
+	writeKey(t, path, pkcs8PEM(t, key))
+	jwtApp, err := coze.NewJWTApp(coze.JWTConfig{BaseURL: api.URL, AppID: app, KeyID: kid, PrivateKeyFile: path, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessions := []string{"user-1", "user-2", "user-3"}
+	var ids []string
+	for i, s := range sessions {
+		for j := range 4 {
+			id := fmt.Sprintf("73799961047981%05d", i*10+j)
+			api.SetOwner(app, s, id)
+			ids = append(ids, id)
+		}
+	}
+	clients := map[string]*coze.Client{}
+	for _, s := range sessions {
+		c, err := coze.NewClient(api.URL, jwtApp.Session(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients[s] = c
+	}
+
+	// Every id deleted by its own session, all sessions at once, twice
+	// per id: the second call is "already gone", never auth.
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		owner := sessions[i/4]
+		for range 2 {
+			wg.Go(func() {
+				res, _ := clients[owner].DeleteConversation(context.Background(), id)
+				if res.Class != coze.ClassDeleted && res.Class != coze.ClassNotFound {
+					t.Errorf("%s as %s: class %s code %d", id, owner, res.Class, res.Code)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	for _, s := range sessions {
+		if n := api.Mints(app, s); n != 1 {
+			t.Errorf("session %s minted %d times for concurrent first use, want 1", s, n)
+		}
+	}
+
+	// Another session's conversation: not found, as Coze answers a caller
+	// that did not create it; the owner can still delete it.
+	api.SetOwner(app, "user-2", "7379996104798199999")
+	if res, _ := clients["user-1"].DeleteConversation(context.Background(), "7379996104798199999"); res.Class != coze.ClassNotFound {
+		t.Errorf("another session's conversation: class %s code %d, want not_found", res.Class, res.Code)
+	}
+	if res, _ := clients["user-2"].DeleteConversation(context.Background(), "7379996104798199999"); res.Class != coze.ClassDeleted {
+		t.Errorf("the owner's delete: class %s code %d", res.Class, res.Code)
+	}
+
+	// 55 s on, inside the last tenth of the 60 s lifetime: renewed, no 4100.
+	mu.Lock()
+	now = now.Add(55 * time.Second)
+	mu.Unlock()
+	api.SetOwner(app, "user-3", "7379996104798188888")
+	if res, _ := clients["user-3"].DeleteConversation(context.Background(), "7379996104798188888"); res.Class != coze.ClassDeleted {
+		t.Errorf("after 55 s: class %s code %d, want deleted by a renewed token", res.Class, res.Code)
+	}
+	if n := api.Mints(app, "user-3"); n != 2 {
+		t.Errorf("user-3 minted %d times over 55 s of a 60 s token, want 2", n)
+	}
+}
