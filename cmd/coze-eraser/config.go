@@ -45,6 +45,7 @@ var globalEnv = map[string]string{
 	"redis-tls-ca":  "COZE_ERASER_REDIS_TLS_CA",
 	"log-format":    "COZE_ERASER_LOG_FORMAT",
 	"log-level":     "COZE_ERASER_LOG_LEVEL",
+	"profiles":      "COZE_ERASER_PROFILES",
 }
 
 // envName is the variable a flag of cmd reads. Every flag but the global

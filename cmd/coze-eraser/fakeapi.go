@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"math"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +28,9 @@ type fakeAPIFlags struct {
 	seed       uint64
 	retryAfter int
 	slowDelay  time.Duration
+	// jwtKeys are APP_ID:KEY_ID=PUBLIC_KEY_PEM_FILE.
+	jwtKeys       []string
+	tokenLifetime time.Duration
 }
 
 func (a *app) fakeAPICommand() *cobra.Command {
@@ -53,6 +60,9 @@ Point a worker at it with --coze-base-url http://ADDR.`,
 	fl.Uint64Var(&f.seed, "seed", 0, "seed of the random faults (0: random)")
 	fl.IntVar(&f.retryAfter, "retry-after", 1, "Retry-After seconds of the 429-retry-after fault")
 	fl.DurationVar(&f.slowDelay, "slow-delay", 5*time.Second, "how long the slow fault takes to answer")
+	fl.StringArrayVar(&f.jwtKeys, "jwt-key", nil,
+		"accept OAuth JWTs of an app signed with a key, as APP_ID:KEY_ID=PUBLIC_KEY_PEM_FILE; repeatable")
+	fl.DurationVar(&f.tokenLifetime, "token-lifetime", 0, "cap on the lifetime of the access tokens it mints (0: as asked, 15m by default)")
 	return cmd
 }
 
@@ -113,7 +123,68 @@ func (f *fakeAPIFlags) options(token string) ([]cozetest.Option, error) {
 	if token != "" {
 		opts = append(opts, cozetest.WithToken(token))
 	}
+	apps, err := f.jwtApps()
+	if err != nil {
+		return nil, err
+	}
+	for app, keys := range apps {
+		opts = append(opts, cozetest.WithJWTApp(app, keys))
+	}
+	if f.tokenLifetime < 0 {
+		return nil, setupError("--token-lifetime %v: must not be negative", f.tokenLifetime)
+	}
+	if f.tokenLifetime > 0 {
+		opts = append(opts, cozetest.WithTokenLifetime(f.tokenLifetime))
+	}
 	return opts, nil
+}
+
+// jwtApps reads --jwt-key: the public keys of each OAuth app, by key id.
+func (f *fakeAPIFlags) jwtApps() (map[string]map[string]*rsa.PublicKey, error) {
+	apps := map[string]map[string]*rsa.PublicKey{}
+	for _, spec := range f.jwtKeys {
+		ids, path, ok := strings.Cut(spec, "=")
+		app, kid, ok2 := strings.Cut(ids, ":")
+		if !ok || !ok2 || app == "" || kid == "" || path == "" {
+			return nil, setupError("--jwt-key %q: use APP_ID:KEY_ID=PUBLIC_KEY_PEM_FILE", spec)
+		}
+		pub, err := readPublicKey(path)
+		if err != nil {
+			return nil, setupError("--jwt-key %s:%s: %v", app, kid, err)
+		}
+		if apps[app] == nil {
+			apps[app] = map[string]*rsa.PublicKey{}
+		}
+		apps[app][kid] = pub
+	}
+	return apps, nil
+}
+
+// readPublicKey reads an RSA public key from a PEM file (PKIX "PUBLIC KEY"
+// or PKCS#1 "RSA PUBLIC KEY"), as Coze shows an app's public key.
+func readPublicKey(path string) (*rsa.PublicKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, fmt.Errorf("%s: no PEM block", path)
+	}
+	switch block.Type {
+	case "RSA PUBLIC KEY":
+		return x509.ParsePKCS1PublicKey(block.Bytes)
+	case "PUBLIC KEY":
+		key, err := x509.ParsePKIXPublicKey(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if rsaKey, ok := key.(*rsa.PublicKey); ok {
+			return rsaKey, nil
+		}
+		return nil, fmt.Errorf("%s: not an RSA public key", path)
+	}
+	return nil, fmt.Errorf("%s: a %q PEM block, not a public key", path, block.Type)
 }
 
 func (a *app) runFakeAPI(ctx context.Context, f *fakeAPIFlags) error {

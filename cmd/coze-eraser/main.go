@@ -113,7 +113,7 @@ from the file named by COZE_API_TOKEN_FILE; it is never a flag.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(a.demoCommand(), a.runCommand(), a.workerCommand(), a.enqueueCommand(), a.statusCommand(), a.reportCommand(), a.failuresCommand(), a.fakeAPICommand(),
-		a.healthcheckCommand(), a.versionCommand())
+		a.healthcheckCommand(), a.versionCommand(), a.profilesCommand())
 	bindEnv(root, a.env)
 	return root
 }

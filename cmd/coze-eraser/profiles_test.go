@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/coze-eraser/coze-eraser/coze/cozetest"
+)
+
+// TestProfilesCheck: one line per profile, ok or the error with what to
+// fix; exit 1 when one fails, 2 when the file itself is wrong; the private
+// key, the JWT and the minted tokens appear nowhere in the output.
+func TestProfilesCheck(t *testing.T) {
+	t.Parallel()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := cozetest.NewServer(cozetest.WithJWTApp("1127900106117", map[string]*rsa.PublicKey{"kid-good": &key.PublicKey}))
+	defer api.Close()
+	dir := t.TempDir()
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	write := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	keyFile := write("app.pem", string(keyPEM))
+	tokenFile := write("token", "pat_PROFILECHECK_SECRET\n")
+	file := write("profiles.yaml", `profiles:
+  app-good:
+    base_url: `+api.URL+`
+    jwt:
+      app_id: "1127900106117"
+      key_id: kid-good
+      private_key_file: `+keyFile+`
+  app-wrong-kid:
+    base_url: `+api.URL+`
+    jwt:
+      app_id: "1127900106117"
+      key_id: kid-revoked
+      private_key_file: `+keyFile+`
+  app-no-key:
+    base_url: `+api.URL+`
+    jwt:
+      app_id: "1127900106117"
+      key_id: kid-good
+      private_key_file: `+filepath.Join(dir, "missing.pem")+`
+  support-bot:
+    base_url: `+api.URL+`
+    token_file: `+tokenFile+`
+`)
+	r := cli{}.run(context.Background(), "profiles", "check", "--profiles", file, "--session", "user-4711")
+	if r.code != exitPartial {
+		t.Errorf("exit %d, want %d; stdout:\n%s\nstderr:\n%s", r.code, exitPartial, r.stdout, r.stderr)
+	}
+	lines := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n")[1:] {
+		name, rest, _ := strings.Cut(line, " ")
+		lines[name] = strings.TrimSpace(rest)
+	}
+	for name, want := range map[string]string{
+		"app-good":      "ok: minted a token for the session",
+		"app-wrong-kid": "invalid_client",
+		"app-no-key":    "missing.pem",
+		"support-bot":   "FAILED: a token file or COZE_API_TOKEN has no sessions",
+	} {
+		if !strings.Contains(lines[name], want) {
+			t.Errorf("%s: %q, want it to say %q", name, lines[name], want)
+		}
+	}
+	if n := api.Mints("1127900106117", "user-4711"); n != 1 {
+		t.Errorf("%d mints for the session, want 1", n)
+	}
+	out := r.stdout + r.stderr
+	for _, secret := range []string{"PRIVATE KEY", "pat_PROFILECHECK_SECRET", "czs_", "eyJ", "user-4711"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("the output holds %q:\n%s", secret, out)
+		}
+	}
+
+	// Without --session the token file is read and is ok.
+	r = cli{}.run(context.Background(), "profiles", "check", "--profiles", file)
+	if !strings.Contains(r.stdout, "ok: token read") {
+		t.Errorf("support-bot without a session:\n%s", r.stdout)
+	}
+
+	// A wrong file is a setup error naming the line.
+	bad := write("bad.yaml", "profiles:\n  x:\n    base_url: https://api.coze.cn\n    tokn_file: /x\n")
+	r = cli{}.run(context.Background(), "profiles", "check", "--profiles", bad)
+	if r.code != exitSetup || !strings.Contains(r.stderr, "bad.yaml:4") {
+		t.Errorf("a bad file: exit %d, stderr %q; want 2 and the line", r.code, r.stderr)
+	}
+}
+
+// TestFakeAPIJWTKeyFlag: a --jwt-key the fake cannot use is a setup error
+// naming the flag and the rule, before it listens.
+func TestFakeAPIJWTKeyFlag(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ spec, want string }{
+		{"1127900106117=" + notPEM, "use APP_ID:KEY_ID=PUBLIC_KEY_PEM_FILE"},
+		{"1127900106117:kid", "use APP_ID:KEY_ID=PUBLIC_KEY_PEM_FILE"},
+		{"1127900106117:kid=" + notPEM, "no PEM block"},
+		{"1127900106117:kid=" + filepath.Join(dir, "missing.pub"), "missing.pub"},
+	} {
+		r := cli{}.run(context.Background(), "fake-api", "--addr", "127.0.0.1:0", "--jwt-key", tt.spec)
+		if r.code != exitSetup || !strings.Contains(r.stderr, "--jwt-key") || !strings.Contains(r.stderr, tt.want) {
+			t.Errorf("--jwt-key %q: exit %d, stderr %q; want 2 and %q", tt.spec, r.code, r.stderr, tt.want)
+		}
+	}
+}
