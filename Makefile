@@ -13,10 +13,11 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 
-# check: formatting and vet, without the tests.
+# check: formatting, vet and the docs' relative links, without the tests.
 check:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
+	@./scripts/check-doc-links README.md CHANGELOG.md docs/*.md
 
 # lint: golangci-lint with .golangci.yml, the version scripts/ensure-golangci-lint
 # pins (installed into .bin/ when missing).
