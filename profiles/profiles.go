@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coze-eraser/coze-eraser/coze"
+	"github.com/coze-eraser/coze-eraser/tasks"
 )
 
 // DefaultName is the name of the profile that stands for the configuration
@@ -19,7 +20,7 @@ import (
 const DefaultName = "default"
 
 // MaxNameLen is the longest profile name accepted.
-const MaxNameLen = 64
+const MaxNameLen = tasks.MaxProfileLen
 
 // Bounds and default of [JWT.TokenTTL], those of coze.JWTConfig: the token
 // endpoint's duration_seconds is at most 86399 and defaults to 900.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coze-eraser/coze-eraser/ratelimit"
+	"github.com/coze-eraser/coze-eraser/tasks"
 )
 
 // The rules of the file's values. Each returns "" when the value is fine,
@@ -40,19 +41,7 @@ func nameProblem(name string) string {
 	return ""
 }
 
-func plainName(name string) bool {
-	if name == "" || len(name) > MaxNameLen {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
-			return false
-		}
-	}
-	return true
-}
+func plainName(name string) bool { return tasks.ValidateProfile(name) == nil }
 
 // CheckBaseURL checks an API base URL with the rules of base_url: what
 // coze.NewClient accepts (an absolute http or https URL with a host, trailing
