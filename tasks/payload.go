@@ -26,6 +26,15 @@ type Payload struct {
 	ConversationID string `json:"id"`
 	// Batch names the request this deletion belongs to; see [ValidateBatch].
 	Batch string `json:"batch"`
+	// Profile names the identity the worker acts as ([ValidateProfile]);
+	// empty is the worker's default profile. It names the identity, never
+	// holds its secret.
+	Profile string `json:"profile,omitempty"`
+	// Session is the end user's session (the JWT session_name) the worker
+	// acts as, when the conversation was created under session isolation;
+	// see [ValidateSession]. It is personal data: it lives in the task
+	// while the task does.
+	Session string `json:"session,omitempty"`
 }
 
 // A payload holds no enqueue time: asynq keeps one with every pending task
@@ -72,10 +81,14 @@ func NewTask(p Payload, opts ...asynq.Option) (*asynq.Task, error) {
 }
 
 // Encode validates p and returns the task payload:
-// {"id":"…","batch":"…"}.
+// {"id":"…","batch":"…"}, with "profile" and "session" after them when set.
 func (p Payload) Encode() ([]byte, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
+	}
+	if p.Profile != "" || p.Session != "" {
+		// A session may hold what JSON escapes; such payloads are few.
+		return json.Marshal(p)
 	}
 	// Both fields are validated to hold nothing JSON would escape.
 	b := make([]byte, 0, len(`{"id":"","batch":""}`)+len(p.ConversationID)+len(p.Batch))
@@ -121,12 +134,28 @@ func parseCompact(b []byte) (Payload, bool) {
 	return Payload{ConversationID: string(id), Batch: string(batch)}, true
 }
 
-// Validate checks the conversation id and the batch name.
+// Validate checks the conversation id, the batch name, and the profile and
+// session when set. A session needs a profile: the default profile's
+// identity is the worker's to choose.
 func (p Payload) Validate() error {
 	if err := ValidateID(p.ConversationID); err != nil {
 		return err
 	}
-	return ValidateBatch(p.Batch)
+	if err := ValidateBatch(p.Batch); err != nil {
+		return err
+	}
+	if p.Profile != "" {
+		if err := ValidateProfile(p.Profile); err != nil {
+			return err
+		}
+	}
+	if p.Session != "" {
+		if p.Profile == "" {
+			return fmt.Errorf("%w: a session needs a profile", ErrInvalidSession)
+		}
+		return ValidateSession(p.Session)
+	}
+	return nil
 }
 
 // ErrInvalidBatch is wrapped by the error [ValidateBatch] returns.

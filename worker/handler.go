@@ -42,8 +42,10 @@ type Handler struct {
 	metrics *Metrics
 	pacer   pacer
 	auth    *authGate
-	log     *slog.Logger
-	now     func() time.Time
+	// identities holds back tasks whose identity the worker does not have.
+	identities *identityGate
+	log        *slog.Logger
+	now        func() time.Time
 	// stopped ends when the worker stops, so that waiting tasks let go.
 	stopped context.Context
 	// onComplete is called with the batches an attempt completed.
@@ -75,6 +77,10 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		// the task a record belongs to.
 		return h.refuse(ctx, queue, p, fmt.Errorf("task id %q is not %q: producers must set the task id to del:<conversation id>",
 			id, tasks.TaskID(p.ConversationID)))
+	}
+	if err := h.identities.check(p); err != nil {
+		h.metrics.Retries.WithLabelValues(reasonAuth).Inc()
+		return retryLater(reasonAuth, unknownIdentityRetry, err)
 	}
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)

@@ -222,15 +222,16 @@ func New(cfg Config) (*Server, error) {
 	log := cfg.Logger
 	s.integrity = newIntegrityWatch(cfg.Ledger, s.metrics, log, cfg.Now)
 	s.handler = &Handler{
-		api:     cfg.API,
-		ledger:  cfg.Ledger,
-		writer:  ledger.NewWriter(cfg.Ledger, 64, time.Millisecond),
-		metrics: s.metrics,
-		pacer:   p,
-		auth:    newAuthGate(cfg.AuthProbe, cfg.Now, s.authChanged),
-		log:     log,
-		now:     cfg.Now,
-		stopped: s.stopped,
+		api:        cfg.API,
+		ledger:     cfg.Ledger,
+		writer:     ledger.NewWriter(cfg.Ledger, 64, time.Millisecond),
+		metrics:    s.metrics,
+		pacer:      p,
+		auth:       newAuthGate(cfg.AuthProbe, cfg.Now, s.authChanged),
+		identities: newIdentityGate(log, cfg.Now),
+		log:        log,
+		now:        cfg.Now,
+		stopped:    s.stopped,
 		onComplete: func(ctx context.Context, _ []string) {
 			s.janitor.QueueCallbacks(context.WithoutCancel(ctx))
 		},
