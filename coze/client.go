@@ -216,8 +216,13 @@ func tokenFor(ctx context.Context, tokens TokenSource) (string, error) {
 
 // tokenErrorClass is the class of a call whose token could not be had: the
 // source's own (a token endpoint that answered 500 is transient, not an
-// auth failure that pauses the worker), else auth.
+// auth failure that pauses the worker); transient when the caller stopped
+// waiting (a task's deadline, a shutdown), which says nothing of the token;
+// else auth.
 func tokenErrorClass(err error) Class {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return ClassTransient
+	}
 	var classed interface{ Class() Class }
 	if errors.As(err, &classed) {
 		return classed.Class()

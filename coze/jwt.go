@@ -574,9 +574,14 @@ func (e *TokenError) Class() Class {
 		return ClassRateLimited
 	case e.Status == http.StatusRequestTimeout || e.Status >= 500:
 		return ClassTransient
-	case e.Status >= 400:
-		// Any other refusal (an unknown code, a wrong base URL's 404) will
+	case e.Status >= 300:
+		// Any other refusal (an unknown code, a wrong base URL's 404), or a
+		// redirect (never followed: http:// sent to https://, say), will
 		// not pass until the configuration is fixed.
+		return ClassAuth
+	case e.Err != nil:
+		// A success answer that cannot be used (a wrong base URL's HTML
+		// page, no token, an expiry not after the local clock): the same.
 		return ClassAuth
 	}
 	return ClassUnknown

@@ -542,10 +542,10 @@ func TestJWTAppTokenErrors(t *testing.T) {
 		{"502 empty", 502, ``, coze.ClassTransient, []string{"HTTP 502"}},
 		{"429", 429, `{"error_code":"","error_message":""}`, coze.ClassRateLimited, []string{"HTTP 429"}},
 		{"404 wrong base URL", 404, `404 page not found`, coze.ClassAuth, []string{"HTTP 404"}},
-		{"200 without token", 200, `{"expires_in":1}`, coze.ClassUnknown, []string{"access_token", "empty"}},
-		{"200 relative expires_in", 200, `{"access_token":"czs_x","expires_in":900}`, coze.ClassUnknown,
+		{"200 without token", 200, `{"expires_in":1}`, coze.ClassAuth, []string{"access_token", "empty"}},
+		{"200 relative expires_in", 200, `{"access_token":"czs_x","expires_in":900}`, coze.ClassAuth,
 			[]string{"expires_in 900", "absolute"}},
-		{"200 not JSON", 200, `access_token=czs_secret`, coze.ClassUnknown, []string{"not a JSON answer"}},
+		{"200 not JSON", 200, `access_token=czs_secret`, coze.ClassAuth, []string{"not a JSON answer"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package coze_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/coze-eraser/coze-eraser/coze"
@@ -29,6 +30,10 @@ func TestTokenErrorKeepsItsClass(t *testing.T) {
 		{&coze.TokenError{Status: 401, Code: "invalid_client", Message: "bad kid"}, coze.ClassAuth},
 		{&coze.TokenError{Status: 400, Code: "unsupported_grant_type"}, coze.ClassPermanent},
 		{errors.New("the token file is missing"), coze.ClassAuth},
+		{&coze.TokenError{Status: 302, Message: "moved"}, coze.ClassAuth},
+		{&coze.TokenError{Status: 200, Err: errors.New("no access_token")}, coze.ClassAuth},
+		{fmt.Errorf("coze: waiting for an access token: %w", context.DeadlineExceeded), coze.ClassTransient},
+		{fmt.Errorf("coze: waiting for an access token: %w", context.Canceled), coze.ClassTransient},
 	} {
 		client, err := coze.NewClient(api.URL, failingSource{tt.err})
 		if err != nil {

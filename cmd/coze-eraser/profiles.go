@@ -53,16 +53,29 @@ type identity struct {
 	app *coze.JWTApp
 }
 
-// token returns a token of the identity for session ("" for none). A
-// static token has no sessions.
-func (id identity) token(ctx context.Context, session string) (string, error) {
-	if id.app != nil {
-		return id.app.Token(ctx, session)
+// check gets the identity's tokens: a JWT app mints one for itself and,
+// when session is given, one for the session; a static token is read (it
+// has no sessions). It returns what it proved.
+func (id identity) check(ctx context.Context, session string) (string, error) {
+	if id.app == nil {
+		if _, err := id.static.Token(); err != nil {
+			return "", err
+		}
+		if session != "" {
+			return "ok: token read (a static token has no sessions; checked on its first call)", nil
+		}
+		return "ok: token read (checked on its first call)", nil
 	}
-	if session != "" {
-		return "", fmt.Errorf("a token file or COZE_API_TOKEN has no sessions: --session needs a profile with jwt")
+	if _, err := id.app.Token(ctx, ""); err != nil {
+		return "", err
 	}
-	return id.static.Token()
+	if session == "" {
+		return "ok: minted a token", nil
+	}
+	if _, err := id.app.Token(ctx, session); err != nil {
+		return "", fmt.Errorf("minted a token for the app, not for the session: %w", err)
+	}
+	return "ok: minted a token, and one for the session", nil
 }
 
 // newIdentity builds what gives profile p's tokens. Errors name the file or
@@ -141,7 +154,7 @@ profiles file itself is wrong.`,
 		},
 	}
 	pf.register(cmd)
-	cmd.Flags().StringVar(&session, "session", "", "also mint for this session (an end user's session_name); JWT profiles only")
+	cmd.Flags().StringVar(&session, "session", "", "also mint a token for this session (an end user's session_name) with each JWT profile")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long each token may take")
 	return cmd
 }
@@ -159,19 +172,12 @@ func (a *app) checkProfiles(ctx context.Context, set profiles.Set, session strin
 		id, err := a.newIdentity(p, warnings, timeout)
 		if err == nil {
 			callCtx, cancel := context.WithTimeout(ctx, timeout)
-			_, err = id.token(callCtx, session)
+			result, err = id.check(callCtx, session)
 			cancel()
 		}
-		switch {
-		case err != nil:
+		if err != nil {
 			bad++
 			result = "FAILED: " + report.Printable(err.Error())
-		case id.app != nil && session != "":
-			result = "ok: minted a token for the session"
-		case id.app != nil:
-			result = "ok: minted a token"
-		default:
-			result = "ok: token read (checked on its first call)"
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\n", name, profileKind(p), result)
 	}

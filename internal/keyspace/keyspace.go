@@ -29,7 +29,8 @@
 //	P lost                   zset    batch found lost -> when (ms)                      none
 //	P lost:{b}               hash    outcomes recorded for lost batch b, and _opens,    retention
 //	                                 _open
-//	P lock:{name}            string  a lock's holder (the janitor's: "janitor")         the lock's
+//	P lock:{name}            string  a lock's holder, a random id (the janitor's lock   the lock's
+//	                                 is lock:janitor)
 //	P budget:{h}             hash    a rate budget ({h}: a hash of the API's base URL   none
 //	                                 and token): tokens, rate, window, pushback
 //	{budget}:inflight        zset    holders of in-flight calls -> until (ms)           2 × lease
@@ -171,8 +172,9 @@ var layout = []luaKey{
 
 // bucketLua is [Bucket] in Lua. (tonumber, not arithmetic on the text:
 // Redis's Lua reads "012345" as octal.)
-const bucketLua = `local function bucket(id, n)
-  return tonumber(string.sub(id, -%d)) %% n
+const bucketLua = `local bucketTail = string.sub
+local function bucket(id, n)
+  return tonumber(bucketTail(id, -%d)) %% n
 end
 `
 

@@ -26,7 +26,7 @@ const DefaultStallAfter = 15 * time.Minute
 
 // JanitorConfig configures a [Janitor].
 type JanitorConfig struct {
-	// Redis holds the ledger and the queues.
+	// Redis holds the ledger and the queues: the server Ledger uses.
 	Redis redis.UniversalClient
 	// Ledger is the ledger the janitor repairs.
 	Ledger *ledger.Ledger

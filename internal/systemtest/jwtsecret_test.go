@@ -46,7 +46,7 @@ func TestJWTSecretsNeverLeak(t *testing.T) {
 	const session = "SESSION_user_4711_PERSONAL"
 	out := run(t, nil, "profiles", "check", "--profiles", profilesFile, "--session", session) +
 		run(t, map[string]string{"COZE_ERASER_PROFILES": profilesFile}, "profiles", "check")
-	if fake.Mints("1127900106117", session) != 1 || fake.Mints("1127900106117", "") != 1 {
+	if fake.Mints("1127900106117", session) != 1 || fake.Mints("1127900106117", "") == 0 {
 		t.Fatalf("mints %v: the check minted nothing, so this test proves nothing; output:\n%s", fake.MintCounts(), out)
 	}
 	if !strings.Contains(out, "invalid_client") {
