@@ -202,7 +202,13 @@ func (c *Client) deleteConversation(ctx context.Context, conversationID string) 
 	defer resp.Body.Close()
 	body, readErr := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
 	redactToken(resp.Header, &body, token)
-	return Parse(resp.StatusCode, resp.Header, body, readErr, c.maxBody)
+	res := Parse(resp.StatusCode, resp.Header, body, readErr, c.maxBody)
+	if res.Class == ClassAuth {
+		if rs, ok := c.tokens.(RefusableTokenSource); ok {
+			rs.Refused(token) // a minted token the API no longer takes: mint anew next time
+		}
+	}
+	return res
 }
 
 // tokenFor asks tokens for a token, within ctx when the source can wait

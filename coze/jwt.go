@@ -69,6 +69,14 @@ type ContextTokenSource interface {
 	TokenContext(ctx context.Context) (string, error)
 }
 
+// RefusableTokenSource is a [TokenSource] that can be told the API refused
+// a token it gave (an auth answer), so that it stops handing it out: a
+// minted token can be revoked before it expires.
+type RefusableTokenSource interface {
+	TokenSource
+	Refused(token string)
+}
+
 // JWTConfig describes an OAuth JWT service application.
 type JWTConfig struct {
 	// BaseURL is the API base, for example [DefaultBaseURL]; the token
@@ -297,6 +305,10 @@ func (s *sessionSource) TokenContext(ctx context.Context) (string, error) {
 	return s.app.Token(ctx, s.session)
 }
 
+// Refused drops the session's cached token if it is still token, so that
+// the next call mints a new one.
+func (s *sessionSource) Refused(token string) { s.app.Refused(s.session, token) }
+
 // String leaves the session name out: it is personal data.
 func (s *sessionSource) String() string {
 	if s.session == "" {
@@ -307,6 +319,20 @@ func (s *sessionSource) String() string {
 
 // GoString is String, so that %#v prints no more.
 func (s *sessionSource) GoString() string { return s.String() }
+
+// Refused drops session's cached token if it is still token (the API
+// answered it with an auth error: revoked before its expiry), so that the
+// next call mints a new one. A token minted since is kept.
+func (a *JWTApp) Refused(session, token string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	el, ok := a.sessions[session]
+	if !ok || el.Value.(*sessionToken).token != token { //nolint:forcetypeassert // the list holds nothing else
+		return
+	}
+	a.lru.Remove(el)
+	delete(a.sessions, session)
+}
 
 // cached returns the session's token when it can be used without minting:
 // before its renewal point, or, while renewals fail, until it expires.

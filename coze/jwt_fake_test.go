@@ -94,3 +94,38 @@ func TestJWTAppAgainstTheFake(t *testing.T) {
 		t.Errorf("user-3 minted %d times over 55 s of a 60 s token, want 2", n)
 	}
 }
+
+// TestRevokedTokenIsMintedAgain: a token the API refuses before its expiry
+// (revoked) is dropped, so the next call mints a new one instead of sending
+// the dead token until it would have expired.
+func TestRevokedTokenIsMintedAgain(t *testing.T) {
+	t.Parallel()
+	key := testKeys()[0]
+	const app, kid = "1127900106118", "kid-1"
+	api := cozetest.NewServer(cozetest.WithJWTApp(app, map[string]*rsa.PublicKey{kid: &key.PublicKey}))
+	defer api.Close()
+	path := filepath.Join(t.TempDir(), "app.pem")
+	writeKey(t, path, pkcs8PEM(t, key))
+	jwtApp, err := coze.NewJWTApp(coze.JWTConfig{BaseURL: api.URL, AppID: app, KeyID: kid, PrivateKeyFile: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := coze.NewClient(api.URL, jwtApp.Session("user-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	api.SetOwner(app, "user-1", "7379996104798177001", "7379996104798177002", "7379996104798177003")
+	if res, _ := client.DeleteConversation(context.Background(), "7379996104798177001"); res.Class != coze.ClassDeleted {
+		t.Fatalf("first delete: %s", res.Class)
+	}
+	api.RevokeTokens(app)
+	if res, _ := client.DeleteConversation(context.Background(), "7379996104798177002"); res.Class != coze.ClassAuth {
+		t.Fatalf("with the revoked token: %s, want auth", res.Class)
+	}
+	if res, _ := client.DeleteConversation(context.Background(), "7379996104798177002"); res.Class != coze.ClassDeleted {
+		t.Errorf("after the refusal: %s, want deleted with a new token", res.Class)
+	}
+	if n := api.Mints(app, "user-1"); n != 2 {
+		t.Errorf("%d mints, want 2: one before and one after the revocation", n)
+	}
+}
