@@ -19,11 +19,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -141,7 +139,7 @@ type JWTApp struct {
 	http        *http.Client
 	now         func() time.Time
 	mintTimeout time.Duration
-	key         *keyFile
+	key         *secretFile[*rsa.PrivateKey]
 	flights     singleflight.Group
 	mints       atomic.Int64
 
@@ -172,9 +170,10 @@ func NewJWTApp(cfg JWTConfig, opts ...JWTOption) (*JWTApp, error) {
 		endpoint:    base.String() + TokenPath,
 		now:         cfg.Now,
 		mintTimeout: DefaultTimeout,
-		key:         &keyFile{path: cfg.PrivateKeyFile, onReadable: warnReadableKey},
-		lru:         list.New(),
-		sessions:    make(map[string]*list.Element),
+		key: &secretFile[*rsa.PrivateKey]{path: cfg.PrivateKeyFile, name: "coze: private key file",
+			holds: "a PEM private key", maxBytes: maxKeyFileBytes, parse: parseRSAKey, onReadable: warnReadableKey},
+		lru:      list.New(),
+		sessions: make(map[string]*list.Element),
 	}
 	for _, opt := range opts {
 		opt(a)
@@ -613,107 +612,10 @@ func (e *TokenError) Class() Class {
 	return ClassUnknown
 }
 
-// keyFile is the private key file, read again when it changes (another
-// inode, size or modification time), so that a replaced key is used by
-// the next mint without a restart.
-type keyFile struct {
-	path       string
-	onReadable func(path string, perm fs.FileMode)
-
-	mu     sync.Mutex
-	key    *rsa.PrivateKey
-	info   fs.FileInfo
-	warned bool
-}
-
 // warnReadableKey is the default of [OnKeyReadableByOthers].
 func warnReadableKey(path string, perm fs.FileMode) {
 	slog.Default().Warn("the private key file can be read by other users: make it 0600 or 0400 (Kubernetes: defaultMode 0400)",
 		"path", path, "mode", fmt.Sprintf("%04o", perm))
-}
-
-// load returns the key, reading the file if it changed. A file that can no
-// longer be read is an error, not the old key: a removed key is more
-// likely withdrawn than lost.
-func (k *keyFile) load() (*rsa.PrivateKey, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	info, err := os.Stat(k.path)
-	if err != nil {
-		return nil, k.errorf("cannot read it: %s", pathErrReason(err))
-	}
-	// Checked before opening: opening a FIFO waits for a writer.
-	if err := k.check(info); err != nil {
-		return nil, err
-	}
-	if k.key != nil && os.SameFile(info, k.info) && info.ModTime().Equal(k.info.ModTime()) && info.Size() == k.info.Size() {
-		return k.key, nil
-	}
-	raw, info, err := k.read()
-	if err != nil {
-		return nil, err
-	}
-	defer clear(raw)
-	key, err := parseRSAKey(raw)
-	if err != nil {
-		return nil, k.errorf("%v", err)
-	}
-	if perm := info.Mode().Perm(); perm&0o044 != 0 && !k.warned {
-		k.warned = true
-		k.onReadable(k.path, perm)
-	}
-	k.key, k.info = key, info
-	return key, nil
-}
-
-func (k *keyFile) errorf(format string, args ...any) error {
-	return fmt.Errorf("coze: private key file %s: %s", k.path, fmt.Sprintf(format, args...))
-}
-
-// pathErrReason is the cause of a file error without the path, which the
-// caller names already.
-func pathErrReason(err error) string {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err.Error()
-	}
-	return err.Error()
-}
-
-// check refuses anything but a regular file within the size limit.
-func (k *keyFile) check(info fs.FileInfo) error {
-	if !info.Mode().IsRegular() {
-		return k.errorf("not a regular file but %s", fileKind(info.Mode()))
-	}
-	if info.Size() > maxKeyFileBytes {
-		return k.errorf("larger than %d bytes: not a PEM private key", maxKeyFileBytes)
-	}
-	return nil
-}
-
-// read reads the file without blocking on a FIFO swapped in since the
-// check, and checks again what it opened.
-func (k *keyFile) read() ([]byte, fs.FileInfo, error) {
-	file, err := os.OpenFile(k.path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, nil, k.errorf("cannot read it: %s", pathErrReason(err))
-	}
-	defer file.Close() //nolint:errcheck // read only: nothing to lose
-	info, err := file.Stat()
-	if err != nil {
-		return nil, nil, k.errorf("cannot read it: %s", pathErrReason(err))
-	}
-	if err := k.check(info); err != nil {
-		return nil, nil, err
-	}
-	raw, err := io.ReadAll(io.LimitReader(file, maxKeyFileBytes+1))
-	if err != nil {
-		return nil, nil, k.errorf("cannot read it: %s", pathErrReason(err))
-	}
-	if len(raw) > maxKeyFileBytes {
-		return nil, nil, k.errorf("larger than %d bytes: not a PEM private key", maxKeyFileBytes)
-	}
-	return raw, info, nil
 }
 
 // parseRSAKey finds the first PEM private key block in raw and parses it.

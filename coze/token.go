@@ -3,13 +3,10 @@ package coze
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -58,7 +55,7 @@ type FileTokenOption func(*fileToken)
 // file is read again. It must not call Token. The default is a warning on
 // [slog.Default].
 func OnReadableByOthers(fn func(path string, perm fs.FileMode)) FileTokenOption {
-	return func(f *fileToken) { f.onReadable = fn }
+	return func(f *fileToken) { f.file.onReadable = fn }
 }
 
 // FileToken returns a source that reads the token from a file, such as a
@@ -69,7 +66,8 @@ func OnReadableByOthers(fn func(path string, perm fs.FileMode)) FileTokenOption 
 // without being read, so that a FIFO cannot block the caller and a device
 // cannot fill its memory.
 func FileToken(path string, opts ...FileTokenOption) TokenSource {
-	f := &fileToken{path: path, now: time.Now, onReadable: warnReadable}
+	f := &fileToken{now: time.Now, file: &secretFile[string]{path: path, name: "token file", holds: "only the token",
+		maxBytes: MaxTokenFileBytes, parse: parseTokenFile, onReadable: warnReadable}}
 	for _, opt := range opts {
 		opt(f)
 	}
@@ -83,16 +81,12 @@ func warnReadable(path string, perm fs.FileMode) {
 }
 
 type fileToken struct {
-	path       string
-	now        func() time.Time
-	onReadable func(path string, perm fs.FileMode)
+	file *secretFile[string]
+	now  func() time.Time
 
 	mu        sync.Mutex
 	token     string
-	modTime   time.Time
-	size      int64
 	checkedAt time.Time
-	warned    bool
 }
 
 // recheckEvery bounds how often the file is looked at: a stat per API call
@@ -107,75 +101,19 @@ func (f *fileToken) Token() (string, error) {
 		return f.token, nil
 	}
 	f.checkedAt = now
-	info, err := os.Stat(f.path)
-	if err != nil {
-		return "", fmt.Errorf("token file: %w", err)
-	}
-	// Checked before opening: opening a FIFO waits for a writer, and
-	// opening a device can have effects of its own.
-	if err := f.check(info); err != nil {
-		return "", err
-	}
-	if f.token != "" && info.ModTime().Equal(f.modTime) && info.Size() == f.size {
-		return f.token, nil
-	}
-	raw, info, err := f.read()
+	tok, err := f.file.load()
 	if err != nil {
 		return "", err
 	}
-	tok := strings.TrimSpace(string(raw))
-	if err := CheckToken(tok); err != nil {
-		return "", fmt.Errorf("token file %s: %w", f.path, err)
-	}
-	if perm := info.Mode().Perm(); perm&0o044 != 0 && !f.warned {
-		f.warned = true
-		f.onReadable(f.path, perm)
-	}
-	f.token, f.modTime, f.size = tok, info.ModTime(), info.Size()
+	f.token = tok
 	return tok, nil
 }
 
-// check refuses anything but a regular file within the size limit.
-func (f *fileToken) check(info fs.FileInfo) error {
-	if !info.Mode().IsRegular() {
-		return fmt.Errorf("token file %s: not a regular file but %s; give the path of a file holding only the token",
-			f.path, fileKind(info.Mode()))
-	}
-	if info.Size() > MaxTokenFileBytes {
-		return f.tooLarge()
-	}
-	return nil
-}
-
-func (f *fileToken) tooLarge() error {
-	return fmt.Errorf("token file %s: larger than the limit; a token file holds only the token, at most %d bytes",
-		f.path, MaxTokenFileBytes)
-}
-
-// read reads the file, at most one byte past the limit. It opens without
-// blocking, in case the path was replaced by a FIFO since it was checked,
-// and checks again what it opened.
-func (f *fileToken) read() ([]byte, fs.FileInfo, error) {
-	file, err := os.OpenFile(f.path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("token file: %w", err)
-	}
-	defer file.Close() //nolint:errcheck // read only: nothing to lose
-	info, err := file.Stat()
-	if err != nil {
-		return nil, nil, fmt.Errorf("token file: %w", err)
-	}
-	if err := f.check(info); err != nil {
-		return nil, nil, err
-	}
-	raw, err := io.ReadAll(io.LimitReader(file, MaxTokenFileBytes+1))
-	if err != nil {
-		return nil, nil, fmt.Errorf("token file: %w", err)
-	}
-	if len(raw) > MaxTokenFileBytes {
-		return nil, nil, f.tooLarge()
-	}
-	return raw, info, nil
+// parseTokenFile reads a token file's content: the token, with the
+// whitespace around it ignored.
+func parseTokenFile(raw []byte) (string, error) {
+	tok := strings.TrimSpace(string(raw))
+	return tok, CheckToken(tok)
 }
 
 // fileKind names the type of a file that is not a regular one.
