@@ -191,13 +191,13 @@ func NewJWTApp(cfg JWTConfig, opts ...JWTOption) (*JWTApp, error) {
 // checkJWTConfig validates cfg and fills in its defaults; it returns the
 // parsed base URL.
 func checkJWTConfig(cfg *JWTConfig) (*url.URL, error) {
-	base, err := url.Parse(strings.TrimRight(cfg.BaseURL, "/"))
-	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return nil, fmt.Errorf("coze: JWT app: BaseURL %q: must be an absolute http or https URL", cfg.BaseURL)
+	if err := CheckBaseURL(cfg.BaseURL); err != nil {
+		// Credentials in the URL would end up in errors and logs: refused.
+		return nil, fmt.Errorf("coze: JWT app: BaseURL: %w", err)
 	}
-	if base.User != nil || base.RawQuery != "" || base.Fragment != "" {
-		// Credentials in the URL would end up in errors and logs.
-		return nil, errors.New("coze: JWT app: BaseURL: must have no user info, query or fragment")
+	base, err := url.Parse(strings.TrimRight(cfg.BaseURL, "/"))
+	if err != nil {
+		return nil, fmt.Errorf("coze: JWT app: BaseURL: %w", err) // CheckBaseURL parsed it
 	}
 	if cfg.Audience == "" {
 		cfg.Audience = base.Host

@@ -6,10 +6,10 @@ import (
 	"math"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/coze-eraser/coze-eraser/coze"
 	"github.com/coze-eraser/coze-eraser/ratelimit"
 	"github.com/coze-eraser/coze-eraser/tasks"
 )
@@ -49,38 +49,14 @@ func plainName(name string) bool { return tasks.ValidateProfile(name) == nil }
 // no space, control or non-ASCII character. The error does not quote the
 // URL, which may hold a password.
 func CheckBaseURL(raw string) error {
-	if p := baseURLProblem(raw); p != "" {
-		return errors.New("base URL " + p)
-	}
-	return nil
+	return coze.CheckBaseURL(raw)
 }
 
+// baseURLProblem is what is wrong with a base URL, by coze's rule.
 func baseURLProblem(raw string) string {
-	if raw == "" {
-		return "is empty: give the API's URL, such as https://api.coze.cn"
-	}
-	if i := strings.IndexFunc(raw, func(r rune) bool { return r <= ' ' || r >= 0x7f }); i >= 0 {
-		return fmt.Sprintf("has a space, control or non-ASCII character at byte %d", i+1)
-	}
-	u, err := url.Parse(strings.TrimRight(raw, "/"))
-	switch {
-	case err != nil:
-		return "is not a URL: give one such as https://api.coze.cn"
-	case u.Scheme != "http" && u.Scheme != "https":
-		return "must be an http or https URL, such as https://api.coze.cn"
-	case u.User != nil:
-		return "must not hold a user name or password: tokens go in token_file or jwt"
-	case u.Opaque != "" || u.Hostname() == "":
-		return "has no host: give one such as https://api.coze.cn"
-	case u.RawQuery != "" || u.ForceQuery:
-		return "must not have a query (?...)"
-	case u.Fragment != "" || strings.Contains(raw, "#"):
-		return "must not have a fragment (#...)"
-	}
-	if port := u.Port(); port != "" {
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return "has a port outside 1-65535"
-		}
+	var bad *coze.BaseURLError
+	if errors.As(coze.CheckBaseURL(raw), &bad) {
+		return bad.Problem
 	}
 	return ""
 }

@@ -295,7 +295,7 @@ func (s *Server) Start() error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopJan = cancel
-	go s.janitor.Run(ctx)
+	go every(ctx, s.cfg.JanitorInterval, s.janitor.Sweep)
 	go s.integrity.run(ctx, s.cfg.IntegrityInterval)
 	s.background.Add(2)
 	s.gauges.begin()

@@ -30,8 +30,9 @@ type JanitorConfig struct {
 	Redis redis.UniversalClient
 	// Ledger is the ledger the janitor repairs.
 	Ledger *ledger.Ledger
-	// Interval is how often Run sweeps (default [DefaultJanitorInterval]);
-	// a sweep holds the fleet's janitor lock for 90% of it.
+	// Interval is how often the caller sweeps (default
+	// [DefaultJanitorInterval]); a sweep holds the fleet's janitor lock for
+	// 90% of it, so that one worker of the fleet sweeps per interval.
 	Interval time.Duration
 	// StallAfter is how long an open batch may go without progress before
 	// its pending ids are checked for a task (default [DefaultStallAfter]).
@@ -48,8 +49,8 @@ type JanitorConfig struct {
 // batch and queueing its callback), new tasks for ids that were linked to
 // a task that finished just before the link was made, and tasks for the
 // pending ids of stalled batches. One worker of the fleet sweeps at a
-// time. One goroutine runs Run (or Sweep); QueueCallbacks is safe to call
-// from any.
+// time. One goroutine calls Sweep, every Interval; QueueCallbacks is safe
+// to call from any.
 type Janitor struct {
 	cfg       JanitorConfig
 	store     *Store
@@ -82,20 +83,6 @@ func NewJanitor(cfg JanitorConfig) *Janitor {
 		wire:      asynqwire.NewWriter(cfg.Redis),
 		inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
 		cursors:   map[string]int{},
-	}
-}
-
-// Run sweeps every interval until ctx ends.
-func (j *Janitor) Run(ctx context.Context) {
-	t := time.NewTicker(j.cfg.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			j.Sweep(ctx)
-		}
 	}
 }
 
