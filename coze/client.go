@@ -105,6 +105,19 @@ func NewTransport() *http.Transport {
 	return t
 }
 
+// WithTokens returns a client like c that authenticates with tokens
+// instead: the same API and HTTP connections, another identity, such as an
+// end user's session of a [JWTApp] ([JWTApp.Session]). It is cheap enough
+// to call once per request.
+func (c *Client) WithTokens(tokens TokenSource) *Client {
+	if tokens == nil {
+		panic("coze: WithTokens(nil)")
+	}
+	clone := *c
+	clone.tokens = tokens
+	return &clone
+}
+
 // BaseURL returns the API base URL the client calls.
 func (c *Client) BaseURL() string { return c.base.String() }
 

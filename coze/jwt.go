@@ -259,11 +259,23 @@ func (a *JWTApp) Config() JWTConfig { return a.cfg }
 func (a *JWTApp) Mints() int64 { return a.mints.Load() }
 
 // Token returns an access token for session ("" for none: the token then
-// acts as the app itself), minting one when the cached one is missing or
-// due for renewal. Callers asking for the same session at once share one
-// mint, and share its failure; ctx bounds this caller's wait only.
+// acts as the app itself), minting one when none is cached or the cached
+// one expired. A cached token due for renewal (less than a tenth of its
+// lifetime, at most 30 s, left) is still returned while a new one is
+// minted in the background. Callers asking for the same session at once
+// share one mint, and share its failure; ctx bounds this caller's wait
+// only.
 func (a *JWTApp) Token(ctx context.Context, session string) (string, error) {
-	if tok, ok := a.cached(session); ok {
+	tok, state := a.cached(session)
+	switch state {
+	case tokenFresh:
+		return tok, nil
+	case tokenRenewing:
+		// Due for renewal and still valid: renew in the background and
+		// go on with this one, so that no call waits for a mint that a
+		// token in hand makes unnecessary. (DoChan's channel is buffered:
+		// nobody need read it.)
+		a.flights.DoChan(session, func() (any, error) { return a.mintOnce(session) })
 		return tok, nil
 	}
 	if err := ctx.Err(); err != nil {
@@ -333,29 +345,46 @@ func (a *JWTApp) Refused(session, token string) {
 	delete(a.sessions, session)
 }
 
-// cached returns the session's token when it can be used without minting:
-// before its renewal point, or, while renewals fail, until it expires.
-func (a *JWTApp) cached(session string) (string, bool) {
+// tokenState says what a session's cached token is good for.
+type tokenState int
+
+const (
+	// tokenMissing: no token, or an expired one; a caller must wait for
+	// a mint.
+	tokenMissing tokenState = iota
+	// tokenFresh: before its renewal point, or renewals failed lately
+	// and the next attempt is not due yet.
+	tokenFresh
+	// tokenRenewing: past its renewal point and still valid: use it and
+	// renew in the background.
+	tokenRenewing
+)
+
+// cached returns the session's token and what it is good for.
+func (a *JWTApp) cached(session string) (string, tokenState) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	el, ok := a.sessions[session]
 	if !ok {
-		return "", false
+		return "", tokenMissing
 	}
 	st := el.Value.(*sessionToken) //nolint:forcetypeassert // the list holds nothing else
 	now := a.now()
-	if now.Before(st.renewAt) || (now.Before(st.expiresAt) && now.Before(st.retryAt)) {
-		a.lru.MoveToFront(el)
-		return st.token, true
+	if !now.Before(st.expiresAt) {
+		return "", tokenMissing
 	}
-	return "", false
+	a.lru.MoveToFront(el)
+	if now.Before(st.renewAt) || now.Before(st.retryAt) {
+		return st.token, tokenFresh
+	}
+	return st.token, tokenRenewing
 }
 
 // mintOnce is the body of a flight. It looks at the cache again, since a
 // flight that ended between the caller's look and this one has already
 // minted; and it falls back to the still-valid token when a renewal fails.
 func (a *JWTApp) mintOnce(session string) (string, error) {
-	if tok, ok := a.cached(session); ok {
+	if tok, state := a.cached(session); state == tokenFresh {
 		return tok, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), a.mintTimeout)

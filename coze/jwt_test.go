@@ -376,8 +376,14 @@ func TestJWTAppRenewsBeforeExpiry(t *testing.T) {
 				t.Fatalf("1 s before the renewal point: a new token (mints %d); want the cached one", f.app.Mints())
 			}
 			f.clock.Advance(time.Second)
-			if got := f.token(t, "s"); got == first || f.app.Mints() != 2 {
-				t.Fatalf("at the renewal point: the old token (mints %d); want a new one", f.app.Mints())
+			// At the renewal point the still-valid token is used while a
+			// new one is minted in the background.
+			if got := f.token(t, "s"); got != first {
+				t.Fatalf("at the renewal point: a caller waited for a new token; want the valid one while renewing")
+			}
+			waitForCond(t, "the background renewal", func() bool { return f.app.Mints() == 2 })
+			if got := f.token(t, "s"); got == first {
+				t.Fatalf("after the renewal: the old token; want the new one")
 			}
 		})
 	}
@@ -649,6 +655,9 @@ func TestJWTAppKeepsAValidTokenWhileRenewalFails(t *testing.T) {
 		if got := f.token(t, "s"); got != first {
 			t.Fatalf("Token during a failing renewal = a new token; want the still-valid one")
 		}
+		// The renewal runs in the background: let it fail before the
+		// next call, so that the calls do not all find it in flight.
+		waitForCond(t, "the renewal attempt", func() bool { return f.srv.requests.Load() >= 2 })
 	}
 	if reqs := f.srv.requests.Load(); reqs != 2 {
 		t.Errorf("%d requests; want 2 (the mint and one renewal attempt per second)", reqs)
@@ -832,5 +841,17 @@ func TestJWTAppPrintsNoSecrets(t *testing.T) {
 				t.Errorf("%s output %q names the session: personal data", format, out)
 			}
 		}
+	}
+}
+
+// waitForCond waits up to 5 s for cond, polling.
+func waitForCond(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -107,6 +107,8 @@ type options struct {
 	callbackURL string
 	retention   time.Duration
 	expectedIDs int
+	profile     string
+	session     string
 }
 
 // Option configures an enqueue call.
@@ -171,6 +173,19 @@ func Retention(d time.Duration) Option { return func(o *options) { o.retention =
 // then costs Redis less per id. A wrong guess costs only memory; more ids
 // than expected still fit.
 func ExpectedIDs(n int) Option { return func(o *options) { o.expectedIDs = n } }
+
+// Profile names the identity the batch's deletions act as: a profile of
+// the workers' profiles file (default the workers' default profile,
+// "default"). See tasks.ValidateProfile for the names allowed. A batch has
+// one identity: ids for another go in another batch.
+func Profile(name string) Option { return func(o *options) { o.profile = name } }
+
+// Session makes the deletions act as an end user's session (the JWT
+// session_name the conversations were created under); it needs [Profile],
+// a JWT profile. See tasks.ValidateSession. The name is personal data: the
+// tasks carry it, and the ledger keeps it until the batch completes, then
+// only its hash (ledger.Ledger.ScrubSessions). No error repeats it.
+func Session(name string) Option { return func(o *options) { o.session = name } }
 
 // ValidateBatch checks the name of a batch a producer writes to: the rule
 // of tasks.ValidateBatch, and not ledger.InvalidBatch, under which the
@@ -325,7 +340,7 @@ func checkBounds(o options, now time.Time) error {
 // wireTask is the task of id, as asynq's Client would write it with the
 // options' queue, retry budget and time.
 func (o options) wireTask(id string, now time.Time) (asynqwire.Task, error) {
-	payload, err := tasks.Payload{ConversationID: id, Batch: o.batch}.Encode()
+	payload, err := tasks.Payload{ConversationID: id, Batch: o.batch, Profile: o.payloadProfile(), Session: o.session}.Encode()
 	if err != nil {
 		return asynqwire.Task{}, err
 	}
@@ -337,12 +352,22 @@ func (o options) wireTask(id string, now time.Time) (asynqwire.Task, error) {
 	return t, nil
 }
 
+// payloadProfile is the profile a task carries: the default profile is
+// left out unless a session needs it named (the workers read both alike,
+// and the payload stays short).
+func (o options) payloadProfile() string {
+	if o.profile == ledger.DefaultProfile && o.session == "" {
+		return ""
+	}
+	return o.profile
+}
+
 // openBatch creates the batch of o unless it exists, and returns the adder
 // that holds it open while ids are added.
 func (c *Client) openBatch(ctx context.Context, o options) (*ledger.Adder, error) {
 	now := c.now()
 	spec := ledger.BatchSpec{Name: o.batch, Created: now, Due: o.due, Note: o.note, CallbackURL: o.callbackURL,
-		TTL: o.retention, Queue: o.queue, Now: c.now, ExpectedIDs: o.expectedIDs}
+		TTL: o.retention, Queue: o.queue, Now: c.now, ExpectedIDs: o.expectedIDs, Profile: o.profile, Session: o.session}
 	if o.dueIn > 0 {
 		spec.Due = now.Add(o.dueIn)
 	}

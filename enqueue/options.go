@@ -24,6 +24,9 @@ var (
 	// ErrConflict is two options given together that exclude each other:
 	// At and In, or Due and DueIn.
 	ErrConflict = errors.New("options exclude each other")
+	// ErrNeedsOption is an option given without one it needs: Session
+	// without Profile.
+	ErrNeedsOption = errors.New("needs another option")
 )
 
 // OptionError is an option an enqueue call refuses before it reaches
@@ -32,18 +35,20 @@ var (
 type OptionError struct {
 	// Option is the name of the function that set the option: "Queue",
 	// "Batch", "MaxRetry", "Concurrency", "At", "In", "Due", "DueIn",
-	// "Note", "CallbackURL" or "Retention".
+	// "Note", "CallbackURL", "Retention", "Profile" or "Session".
 	Option string
 	// Value is the value refused (an int or a time.Duration) when the
 	// message shows it; nil for a name, which Err quotes, and for a note or
 	// a URL, which are not repeated.
 	Value any
-	// With is, when Err is ErrConflict, the option given with Option.
+	// With is, when Err is ErrConflict, the option given with Option; when
+	// Err is ErrNeedsOption, the option Option needs.
 	With string
-	// Err is the rule broken: ErrConflict, an error that wraps
-	// ErrOutOfRange and says the range, or the error of the option's own
-	// check (tasks.ErrInvalidQueue, tasks.ErrInvalidBatch, [CheckNote],
-	// callback.ValidateURL).
+	// Err is the rule broken: ErrConflict, ErrNeedsOption, an error that
+	// wraps ErrOutOfRange and says the range, or the error of the option's
+	// own check (tasks.ErrInvalidQueue, tasks.ErrInvalidBatch, [CheckNote],
+	// callback.ValidateURL, tasks.ErrInvalidProfile,
+	// tasks.ErrInvalidSession, which never quotes the session).
 	Err error
 }
 
@@ -52,11 +57,16 @@ var optionWords = map[string]string{
 	"Queue": "queue", "Batch": "batch", "MaxRetry": "max retry", "Concurrency": "concurrency",
 	"At": "time (At)", "In": "delay (In)", "Due": "due time (Due)", "DueIn": "due in",
 	"Note": "note", "CallbackURL": "callback URL", "Retention": "retention",
+	"Profile": "profile", "Session": "session",
 }
 
 // Error says what is wrong in the library's words, as
-// "max retry 5000: must be 0 to 1000" or "give At or In, not both".
+// "max retry 5000: must be 0 to 1000", "give At or In, not both" or
+// "give Profile with Session".
 func (e *OptionError) Error() string {
+	if errors.Is(e.Err, ErrNeedsOption) {
+		return fmt.Sprintf("give %s with %s", e.With, e.Option)
+	}
 	if e.With != "" {
 		return fmt.Sprintf("give %s or %s, not both", e.With, e.Option)
 	}
@@ -140,6 +150,27 @@ func (o options) checkEach() error {
 		if err := callback.ValidateURL(o.callbackURL); err != nil {
 			return &OptionError{Option: "CallbackURL", Err: err}
 		}
+	}
+	return o.checkIdentity()
+}
+
+// checkIdentity checks the profile and the session: each by its rule, and
+// a session only with a profile (the default identity's tokens are the
+// workers' to choose, and may have no sessions).
+func (o options) checkIdentity() error {
+	if o.profile != "" {
+		if err := tasks.ValidateProfile(o.profile); err != nil {
+			return &OptionError{Option: "Profile", Err: err}
+		}
+	}
+	if o.session == "" {
+		return nil
+	}
+	if err := tasks.ValidateSession(o.session); err != nil {
+		return &OptionError{Option: "Session", Err: err}
+	}
+	if o.profile == "" {
+		return &OptionError{Option: "Session", With: "Profile", Err: ErrNeedsOption}
 	}
 	return nil
 }

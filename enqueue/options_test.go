@@ -46,6 +46,9 @@ func refusedOptions() []refusedOption {
 		{"batch empty", []enqueue.Option{enqueue.Batch("")}, "Batch", "", tasks.ErrInvalidBatch, "invalid batch name"},
 		{"batch reserved", []enqueue.Option{enqueue.Batch(ledger.InvalidBatch)}, "Batch", "", tasks.ErrInvalidBatch, "reserved"},
 		{"callback URL", []enqueue.Option{enqueue.CallbackURL("https://alice:hunter2@example.com/hook")}, "CallbackURL", "", nil, "callback URL: "},
+		{"profile", []enqueue.Option{enqueue.Profile("app eu")}, "Profile", "", tasks.ErrInvalidProfile, `profile: invalid profile name "app eu"`},
+		{"session without profile", []enqueue.Option{enqueue.Session("hunter2")}, "Session", "Profile", enqueue.ErrNeedsOption, "give Profile with Session"},
+		{"session with a control character", []enqueue.Option{enqueue.Profile("app"), enqueue.Session("hunter2\n")}, "Session", "", tasks.ErrInvalidSession, "session: invalid session name: a control character at byte 8"},
 	}
 }
 
@@ -67,12 +70,13 @@ func checkRefused(t *testing.T, tt refusedOption, err error) {
 		t.Errorf("%s: Option %q With %q, want %q %q", tt.name, oe.Option, oe.With, tt.option, tt.with)
 	case tt.rule != nil && !errors.Is(err, tt.rule):
 		t.Errorf("%s: %v is not %v", tt.name, err, tt.rule)
-	case tt.rule == nil && (errors.Is(err, enqueue.ErrOutOfRange) || errors.Is(err, enqueue.ErrConflict)):
+	case tt.rule == nil && (errors.Is(err, enqueue.ErrOutOfRange) || errors.Is(err, enqueue.ErrConflict) ||
+		errors.Is(err, enqueue.ErrNeedsOption)):
 		t.Errorf("%s: %v matches a rule it does not break", tt.name, err)
 	case !strings.Contains(err.Error(), tt.want):
 		t.Errorf("%s: %q does not say %q", tt.name, err, tt.want)
 	case strings.Contains(err.Error(), "hunter2"):
-		t.Errorf("%s: %q repeats the credential", tt.name, err)
+		t.Errorf("%s: %q repeats the credential (or the session name)", tt.name, err)
 	}
 }
 
@@ -88,6 +92,9 @@ func TestCheckOptionsTakesTheEdges(t *testing.T) {
 		{enqueue.At(now.Add(-time.Hour)), enqueue.Due(now.Add(time.Hour))},
 		{enqueue.In(time.Hour), enqueue.DueIn(time.Hour), enqueue.Note(strings.Repeat("n", 1024))},
 		{enqueue.Queue("gdpr"), enqueue.Batch("gdpr-118"), enqueue.CallbackURL("https://example.com/hook")},
+		{enqueue.Profile("default")},
+		{enqueue.Profile("app-eu"), enqueue.Session("user 4711 (Zoë)")},
+		{enqueue.Session("")},
 	} {
 		if err := enqueue.CheckOptions(now, opts...); err != nil {
 			t.Errorf("options %d: %v", i, err)

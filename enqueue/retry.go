@@ -43,6 +43,12 @@ func (s RetrySummary) String() string {
 // new task's outcome is recorded. Should Redis fail between the two, the
 // record stays retrying without a task; filtering on ledger.Retrying
 // queues those.
+//
+// The new tasks act as their batch's identity (its profile and session),
+// whatever opts say. A batch whose session name the ledger erased (it
+// completed: ledger.Ledger.ScrubSessions) cannot be retried: RetryFailures
+// refuses, before it changes anything, with an error wrapping
+// ledger.ErrSessionErased; retry its ids in a new batch.
 func (c *Client) RetryFailures(ctx context.Context, filter ledger.Filter, dryRun bool, opts ...Option) (RetrySummary, error) {
 	led, inspector := c.ledger, c.inspector
 	sum := RetrySummary{DryRun: dryRun}
@@ -60,8 +66,12 @@ func (c *Client) RetryFailures(ctx context.Context, filter ledger.Filter, dryRun
 	if err != nil {
 		return sum, err
 	}
+	identities, err := c.identities(ctx, selected)
+	if err != nil {
+		return sum, err
+	}
 	for _, f := range selected {
-		queued, err := c.retryOne(ctx, led, inspector, f, filter.Outcome, dryRun, opts)
+		queued, err := c.retryOne(ctx, led, inspector, f, filter.Outcome, dryRun, append(opts, identities[f.Batch]...))
 		if err != nil {
 			return sum, err
 		}
@@ -72,6 +82,32 @@ func (c *Client) RetryFailures(ctx context.Context, filter ledger.Filter, dryRun
 		}
 	}
 	return sum, nil
+}
+
+// identities returns, for each batch of the failures, the options that
+// make a new task act as the batch's identity. A batch that no longer
+// exists gets none (a new one is created, as before batches had
+// identities); one whose session name was erased is an error.
+func (c *Client) identities(ctx context.Context, failures []ledger.Failure) (map[string][]Option, error) {
+	out := map[string][]Option{}
+	for _, f := range failures {
+		if _, seen := out[f.Batch]; seen {
+			continue
+		}
+		b, ok, err := c.ledger.Batch(ctx, f.Batch)
+		if err != nil {
+			return nil, err
+		}
+		out[f.Batch] = []Option{}
+		if !ok {
+			continue
+		}
+		if _, _, err := b.TaskIdentity(); err != nil {
+			return nil, fmt.Errorf("retry: %w", err)
+		}
+		out[f.Batch] = []Option{Profile(b.Profile), Session(b.SessionName())}
+	}
+	return out, nil
 }
 
 func (c *Client) retryOne(ctx context.Context, led *ledger.Ledger, inspector *asynq.Inspector, f ledger.Failure,

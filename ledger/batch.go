@@ -41,7 +41,22 @@ type BatchSpec struct {
 	// knows (the size of a file): it sizes a new batch's buckets with
 	// [BucketsFor]. 0 means unknown. It is a hint: more ids still fit.
 	ExpectedIDs int
+	// Profile names the identity the batch's tasks act as (a profile of
+	// the workers' profiles file); empty is [DefaultProfile]. A batch has
+	// one identity: unlike the note or the due time, an empty Profile
+	// means the default one, not "any".
+	Profile string
+	// Session is the end user's session name (JWT session_name) the
+	// batch's tasks act as; it needs a Profile. It is personal data: the
+	// ledger keeps it only until the batch completes (see
+	// [Ledger.ScrubSessions]) and never puts it in an error.
+	Session string
 }
+
+// DefaultProfile is the profile of a batch that names none, and of the
+// batches made before batches had identities: the workers' default
+// identity.
+const DefaultProfile = "default"
 
 // DefaultAdderLease is how long a batch waits for a producer that stopped
 // adding ids without sealing it (it crashed) before it may complete.
@@ -109,10 +124,59 @@ type Batch struct {
 	// completed lost only its proof.
 	LostWhileOpen bool
 
+	// Profile is the identity the batch's tasks act as: [DefaultProfile]
+	// for a batch that named none.
+	Profile string
+	// HasSession is true while the batch holds the end user's session name
+	// its tasks act as: until it completes and [Ledger.ScrubSessions] runs.
+	HasSession bool
+	// SessionHash is, once the session name was scrubbed, its keyed hash
+	// ([SessionHash]): a requester who knows the name and the key can
+	// check it; nobody else learns it.
+	SessionHash string
+
+	// session is the end user's session name while the batch holds it:
+	// personal data, read through [Batch.SessionName] only by code that
+	// puts it in a task. A pointer, so that printing a Batch (%v, %+v)
+	// shows an address, not the name.
+	session *string
 	// done holds finished-id counts of the last minute by 10 s slot.
 	done       map[int64]int
 	nbuckets   int
 	progressAt time.Time
+}
+
+// SessionName returns the end user's session name the batch's tasks act
+// as, while the batch holds it ("" when it has none, or once it was
+// scrubbed). It is PERSONAL DATA: put it in a task payload, never in a
+// log, an error, a metric or a report.
+func (b Batch) SessionName() string {
+	if b.session == nil {
+		return ""
+	}
+	return *b.session
+}
+
+// SessionErased reports whether the batch had a session name that
+// [Ledger.ScrubSessions] erased: no new task can act as it any more.
+func (b Batch) SessionErased() bool { return b.SessionHash != "" && !b.HasSession }
+
+// TaskIdentity returns the profile and session a new task of the batch
+// carries in its payload (tasks.Payload): the default profile as "" when
+// there is no session, which the workers read the same way and which keeps
+// the payload short. It is an error wrapping [ErrSessionErased] when the
+// batch's session name was scrubbed: a task without it would act as
+// another identity.
+func (b Batch) TaskIdentity() (profile, session string, err error) {
+	if b.SessionErased() {
+		return "", "", fmt.Errorf("%w: batch %s is complete and its session name was erased from the ledger; "+
+			"put the ids in a new batch", ErrSessionErased, b.Name)
+	}
+	profile, session = b.Profile, b.SessionName()
+	if profile == DefaultProfile && session == "" {
+		profile = ""
+	}
+	return profile, session, nil
 }
 
 // Pending is the number of ids without a terminal outcome: queued,
@@ -179,7 +243,8 @@ var openSource string
 var openScript = script(openSource)
 
 // ErrBatchConflict is returned by OpenBatch when the batch exists with
-// another due time, note or callback URL than the spec asks for.
+// another due time, note, callback URL or identity (profile and session)
+// than the spec asks for, or when its session name was erased.
 var ErrBatchConflict = errors.New("batch exists with other settings")
 
 // Adder adds ids to a batch. While an adder is open the batch cannot
@@ -213,17 +278,20 @@ func (a *Adder) EntryKey(id string) string {
 func PendingValues() []string { return []string{"p", "r"} }
 
 // openReply is open.lua's reply: whether it created the batch, and the
-// existing batch's due time (ms), note, callback URL and bucket count.
+// existing batch's due time (ms), note, callback URL, bucket count,
+// profile, and how its session compares with the spec's ("same", "none",
+// "other" or "erased": see open.lua).
 type openReply struct {
-	created        bool
-	due, buckets   int64
-	note, callback string
+	created                  bool
+	due, buckets             int64
+	note, callback           string
+	profile, sessionCompared string
 }
 
 func decodeOpenReply(res []any) (r openReply, err error) {
 	const script = "open.lua"
-	if len(res) != 5 {
-		return r, &replyError{script, res, "5 values"}
+	if len(res) != 7 {
+		return r, &replyError{script, res, "7 values"}
 	}
 	created, err := replyInt(script, res[0])
 	if err != nil {
@@ -239,7 +307,13 @@ func decodeOpenReply(res []any) (r openReply, err error) {
 	if r.callback, err = replyText(script, res[3]); err != nil {
 		return r, err
 	}
-	r.buckets, err = replyIntOr0(script, res[4])
+	if r.buckets, err = replyIntOr0(script, res[4]); err != nil {
+		return r, err
+	}
+	if r.profile, err = replyText(script, res[5]); err != nil {
+		return r, err
+	}
+	r.sessionCompared, err = replyText(script, res[6])
 	return r, err
 }
 
@@ -247,8 +321,16 @@ func decodeOpenReply(res []any) (r openReply, err error) {
 // it. An existing batch is kept as it is: adding ids to it is how a batch
 // grows. Fields of spec that are set and differ from the existing batch's
 // are an [ErrBatchConflict]: a GDPR request's due time must not change by
-// accident.
+// accident. So is another identity (Profile and Session, where an empty
+// Profile is the default one), and adding to a batch whose session name
+// was erased: those are refused before anything is written.
 func (l *Ledger) OpenBatch(ctx context.Context, spec BatchSpec) (*Adder, error) {
+	if spec.Session != "" && spec.Profile == "" {
+		return nil, fmt.Errorf("ledger: open batch %s: a session needs a profile", spec.Name)
+	}
+	if spec.Profile == "" {
+		spec.Profile = DefaultProfile
+	}
 	if spec.Now == nil {
 		spec.Now = time.Now
 	}
@@ -271,7 +353,7 @@ func (l *Ledger) OpenBatch(ctx context.Context, spec BatchSpec) (*Adder, error) 
 	a := &Adder{l: l, batch: spec.Name, id: newAdderID(), lease: spec.AdderLease, now: spec.Now}
 	res, err := l.run(ctx, openScript, spec.Name, spec.Created.UnixMilli(), spec.Due.UnixMilli(),
 		spec.Note, spec.CallbackURL, ttlSeconds(spec.TTL), BucketsFor(spec.ExpectedIDs), a.id, spec.AdderLease.Milliseconds(),
-		spec.Queue, newAdderID(), newAdderID()).Slice()
+		spec.Queue, newAdderID(), newAdderID(), spec.Profile, spec.Session).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open batch %s: %w", spec.Name, err)
 	}
@@ -288,6 +370,9 @@ func (l *Ledger) OpenBatch(ctx context.Context, spec BatchSpec) (*Adder, error) 
 	if reply.created {
 		a.Created = true
 		return a, nil
+	}
+	if err := identityConflict(spec, reply); err != nil {
+		return nil, err // open.lua registered no adder
 	}
 	due, note, callback := reply.due, reply.note, reply.callback
 	var diffs []string
@@ -306,6 +391,30 @@ func (l *Ledger) OpenBatch(ctx context.Context, spec BatchSpec) (*Adder, error) 
 			ErrBatchConflict, spec.Name, strings.Join(diffs, ", "))
 	}
 	return a, nil
+}
+
+// identityConflict is the [ErrBatchConflict] of a spec whose identity is
+// not the existing batch's, or nil. It names the batch's profile, never a
+// session name: those are personal data.
+func identityConflict(spec BatchSpec, reply openReply) error {
+	var has string
+	switch {
+	case reply.profile != spec.Profile:
+		has = "acts as profile " + reply.profile + ", not " + spec.Profile
+	case reply.sessionCompared == "erased":
+		return fmt.Errorf("%w: batch %s is complete and its session name was erased from the ledger; "+
+			"put the new ids in a new batch", ErrBatchConflict, spec.Name)
+	case reply.sessionCompared == "none":
+		has = "acts as profile " + reply.profile + " without a session"
+	case reply.sessionCompared == "other" && spec.Session == "":
+		return fmt.Errorf("%w: batch %s acts as profile %s for an end user's session; give that session to add ids "+
+			"to it, or put these ids in a new batch", ErrBatchConflict, spec.Name, reply.profile)
+	case reply.sessionCompared == "other":
+		has = "acts as profile " + reply.profile + " for another session"
+	default:
+		return nil
+	}
+	return fmt.Errorf("%w: batch %s %s; put these ids in a new batch", ErrBatchConflict, spec.Name, has)
 }
 
 func newAdderID() string {
@@ -514,6 +623,14 @@ func decodeBatch(name string, h map[string]string) Batch {
 		done:        map[int64]int{},
 		nbuckets:    int(num("buckets")),
 		progressAt:  ms("progress_at"),
+		Profile:     h["profile"],
+		SessionHash: h["session_hash"],
+	}
+	if b.Profile == "" {
+		b.Profile = DefaultProfile // made before batches had identities, or by a task's record
+	}
+	if session, ok := h["session"]; ok && session != "" {
+		b.HasSession, b.session = true, &session
 	}
 	for i := range 6 {
 		slot, count := num("rs"+strconv.Itoa(i)), num("rc"+strconv.Itoa(i))

@@ -156,7 +156,9 @@ var reopenScript = script(reopenSource)
 // Reopen moves id of batch from a terminal outcome (Failed or NotFound)
 // back to pending, so that a new task for it can record a new outcome, and
 // marks its failure record retrying. It reports false when the id is not (or
-// no longer) in that outcome.
+// no longer) in that outcome. A batch whose session name was erased
+// ([Ledger.ScrubSessions]) is not reopened: the error wraps
+// [ErrSessionErased] and [ErrBatchConflict].
 func (l *Ledger) Reopen(ctx context.Context, batch, id string, from Outcome) (bool, error) {
 	letter := outcomeLetters[from]
 	if from != Failed && from != NotFound {
@@ -165,6 +167,10 @@ func (l *Ledger) Reopen(ctx context.Context, batch, id string, from Outcome) (bo
 	n, err := l.run(ctx, reopenScript, batch, id, letter, time.Now().UnixMilli()).Int()
 	if err != nil {
 		return false, fmt.Errorf("ledger: reopen %s: %w", id, err)
+	}
+	if n == -1 {
+		return false, fmt.Errorf("%w: %w: batch %s is complete and its session name was erased from the ledger; "+
+			"put the ids to retry in a new batch", ErrBatchConflict, ErrSessionErased, batch)
 	}
 	return n == 1, nil
 }

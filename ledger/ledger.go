@@ -13,6 +13,13 @@
 // HTTP status and log id. internal/keyspace draws the whole layout, with
 // each key's type and retention.
 //
+// A batch acts as one identity: a profile of the workers' profiles file
+// and, for conversations created under session isolation, an end user's
+// session name ([BatchSpec]). The session name is personal data: the
+// batch holds it only until it completes, when [Ledger.ScrubSessions]
+// replaces it by its keyed hash ([SessionHash]); a batch whose name was
+// erased takes no new ids ([ErrSessionErased]).
+//
 // An epoch marker and a write counter let a [LossDetector] tell when Redis
 // lost its data or came back with older data. A batch is never created
 // anew from partial state: a record whose batch and task are both gone

@@ -23,6 +23,7 @@ import (
 
 type bundle struct {
 	ctx    context.Context
+	srv    *redistest.Server
 	rdb    *redis.Client
 	ledger *ledger.Ledger
 	now    time.Time
@@ -32,7 +33,7 @@ func setup(t *testing.T) bundle {
 	t.Helper()
 	srv := redistest.Start(t)
 	rdb := srv.Client()
-	return bundle{ctx: context.Background(), rdb: rdb, ledger: ledger.New(rdb), now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
+	return bundle{ctx: context.Background(), srv: srv, rdb: rdb, ledger: ledger.New(rdb), now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
 }
 
 // outbox reads the callback outbox the ledger fills.

@@ -101,6 +101,14 @@ func BudgetKey(prefix, baseURL, token string) string {
 	return keyspace.New(prefix).Budget(hex.EncodeToString(sum[:12]))
 }
 
+// AppBudgetKey derives the budget key of an OAuth app's profile from the
+// API base URL and the app id: its access tokens change at every renewal
+// and differ per session, but they all draw on the account's one limit.
+func AppBudgetKey(prefix, baseURL, appID string) string {
+	sum := sha256.Sum256([]byte(baseURL + "\x00app\x00" + appID))
+	return keyspace.New(prefix).Budget(hex.EncodeToString(sum[:12]))
+}
+
 // Limiter draws on a budget. It is safe for concurrent use; one per process
 // is enough.
 type Limiter struct {
@@ -294,9 +302,11 @@ func (l *Limiter) Observe(ctx context.Context, res coze.Result) error {
 	switch res.Class {
 	case coze.ClassRateLimited:
 		c := l.cfg
+		unreported := l.successes.Swap(0)
 		rate, err := pushbackScript.Run(ctx, l.rdb, []string{c.Key, l.learnedKey()}, l.now(), res.RetryAfter.Milliseconds(),
-			c.CutFactor, c.MinRate, c.Cooldown.Milliseconds(), c.Rate).Text()
+			c.CutFactor, c.MinRate, c.Cooldown.Milliseconds(), c.Rate, unreported).Text()
 		if err != nil {
+			l.successes.Add(unreported) // count them next time
 			return fmt.Errorf("ratelimit: pushback: %w", err)
 		}
 		l.setEffective(rate)

@@ -60,6 +60,7 @@ func ExampleWriteProof() {
 	// Output:
 	// # batch: gdpr-118
 	// # note: "ticket GDPR-118"
+	// # profile: default
 	// # state: complete
 	// # created_at: 2026-11-27T18:26:53Z
 	// # due_at: 2026-12-27T18:26:53Z

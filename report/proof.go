@@ -45,7 +45,22 @@ type Summary struct {
 	// are gone, and LostOutcomes counts the outcomes recorded after it.
 	LostAt       *time.Time `json:"lost_at,omitempty"`
 	LostOutcomes int        `json:"lost_outcomes,omitempty"`
+	// Profile is the identity the batch's deletions acted as ("default"
+	// for a batch that named none).
+	Profile string `json:"profile,omitempty"`
+	// Session is [SessionHeld] while the batch holds the end user's
+	// session name its deletions act as, and empty otherwise: a report
+	// never shows the name, which is personal data.
+	Session string `json:"session,omitempty"`
+	// SessionHash is, once the ledger erased the session name (the batch
+	// completed), its keyed hash (ledger.SessionHash): whoever holds the
+	// key and the name can check which user the batch acted for.
+	SessionHash string `json:"session_hash,omitempty"`
 }
+
+// SessionHeld is what [Summary.Session] says while the ledger holds the
+// batch's session name.
+const SessionHeld = "held until the batch completes"
 
 // SummaryOf states batch b at now.
 func SummaryOf(b ledger.Batch, now time.Time) Summary {
@@ -54,6 +69,10 @@ func SummaryOf(b ledger.Batch, now time.Time) Summary {
 		CreatedAt: b.CreatedAt, DueAt: b.DueAt,
 		Total: b.Total, Deleted: b.Deleted, NotFound: b.NotFound, Failed: b.Failed, Pending: b.Pending(),
 		Invalid: b.Invalid, GeneratedAt: now.UTC().Truncate(time.Second),
+		Profile: b.Profile, SessionHash: b.SessionHash,
+	}
+	if b.HasSession {
+		s.Session = SessionHeld
 	}
 	if !b.CompletedAt.IsZero() && b.Pending() == 0 {
 		at := b.CompletedAt
@@ -79,7 +98,9 @@ type proofRow struct {
 // WriteProof writes batch's proof of erasure to w: one row per id with its
 // outcome, the final attempt's code and log id (the successful DELETE's too),
 // the number of attempts and the finishing time. CSV starts with the batch's
-// summary as "# " comment lines, then the header; JSONL ends with a
+// summary as "# " comment lines (its identity among them: the profile, and
+// whether the session name is held or its hash; never the name), then the
+// header; JSONL ends with a
 // {"summary": …} line. Rows come in no particular order. The batch is read a
 // page at a time, so memory does not grow with it.
 func WriteProof(ctx context.Context, led *ledger.Ledger, batch, format string, w io.Writer, now time.Time) error {
@@ -112,17 +133,7 @@ func WriteProof(ctx context.Context, led *ledger.Ledger, batch, format string, w
 }
 
 func writeCSVProof(ctx context.Context, led *ledger.Ledger, s Summary, w *bufio.Writer) error {
-	completed := ""
-	if s.CompletedAt != nil {
-		completed = rfc3339(*s.CompletedAt)
-	}
-	for _, kv := range [][2]string{
-		{"batch", s.Batch}, {"note", strconv.Quote(s.Note)}, {"state", s.State},
-		{"created_at", rfc3339(s.CreatedAt)}, {"due_at", rfc3339(s.DueAt)}, {"completed_at", completed},
-		{"total", strconv.Itoa(s.Total)}, {"deleted", strconv.Itoa(s.Deleted)}, {"not_found", strconv.Itoa(s.NotFound)},
-		{"failed", strconv.Itoa(s.Failed)}, {"pending", strconv.Itoa(s.Pending)}, {"invalid", strconv.Itoa(s.Invalid)},
-		{"generated_at", rfc3339(s.GeneratedAt)},
-	} {
+	for _, kv := range summaryLines(s) {
 		fmt.Fprintf(w, "# %s: %s\n", kv[0], commentText(kv[1]))
 	}
 	cw := csv.NewWriter(w)
@@ -143,6 +154,28 @@ func writeCSVProof(ctx context.Context, led *ledger.Ledger, s Summary, w *bufio.
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// summaryLines are the CSV proof's comment lines: name and value. The
+// session lines are there only for a batch that had a session.
+func summaryLines(s Summary) [][2]string {
+	completed := ""
+	if s.CompletedAt != nil {
+		completed = rfc3339(*s.CompletedAt)
+	}
+	lines := [][2]string{{"batch", s.Batch}, {"note", strconv.Quote(s.Note)}, {"profile", s.Profile}}
+	if s.Session != "" {
+		lines = append(lines, [2]string{"session", s.Session})
+	}
+	if s.SessionHash != "" {
+		lines = append(lines, [2]string{"session_hash", s.SessionHash})
+	}
+	return append(lines, [][2]string{
+		{"state", s.State}, {"created_at", rfc3339(s.CreatedAt)}, {"due_at", rfc3339(s.DueAt)}, {"completed_at", completed},
+		{"total", strconv.Itoa(s.Total)}, {"deleted", strconv.Itoa(s.Deleted)}, {"not_found", strconv.Itoa(s.NotFound)},
+		{"failed", strconv.Itoa(s.Failed)}, {"pending", strconv.Itoa(s.Pending)}, {"invalid", strconv.Itoa(s.Invalid)},
+		{"generated_at", rfc3339(s.GeneratedAt)},
+	}...)
 }
 
 func writeJSONLProof(ctx context.Context, led *ledger.Ledger, s Summary, w *bufio.Writer) error {

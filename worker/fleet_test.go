@@ -122,9 +122,9 @@ func TestFleetSharesOneRate(t *testing.T) {
 	rec := httptest.NewRecorder()
 	f.servers[0].HTTPHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	for _, want := range []string{
-		"coze_eraser_rate_limit_configured_requests_per_second 50",
-		"coze_eraser_rate_limit_effective_requests_per_second 50",
-		"coze_eraser_rate_limit_wait_seconds_bucket{le=\"0.1\"}",
+		`coze_eraser_rate_limit_configured_requests_per_second{profile="default"} 50`,
+		`coze_eraser_rate_limit_effective_requests_per_second{profile="default"} 50`,
+		`coze_eraser_rate_limit_wait_seconds_bucket{profile="default",le="0.1"}`,
 	} {
 		if !strings.Contains(rec.Body.String(), want) {
 			t.Errorf("/metrics lacks %s", want)

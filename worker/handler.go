@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -15,7 +14,8 @@ import (
 	"github.com/coze-eraser/coze-eraser/tasks"
 )
 
-// API is the one call the worker makes; *coze.Client implements it.
+// API is the one call the worker makes as an identity; *coze.Client
+// implements it.
 type API interface {
 	DeleteConversation(ctx context.Context, conversationID string) (coze.Result, error)
 }
@@ -36,13 +36,12 @@ const ledgerWriteTimeout = 10 * time.Minute
 // Handler turns a conversation:delete task into an API call and a recorded
 // outcome. It implements asynq.Handler.
 type Handler struct {
-	api     API
 	ledger  *ledger.Ledger
 	writer  *ledger.Writer
 	metrics *Metrics
-	pacer   pacer
-	auth    *authGate
-	// identities holds back tasks whose identity the worker does not have.
+	// identities finds each task's lane (its profile's pacer and auth
+	// gate) and API, and holds back tasks whose identity the worker does
+	// not have.
 	identities *identityGate
 	log        *slog.Logger
 	now        func() time.Time
@@ -50,8 +49,6 @@ type Handler struct {
 	stopped context.Context
 	// onComplete is called with the batches an attempt completed.
 	onComplete func(ctx context.Context, batches []string)
-	// lastPushback is when the API last answered "slow down" (Unix ns).
-	lastPushback atomic.Int64
 }
 
 // ProcessTask handles one task. What it returns tells asynq what to do next:
@@ -78,29 +75,38 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return h.refuse(ctx, queue, p, fmt.Errorf("task id %q is not %q: producers must set the task id to del:<conversation id>",
 			id, tasks.TaskID(p.ConversationID)))
 	}
-	if err := h.identities.check(p); err != nil {
+	l, api, err := h.identities.resolve(p)
+	if err != nil {
 		h.metrics.Retries.WithLabelValues(reasonAuth).Inc()
 		return retryLater(reasonAuth, unknownIdentityRetry, err)
 	}
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
 
-	probe, done, err := h.waitTurn(ctx)
+	release, handBack := l.admit(h.now())
+	if release == nil {
+		// Its profile has tasks enough waiting here: free the slot for
+		// another profile's task.
+		h.metrics.Retries.WithLabelValues(reasonProfileBusy).Inc()
+		return retryLater(reasonProfileBusy, handBack, fmt.Errorf("profile %s has tasks enough waiting for its turn", l.profile))
+	}
+	probe, done, err := h.waitTurn(ctx, l)
+	release()
 	if err != nil {
 		h.metrics.Retries.WithLabelValues(reasonWaiting).Inc()
 		return retryLater(reasonWaiting, 0, err)
 	}
-	res, callErr := h.call(ctx, p.ConversationID, probe)
+	res, callErr := h.call(ctx, l, api, p.ConversationID, probe)
 	pause := done(res)
-	h.metrics.observeCall(res)
+	h.metrics.observeCall(l.profile, res)
 	if pause > 0 {
-		h.metrics.RateLimitPauses.Inc()
+		h.metrics.RateLimitPauses.WithLabelValues(l.profile).Inc()
 	}
 	if res.Class == coze.ClassRateLimited {
-		h.lastPushback.Store(h.now().UnixNano())
+		l.lastPushback.Store(h.now().UnixNano())
 	}
 
-	outcome, next := h.decide(res, callErr, pause, retried, tasks.RetryBudget(maxRetry))
+	outcome, next := h.decide(l, res, callErr, pause, retried, tasks.RetryBudget(maxRetry))
 	recorded, err := h.record(ctx, p, queue, res, outcome)
 	h.logAttempt(p, queue, res, outcome, recorded, retried, next, err)
 	if err != nil {
@@ -147,26 +153,26 @@ func (h *Handler) refuse(ctx context.Context, queue string, p tasks.Payload, rea
 
 // call makes the API call and reports its answer to the auth gate, even if
 // the call panics, so that a probe turn is never left taken.
-func (h *Handler) call(ctx context.Context, id string, probe bool) (res coze.Result, err error) {
+func (h *Handler) call(ctx context.Context, l *lane, api API, id string, probe bool) (res coze.Result, err error) {
 	reported := false
 	defer func() {
 		if !reported {
-			h.auth.report(probe, coze.Result{Class: coze.ClassTransient})
+			l.auth.report(probe, coze.Result{Class: coze.ClassTransient})
 		}
 	}()
-	res, err = h.api.DeleteConversation(ctx, id)
-	h.auth.report(probe, res)
+	res, err = api.DeleteConversation(ctx, id)
+	l.auth.report(probe, res)
 	reported = true
 	return res, err
 }
 
-// waitTurn blocks while the auth gate or the pacer hold calls back, until
-// shortly before the task's deadline or until the worker stops. done must
-// be called with the answer of the call it allows.
-func (h *Handler) waitTurn(ctx context.Context) (probe bool, done func(coze.Result) time.Duration, err error) {
-	if h.pacer.ready() && !h.auth.isClosed() {
+// waitTurn blocks while the lane's auth gate or pacer hold calls back,
+// until shortly before the task's deadline or until the worker stops. done
+// must be called with the answer of the call it allows.
+func (h *Handler) waitTurn(ctx context.Context, l *lane) (probe bool, done func(coze.Result) time.Duration, err error) {
+	if l.pacer.ready() && !l.auth.isClosed() {
 		// The common case without a fleet budget: no context to build.
-		done, err = h.pacer.wait(ctx)
+		done, err = l.pacer.wait(ctx)
 		return false, done, err
 	}
 	waitCtx, cancel := context.WithCancel(ctx)
@@ -181,19 +187,19 @@ func (h *Handler) waitTurn(ctx context.Context) (probe bool, done func(coze.Resu
 		defer stop()
 	}
 	for {
-		probe, err := h.auth.acquire(waitCtx)
+		probe, err := l.auth.acquire(waitCtx)
 		if err != nil {
 			return false, nil, err
 		}
-		done, err := h.pacer.wait(waitCtx)
+		done, err := l.pacer.wait(waitCtx)
 		if err != nil {
 			if probe {
-				h.auth.report(true, coze.Result{Class: coze.ClassTransient}) // give the probe turn back
+				l.auth.report(true, coze.Result{Class: coze.ClassTransient}) // give the probe turn back
 			}
 			return false, nil, err
 		}
 		// Calls may have been paused for auth while we waited for a slot.
-		if probe || !h.auth.isClosed() {
+		if probe || !l.auth.isClosed() {
 			return probe, done, nil
 		}
 		done(coze.Result{Class: coze.ClassTransient}) // not used: hand the slot back
@@ -201,7 +207,7 @@ func (h *Handler) waitTurn(ctx context.Context) (probe bool, done func(coze.Resu
 }
 
 // decide maps an answer to the ledger outcome and to what asynq should do.
-func (h *Handler) decide(res coze.Result, callErr error, pause time.Duration, retried, budget int) (ledger.Outcome, error) {
+func (h *Handler) decide(l *lane, res coze.Result, callErr error, pause time.Duration, retried, budget int) (ledger.Outcome, error) {
 	switch res.Class {
 	case coze.ClassDeleted:
 		return ledger.Deleted, nil
@@ -210,7 +216,7 @@ func (h *Handler) decide(res coze.Result, callErr error, pause time.Duration, re
 	case coze.ClassRateLimited:
 		return ledger.Retrying, retryLater(reasonRateLimited, pause, callErr)
 	case coze.ClassAuth:
-		return ledger.Retrying, retryLater(reasonAuth, h.auth.untilProbe(), callErr)
+		return ledger.Retrying, retryLater(reasonAuth, l.auth.untilProbe(), callErr)
 	case coze.ClassPermanent:
 		return ledger.Failed, giveUp(callErr)
 	}
@@ -279,6 +285,7 @@ func (h *Handler) logAttempt(p tasks.Payload, queue string, res coze.Result, out
 		slog.String("conversation_id", p.ConversationID),
 		slog.String("batch", p.Batch),
 		slog.String("queue", queue),
+		slog.String("profile", profileOf(p)),
 		slog.Int("attempt", max(rec.Attempts, retried+1)),
 		slog.String("class", string(res.Class)),
 		slog.String("code", coze.CodeLabel(res.Code, res.HasCode)),
@@ -308,4 +315,13 @@ func (h *Handler) logAttempt(p tasks.Payload, queue string, res coze.Result, out
 		msg = "attempt for a batch Redis lost: outcome kept in its lost record; enqueue the batch's input again"
 	}
 	h.log.LogAttrs(context.Background(), level, msg, attrs...)
+}
+
+// profileOf is the profile p acts as. (Its session is personal data and
+// is never logged.)
+func profileOf(p tasks.Payload) string {
+	if p.Profile == "" {
+		return DefaultProfile
+	}
+	return p.Profile
 }

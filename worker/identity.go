@@ -3,6 +3,7 @@ package worker
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,10 +16,6 @@ import (
 // within a minute.
 const unknownIdentityRetry = time.Minute
 
-// defaultProfile is the identity of a task that names none: the worker's
-// token (COZE_API_TOKEN or its file), which has no sessions.
-const defaultProfile = "default"
-
 // identityGate tells whether the worker can act as a task's identity. A
 // task that names a profile the worker was not given, or a session its
 // profile cannot mint for, is held back as an auth pause, never archived
@@ -26,8 +23,9 @@ const defaultProfile = "default"
 // would find the conversation "not found" (only its creator may delete
 // it) and the ledger would record a deletion that did not happen.
 type identityGate struct {
-	log *slog.Logger
-	now func() time.Time
+	lanes map[string]*lane
+	log   *slog.Logger
+	now   func() time.Time
 
 	mu sync.Mutex
 	// warned is when each unknown profile was last logged, to log once a
@@ -35,29 +33,33 @@ type identityGate struct {
 	warned map[string]time.Time
 }
 
-func newIdentityGate(log *slog.Logger, now func() time.Time) *identityGate {
-	return &identityGate{log: log, now: now, warned: map[string]time.Time{}}
+func newIdentityGate(lanes map[string]*lane, log *slog.Logger, now func() time.Time) *identityGate {
+	return &identityGate{lanes: lanes, log: log, now: now, warned: map[string]time.Time{}}
 }
 
-// check returns why the worker cannot act as p's identity, or nil.
-func (g *identityGate) check(p tasks.Payload) error {
+// resolve returns the lane of p's profile and the API acting as p's
+// identity, or why the worker cannot act as it.
+func (g *identityGate) resolve(p tasks.Payload) (*lane, API, error) {
 	profile := p.Profile
 	if profile == "" {
-		profile = defaultProfile
+		profile = DefaultProfile
 	}
+	l, ok := g.lanes[profile]
 	var err error
 	switch {
-	case profile != defaultProfile:
+	case !ok:
 		err = fmt.Errorf("profile %s is not configured on this worker (it has: %s): its tasks wait until a worker with it runs",
-			profile, defaultProfile)
-	case p.Session != "":
+			profile, strings.Join(profileNames(g.lanes), ", "))
+	case p.Session != "" && l.sessions == nil:
 		err = fmt.Errorf("profile %s is a static token and cannot act as an end user's session: its session tasks wait "+
 			"until a worker whose %s profile is an OAuth JWT app runs", profile, profile)
+	case p.Session != "":
+		return l, l.sessions(p.Session), nil
 	default:
-		return nil
+		return l, l.api, nil
 	}
 	g.warn(profile, err)
-	return err
+	return nil, nil, err
 }
 
 // warn logs err once a minute per profile. The session is not logged: it

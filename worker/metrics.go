@@ -10,19 +10,21 @@ import (
 )
 
 // Metrics are the worker's Prometheus collectors. No label ever holds a
-// conversation id, a log id or a batch name: their number is unbounded.
+// conversation id, a log id, a batch name or a session: their number is
+// unbounded. The profile label is bounded: profiles come from the worker's
+// configuration.
 type Metrics struct {
 	Deletions       *prometheus.CounterVec
 	APIRequests     *prometheus.CounterVec
 	APIDuration     *prometheus.HistogramVec
 	Retries         *prometheus.CounterVec
 	TasksInFlight   prometheus.Gauge
-	AuthPaused      prometheus.Gauge
-	AuthPauses      prometheus.Counter
-	RateLimitPauses prometheus.Counter
+	AuthPaused      *prometheus.GaugeVec
+	AuthPauses      *prometheus.CounterVec
+	RateLimitPauses *prometheus.CounterVec
 	InvalidTasks    prometheus.Counter
 	LedgerErrors    prometheus.Counter
-	RateLimitWait   prometheus.Histogram
+	RateLimitWait   *prometheus.HistogramVec
 	// CallbackDeliveries counts callback delivery attempts by result:
 	// delivered, or why not (see callback.Outcome).
 	CallbackDeliveries *prometheus.CounterVec
@@ -43,8 +45,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"outcome"}),
 		APIRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "coze_eraser_api_requests_total",
-			Help: "Calls to the Coze API by answer class and body code (documented codes, other, or none).",
-		}, []string{"class", "code"}),
+			Help: "Calls to the Coze API by profile, answer class and body code (documented codes, other, or none).",
+		}, []string{"profile", "class", "code"}),
 		APIDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "coze_eraser_api_request_duration_seconds",
 			Help:    "Duration of Coze API calls, by answer class.",
@@ -58,18 +60,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "coze_eraser_tasks_in_flight",
 			Help: "Tasks this worker is processing now, waiting for a turn included.",
 		}),
-		AuthPaused: prometheus.NewGauge(prometheus.GaugeOpts{
+		AuthPaused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "coze_eraser_auth_paused",
-			Help: "1 while calls are paused because the API rejects the token, else 0.",
-		}),
-		AuthPauses: prometheus.NewCounter(prometheus.CounterOpts{
+			Help: "1 while the profile's calls are paused because the API rejects its token, else 0.",
+		}, []string{"profile"}),
+		AuthPauses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "coze_eraser_auth_pauses_total",
-			Help: "Times calls were paused because the API rejected the token.",
-		}),
-		RateLimitPauses: prometheus.NewCounter(prometheus.CounterOpts{
+			Help: "Times the profile's calls were paused because the API rejected its token.",
+		}, []string{"profile"}),
+		RateLimitPauses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "coze_eraser_rate_limit_pauses_total",
-			Help: "Rate-limited answers that paused all of this worker's calls.",
-		}),
+			Help: "Rate-limited answers that paused the profile's calls.",
+		}, []string{"profile"}),
 		InvalidTasks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "coze_eraser_invalid_tasks_total",
 			Help: "Tasks archived without a call because their payload was not a valid deletion.",
@@ -78,11 +80,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "coze_eraser_ledger_errors_total",
 			Help: "Outcomes that could not be written to the ledger; the task is retried.",
 		}),
-		RateLimitWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+		RateLimitWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "coze_eraser_rate_limit_wait_seconds",
-			Help:    "Time calls waited for a slot of the fleet's rate budget and in-flight cap.",
+			Help:    "Time calls waited for a slot of the profile's fleet rate budget and in-flight cap.",
 			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
-		}),
+		}, []string{"profile"}),
 	}
 	m.LostOutcomes = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "coze_eraser_lost_outcomes_total",
@@ -100,7 +102,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, o := range []ledger.Outcome{ledger.Deleted, ledger.NotFound, ledger.Failed} {
 		m.Deletions.WithLabelValues(string(o))
 	}
-	for _, r := range []string{reasonRateLimited, reasonAuth, reasonTransient, reasonUnknown, reasonWaiting, reasonLedger} {
+	for _, r := range []string{reasonRateLimited, reasonAuth, reasonTransient, reasonUnknown, reasonWaiting, reasonLedger, reasonProfileBusy} {
 		m.Retries.WithLabelValues(r)
 	}
 	m.CallbackDeliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -115,16 +117,28 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// registerLimiter exports the fleet budget's configured and effective rates.
-func (m *Metrics) registerLimiter(reg prometheus.Registerer, l *ratelimit.Limiter) {
+// initProfile starts the profile's series that alerts watch at zero, so
+// that rate() and "== 1" work from the first scrape.
+func (m *Metrics) initProfile(profile string) {
+	m.AuthPaused.WithLabelValues(profile).Set(0)
+	m.AuthPauses.WithLabelValues(profile)
+	m.RateLimitPauses.WithLabelValues(profile)
+}
+
+// registerLimiter exports a profile's fleet budget: its configured and
+// effective rates.
+func (m *Metrics) registerLimiter(reg prometheus.Registerer, profile string, l *ratelimit.Limiter) {
+	labels := prometheus.Labels{"profile": profile}
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "coze_eraser_rate_limit_configured_requests_per_second",
-			Help: "The fleet's configured request rate (--rate).",
+			Name:        "coze_eraser_rate_limit_configured_requests_per_second",
+			Help:        "The profile's configured fleet request rate (--rate, or the profile's rate).",
+			ConstLabels: labels,
 		}, l.Configured),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "coze_eraser_rate_limit_effective_requests_per_second",
-			Help: "The fleet's effective request rate after adapting to the API's pushback, as this worker last saw it.",
+			Name:        "coze_eraser_rate_limit_effective_requests_per_second",
+			Help:        "The profile's effective fleet request rate after adapting to the API's pushback, as this worker last saw it.",
+			ConstLabels: labels,
 		}, l.Effective),
 	)
 }
@@ -134,7 +148,7 @@ func (m *Metrics) observeCallback(o callback.Outcome) {
 	m.CallbackDeliveries.WithLabelValues(string(o)).Inc()
 }
 
-func (m *Metrics) observeCall(res coze.Result) {
-	m.APIRequests.WithLabelValues(string(res.Class), coze.CodeLabel(res.Code, res.HasCode)).Inc()
+func (m *Metrics) observeCall(profile string, res coze.Result) {
+	m.APIRequests.WithLabelValues(profile, string(res.Class), coze.CodeLabel(res.Code, res.HasCode)).Inc()
 	m.APIDuration.WithLabelValues(string(res.Class)).Observe(res.Duration.Seconds())
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/coze-eraser/coze-eraser/coze"
 	"github.com/coze-eraser/coze-eraser/ratelimit"
 )
@@ -37,14 +39,15 @@ func (p localPacer) wait(ctx context.Context) (func(coze.Result) time.Duration, 
 // the whole fleet's rate.
 type fleetPacer struct {
 	limiter *ratelimit.Limiter
-	metrics *Metrics
+	// waited observes how long each call waited for its slots.
+	waited prometheus.Observer
 }
 
 func (p fleetPacer) ready() bool { return false }
 
 func (p fleetPacer) wait(ctx context.Context) (func(coze.Result) time.Duration, error) {
 	waited, release, err := p.limiter.Acquire(ctx)
-	p.metrics.RateLimitWait.Observe(waited.Seconds())
+	p.waited.Observe(waited.Seconds())
 	if err != nil {
 		return nil, err
 	}

@@ -35,7 +35,7 @@ func TestAuthOutagePausesAndResumes(t *testing.T) {
 	w := b.startWorker(t, b.fastConfig(t, nil))
 
 	waitFor(t, 5*time.Second, "readyz to fail", func() bool { return readyz(w) == http.StatusServiceUnavailable })
-	if got := testutil.ToFloat64(w.Metrics().AuthPaused); got != 1 {
+	if got := testutil.ToFloat64(w.Metrics().AuthPaused.WithLabelValues("default")); got != 1 {
 		t.Errorf("coze_eraser_auth_paused = %v, want 1", got)
 	}
 	// Time the next eight calls, the probes: one per interval (20 ms
@@ -72,10 +72,10 @@ func TestAuthOutagePausesAndResumes(t *testing.T) {
 	if code := readyz(w); code != http.StatusOK {
 		t.Errorf("/readyz = %d after recovery, want 200", code)
 	}
-	if got := testutil.ToFloat64(w.Metrics().AuthPauses); got < 1 {
+	if got := testutil.ToFloat64(w.Metrics().AuthPauses.WithLabelValues("default")); got < 1 {
 		t.Errorf("coze_eraser_auth_pauses_total = %v", got)
 	}
-	if !strings.Contains(b.logs.String(), "the API rejects the token") {
+	if !strings.Contains(b.logs.String(), "the API rejects the profile's token") {
 		t.Error("no error log line says why calls were paused")
 	}
 }
@@ -126,7 +126,7 @@ func TestRateLimitSlowsEveryCall(t *testing.T) {
 	cfg.Concurrency = 5
 	w := b.startWorker(t, cfg)
 	waitFor(t, 5*time.Second, "the worker to see the first 429", func() bool {
-		return testutil.ToFloat64(w.Metrics().RateLimitPauses) == 1
+		return testutil.ToFloat64(w.Metrics().RateLimitPauses.WithLabelValues("default")) == 1
 	})
 	others := ids(30, 7200000000000000101)
 	if _, err := b.enqueue.EnqueueAll(b.ctx, slices.Values(others), enqueue.Batch("rl"), enqueue.MaxRetry(0)); err != nil {

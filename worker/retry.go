@@ -50,7 +50,10 @@ const (
 	reasonTransient   = "transient"
 	reasonUnknown     = "unknown"
 	reasonWaiting     = "waiting" // gave up waiting for the throttle or the auth gate
-	reasonLedger      = "ledger"  // the outcome could not be recorded
+	// reasonProfileBusy: handed back at once, its profile's turn far off,
+	// to free the slot for another profile's task.
+	reasonProfileBusy = "profile_busy"
+	reasonLedger      = "ledger" // the outcome could not be recorded
 )
 
 // retryError is what the handler returns for an attempt that must be tried

@@ -49,10 +49,18 @@ var (
 // race can leave behind (see internal/maintenance).
 const DefaultJanitorInterval = maintenance.DefaultJanitorInterval
 
-// Config configures a [Server]. Redis and API are required.
+// Config configures a [Server]. Redis is required, and API or Identities.
 type Config struct {
 	Redis redis.UniversalClient
-	API   API
+	// API is the profile "default": the identity of tasks that name no
+	// profile. With Limiter, its fleet budget.
+	API API
+	// Identities are the other profiles the worker acts as, by name (see
+	// package profiles): tasks that name a profile are called as it,
+	// and each profile has its own budget, in-flight cap and auth pause.
+	// A task naming a profile missing here waits (an auth pause), never
+	// archived and never called as another identity.
+	Identities map[string]Identity
 	// Ledger records outcomes; default ledger.New(Redis).
 	Ledger *ledger.Ledger
 	// Queues and their weights; default {"default": 1}.
@@ -98,9 +106,15 @@ type Config struct {
 	// IntegrityInterval is how often the worker checks that Redis still
 	// holds the ledger's data (default [DefaultIntegrityInterval]).
 	IntegrityInterval time.Duration
-	// Limiter, when set, is the fleet's shared rate budget and in-flight
-	// cap; without it each worker only pauses itself after a 429.
+	// Limiter, when set, is the default profile's fleet rate budget and
+	// in-flight cap; without it each worker only pauses itself after a
+	// 429. Other profiles have theirs in their Identity.
 	Limiter *ratelimit.Limiter
+	// SessionKey keys the hash that replaces a session name in the ledger
+	// once its batch is complete (ledger.SessionHash). It is required when
+	// an identity acts as sessions, and must be the same on every worker
+	// for the hashes to be comparable.
+	SessionKey []byte
 	// RedisGaugesInterval is how often the Redis-backed gauges (queue
 	// tasks, batches) are read in the background; a scrape serves the
 	// last read (default [DefaultRedisGaugesInterval]).
@@ -111,8 +125,8 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() error {
-	if c.Redis == nil || c.API == nil {
-		return errors.New("worker: Config.Redis and Config.API are required")
+	if c.Redis == nil {
+		return errors.New("worker: Config.Redis is required")
 	}
 	if c.Ledger == nil {
 		c.Ledger = ledger.New(c.Redis)
@@ -184,6 +198,8 @@ type Server struct {
 	callbacks *asynq.Server
 	handler   *Handler
 	metrics   *Metrics
+	// lanes are the profiles', by name; fixed at New.
+	lanes     map[string]*lane
 	janitor   *maintenance.Janitor
 	integrity *integrityWatch
 	client    *asynq.Client
@@ -205,36 +221,46 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	ids, err := cfg.identities()
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.SessionKey) == 0 && actsAsSessions(ids) {
+		return nil, errors.New("worker: Config.SessionKey is required when an identity acts as sessions: " +
+			"the ledger keeps a keyed hash of a session name once its batch is complete")
+	}
 	s := &Server{cfg: cfg}
 	s.stopped, s.stop = context.WithCancel(context.Background())
 	s.metrics = NewMetrics(cfg.Registry)
-	var p pacer = localPacer{newThrottle(cfg.RateLimitBackoff, cfg.Now)}
-	if cfg.Limiter != nil {
-		p = fleetPacer{limiter: cfg.Limiter, metrics: s.metrics}
-		s.metrics.registerLimiter(cfg.Registry, cfg.Limiter)
+	s.lanes = s.newLanes(ids)
+	if len(ids) > 1 {
+		// Handed-back tasks return in bursts (see lane.admit): move them
+		// to their queue often, and look for them often, rather than
+		// letting the queue's idle fetcher sleep through a burst.
+		if cfg.ForwardInterval <= 0 {
+			cfg.ForwardInterval = sharedForwardInterval
+		}
+		if cfg.PollInterval <= 0 {
+			cfg.PollInterval = sharedPollInterval
+		}
 	}
 	s.gauges = newRedisGauges(asynq.NewInspectorFromRedisClient(cfg.Redis), cfg.Ledger, cfg.Now, cfg.RedisGaugesInterval)
 	cfg.Registry.MustRegister(s.gauges)
 	s.redisLog = newRedisWatch(cfg.Redis, cfg.Logger, cfg.Now, cfg.RedisCheckInterval)
 	s.client = asynq.NewClientFromRedisClient(cfg.Redis)
 	s.janitor = maintenance.NewJanitor(maintenance.JanitorConfig{Redis: cfg.Redis, Ledger: cfg.Ledger,
-		Interval: cfg.JanitorInterval, StallAfter: cfg.StallAfter, Logger: cfg.Logger, Now: cfg.Now})
+		Interval: cfg.JanitorInterval, StallAfter: cfg.StallAfter, Logger: cfg.Logger, Now: cfg.Now, SessionKey: cfg.SessionKey})
 	log := cfg.Logger
 	s.integrity = newIntegrityWatch(cfg.Ledger, s.metrics, log, cfg.Now)
 	s.handler = &Handler{
-		api:        cfg.API,
 		ledger:     cfg.Ledger,
 		writer:     ledger.NewWriter(cfg.Ledger, 64, time.Millisecond),
 		metrics:    s.metrics,
-		pacer:      p,
-		auth:       newAuthGate(cfg.AuthProbe, cfg.Now, s.authChanged),
-		identities: newIdentityGate(log, cfg.Now),
+		identities: newIdentityGate(s.lanes, log, cfg.Now),
 		log:        log,
 		now:        cfg.Now,
 		stopped:    s.stopped,
-		onComplete: func(ctx context.Context, _ []string) {
-			s.janitor.QueueCallbacks(context.WithoutCancel(ctx))
-		},
+		onComplete: s.completed,
 	}
 	s.asynq = asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
 		Concurrency:              cfg.Concurrency,
@@ -259,17 +285,41 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) authChanged(closed bool, res coze.Result) {
+// completed queues the callbacks of the batches an attempt completed and
+// takes their session names out of the ledger.
+func (s *Server) completed(ctx context.Context, _ []string) {
+	ctx = context.WithoutCancel(ctx)
+	s.janitor.QueueCallbacks(ctx)
+	if len(s.cfg.SessionKey) > 0 {
+		if _, err := s.cfg.Ledger.ScrubSessions(ctx, s.cfg.SessionKey); err != nil {
+			// The janitor's next sweep tries again.
+			s.cfg.Logger.Warn("could not replace the session names of complete batches by their hash", "error", err)
+		}
+	}
+}
+
+// actsAsSessions reports whether an identity can act as end users'
+// sessions.
+func actsAsSessions(ids map[string]Identity) bool {
+	for _, id := range ids {
+		if id.Sessions != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) authChanged(profile string, closed bool, res coze.Result) {
 	if closed {
-		s.metrics.AuthPaused.Set(1)
-		s.metrics.AuthPauses.Inc()
-		s.cfg.Logger.Error("the API rejects the token: calls paused, probing once per interval until it is accepted",
-			"class", res.Class, "code", coze.CodeLabel(res.Code, res.HasCode), "http_status", res.HTTPStatus,
-			"logid", res.LogID, "probe_interval", s.cfg.AuthProbe.Base)
+		s.metrics.AuthPaused.WithLabelValues(profile).Set(1)
+		s.metrics.AuthPauses.WithLabelValues(profile).Inc()
+		s.cfg.Logger.Error("the API rejects the profile's token: its calls paused, probing once per interval until it is accepted; other profiles go on",
+			"profile", profile, "class", res.Class, "code", coze.CodeLabel(res.Code, res.HasCode), "http_status", res.HTTPStatus,
+			"logid", res.LogID, "msg", attemptMsg(res), "probe_interval", s.cfg.AuthProbe.Base)
 		return
 	}
-	s.metrics.AuthPaused.Set(0)
-	s.cfg.Logger.Info("the API accepts the token again: calls resumed", "logid", res.LogID)
+	s.metrics.AuthPaused.WithLabelValues(profile).Set(0)
+	s.cfg.Logger.Info("the API accepts the profile's token again: its calls resumed", "profile", profile, "logid", res.LogID)
 }
 
 // Metrics returns the server's collectors.
@@ -338,8 +388,8 @@ func (s *Server) Ready(ctx context.Context) error {
 	if s.stopped.Err() != nil {
 		return errors.New("shutting down")
 	}
-	if s.handler.auth.isClosed() {
-		return errors.New("paused: the Coze API rejects the token")
+	if err := authPauseError(s.lanes); err != nil {
+		return err
 	}
 	return withinTimeout(ctx, readyTimeout, func(ctx context.Context) error {
 		if err := s.cfg.Redis.Ping(ctx).Err(); err != nil {
@@ -407,18 +457,36 @@ const heldBackFor = 5 * time.Second
 // "waiting: API rate limit, 42/s" (the fleet's rate, when it has a budget).
 // A progress line shows it, so that a stall is never silent.
 func (s *Server) HeldBack() string {
-	switch {
-	case s.redisLog.isDown.Load():
+	if s.redisLog.isDown.Load() {
 		return "waiting: Redis is not answering"
-	case s.handler.auth.isClosed():
-		return "paused: token rejected"
-	case s.cfg.Now().Sub(time.Unix(0, s.handler.lastPushback.Load())) < heldBackFor:
-		if s.cfg.Limiter != nil {
-			return fmt.Sprintf("waiting: API rate limit, %.0f/s", s.cfg.Limiter.Effective())
+	}
+	if paused := pausedProfiles(s.lanes); len(paused) > 0 {
+		if len(s.lanes) == 1 {
+			return "paused: token rejected"
 		}
+		return "paused: token rejected for profile " + strings.Join(paused, ", ")
+	}
+	slowed := pushedBack(s.lanes, s.cfg.Now(), heldBackFor)
+	if len(slowed) == 0 {
+		return ""
+	}
+	parts := make([]string, 0, len(slowed))
+	for _, l := range slowed {
+		part := ""
+		if len(s.lanes) > 1 {
+			part = l.profile
+		}
+		if l.limiter != nil {
+			part = strings.TrimSpace(fmt.Sprintf("%s %.0f/s", part, l.limiter.Effective()))
+		}
+		if part != "" {
+			parts = append(parts, part)
+		}
+	}
+	if len(parts) == 0 {
 		return "waiting: API rate limit"
 	}
-	return ""
+	return "waiting: API rate limit, " + strings.Join(parts, ", ")
 }
 
 // HTTPHandler serves /metrics (Prometheus), /healthz (the process is up)

@@ -16,6 +16,7 @@ import (
 	"github.com/coze-eraser/coze-eraser/callback"
 	"github.com/coze-eraser/coze-eraser/enqueue"
 	"github.com/coze-eraser/coze-eraser/ledger"
+	"github.com/coze-eraser/coze-eraser/profiles"
 	"github.com/coze-eraser/coze-eraser/tasks"
 )
 
@@ -26,6 +27,14 @@ type enqueueFlags struct {
 	at          string
 	in          time.Duration
 	concurrency int
+	// profile and session are the identity the deletions act as; the
+	// session is an end user's session_name, personal data that no
+	// message repeats.
+	profile string
+	session string
+	// profiles is the profiles file --profile is checked against, when
+	// given.
+	profiles string
 	// warnings are what options found odd but allowed, for runEnqueue to
 	// print.
 	warnings []string
@@ -81,11 +90,22 @@ Records are kept for --ledger-ttl after the batch's last activity.
 A batch is created with its first valid id: input with no id, or that cannot
 be read, creates none. A queue that no live worker serves gets a warning.
 
+The deletions act as an identity: --profile names a profile of the workers'
+profiles file (default: their default profile), and --session an end user's
+session (the session_name their conversations were created under), which
+needs a JWT --profile. With --profiles (or COZE_ERASER_PROFILES) the profile
+must be in that file, and a --session needs a JWT profile; without it any
+valid name is taken, and the workers resolve it (their tasks wait until a
+worker has the profile). A batch has one identity: ids for another go in
+another batch. The session name is personal data: it is kept in the ledger
+only until the batch completes (then only its keyed hash), and never printed.
+
 Exit status: 0 when every id was valid, 1 when some were not, 2 when the ids
 could not be queued (bad flags, Redis unreachable, no id in the input).`,
 		Example: `  coze-eraser enqueue 7379996104798150001 7379996104798150002
   coze-eraser enqueue --file ids.txt --batch gdpr-2026-118 --queue gdpr
-  cut -d, -f1 export.csv | coze-eraser enqueue --file - --in 24h`,
+  cut -d, -f1 export.csv | coze-eraser enqueue --file - --in 24h
+  coze-eraser enqueue --file ids.txt --batch gdpr-119 --profiles profiles.yaml --profile app-eu --session user-4711`,
 		RunE: func(cmd *cobra.Command, args []string) error { return a.runEnqueue(cmd.Context(), &f, args) },
 	}
 	f.redis.register(cmd, 0)
@@ -95,6 +115,13 @@ could not be queued (bad flags, Redis unreachable, no id in the input).`,
 	fl.StringVar(&f.at, "at", "", "delete at this time instead of now (RFC 3339, e.g. 2026-12-01T02:00:00Z)")
 	fl.DurationVar(&f.in, "in", 0, "delete after this delay instead of now (e.g. 24h)")
 	fl.IntVar(&f.concurrency, "concurrency", enqueue.DefaultConcurrency, "enqueue calls kept in flight (1 to 1000)")
+	fl.StringVar(&f.profile, "profile", "", "the profile (identity) the deletions act as (default: the workers' default profile); "+
+		"checked against --profiles when given, else resolved by the workers")
+	fl.StringVar(&f.session, "session", "", "the end user's session (session_name) the deletions act as; needs a JWT --profile. "+
+		"Personal data: never printed, erased from the ledger once the batch completes")
+	// The usage of profileFlags' --profiles: the same file the workers read.
+	fl.StringVar(&f.profiles, "profiles", "",
+		"YAML file of named identities (profiles); without it the profile \"default\" is --coze-base-url with COZE_API_TOKEN or COZE_API_TOKEN_FILE")
 	return cmd
 }
 
@@ -148,6 +175,9 @@ func (a *app) runEnqueue(ctx context.Context, f *enqueueFlags, args []string) er
 		batch = client.DefaultBatch()
 	}
 	fmt.Fprintf(a.stderr, "batch %s (coze-eraser status %s)\n", batch, batch)
+	if line := f.identityLine(); line != "" {
+		fmt.Fprintln(a.stderr, line)
+	}
 	if w := unservedWarning(ctx, rdb, f.batch.queue); w != "" {
 		fmt.Fprintln(a.stderr, w)
 	}
@@ -193,13 +223,62 @@ func unservedWarning(ctx context.Context, rdb redis.UniversalClient, queue strin
 }
 
 // options are the enqueue options of the flags, refused as a whole when
-// one breaks the library's rules.
+// one breaks the library's rules, or when --profile and --session do not
+// fit the --profiles file.
 func (f *enqueueFlags) options() ([]enqueue.Option, error) {
 	schedule, scheduled, err := f.schedule(time.Now())
 	if err != nil {
 		return nil, err
 	}
-	return f.batch.options(append(schedule, enqueue.Concurrency(f.concurrency)), scheduled)
+	extra := append(schedule, enqueue.Concurrency(f.concurrency))
+	if f.profile != "" {
+		extra = append(extra, enqueue.Profile(f.profile))
+	}
+	if f.session != "" {
+		extra = append(extra, enqueue.Session(f.session))
+	}
+	opts, err := f.batch.options(extra, scheduled)
+	if err != nil {
+		return nil, err
+	}
+	return opts, f.checkIdentity()
+}
+
+// checkIdentity checks --profile and --session against the --profiles
+// file: the profile must be one of it, and a session needs a JWT profile.
+// Without a file the workers resolve the profile: any valid name is taken
+// (enqueue.CheckOptions checked it). Errors never show the session.
+func (f *enqueueFlags) checkIdentity() error {
+	if f.profiles == "" || f.profile == "" {
+		return nil // no file, or the workers' default profile
+	}
+	set, err := profiles.Load(f.profiles)
+	if err != nil {
+		return setupError("--profiles: %v", err)
+	}
+	p, ok := set.Get(f.profile)
+	switch {
+	case !ok:
+		return setupError("--profile %s: not a profile of --profiles %s (it has: %s)", f.profile, f.profiles,
+			strings.Join(set.Names(), ", "))
+	case f.session != "" && p.JWT == nil:
+		return setupError("--session: profile %s of --profiles %s is a static token, which has no sessions; "+
+			"give the JWT profile of the app the session belongs to", f.profile, f.profiles)
+	}
+	return nil
+}
+
+// identityLine tells, on standard error, the identity the deletions act
+// as when it is not the default: a --session set in the environment and
+// forgotten would otherwise go unnoticed. It never shows the session.
+func (f *enqueueFlags) identityLine() string {
+	switch {
+	case f.session != "":
+		return fmt.Sprintf("acting as profile %s, for an end user's session (--session, not shown)", f.profile)
+	case f.profile != "":
+		return "acting as profile " + f.profile
+	}
+	return ""
 }
 
 // schedule returns the options of --at and --in, and what they are in
@@ -260,6 +339,7 @@ var optionFlags = map[string]string{
 	"Queue": "--queue", "Batch": "--batch", "MaxRetry": "--max-retry", "Concurrency": "--concurrency",
 	"At": "--at", "In": "--in", "Due": "--due", "DueIn": "--due-in",
 	"Note": "--note", "CallbackURL": "--callback-url", "Retention": "--ledger-ttl",
+	"Profile": "--profile", "Session": "--session",
 }
 
 // check reports what enqueue.CheckOptions refuses in opts, in the flags'
@@ -283,6 +363,8 @@ func optionFlagError(err error) error {
 		return nil
 	case !errors.As(err, &option) || optionFlags[option.Option] == "":
 		return setupError("%v", err) // no flag sets it
+	case errors.Is(err, enqueue.ErrNeedsOption):
+		return setupError("%s needs %s", optionFlags[option.Option], optionFlags[option.With])
 	case option.With != "":
 		return setupError("give %s or %s, not both", optionFlags[option.With], optionFlags[option.Option])
 	case option.Value != nil:

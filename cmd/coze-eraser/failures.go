@@ -132,7 +132,12 @@ has a task waiting is left alone. Use it after fixing what made them fail
 (a permission, the account's balance).
 
 --outcome retrying re-queues records left retrying without a task, as after
-a retry run interrupted by a Redis outage.`,
+a retry run interrupted by a Redis outage.
+
+The new tasks act as their batch's identity (its profile and session). A
+batch that acted as an end user's session and completed has had its session
+name erased from the ledger: its failures cannot be retried in it; enqueue
+those ids in a new batch with --profile and --session.`,
 		Example: `  coze-eraser failures retry --batch gdpr-2026-118`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -127,3 +127,63 @@ func TestFakeAPIJWTKeyFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkerProfileErrorsAtStart: what is wrong in a profile's files is
+// one line at start, exit 2, before any wait for Redis: an unreadable or
+// malformed private key, a run of a profile the file lacks, and an OAuth
+// app profile without the session key (or with a short one).
+func TestWorkerProfileErrorsAtStart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	goodPEM := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	good := write("good.pem", goodPEM)
+	keyLine := strings.Split(goodPEM, "\n")[2] // a line of the key's base64
+	profile := func(keyFile string) string {
+		return write(filepath.Base(keyFile)+".yaml", "profiles:\n  app-cn:\n    base_url: http://127.0.0.1:1\n    jwt:\n"+
+			"      app_id: \"1127900106117\"\n      key_id: k1\n      private_key_file: "+keyFile+"\n")
+	}
+	sessionKey := write("session.key", "0123456789abcdef0123456789abcdef\n")
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"malformed key", map[string]string{"COZE_ERASER_SESSION_KEY_FILE": sessionKey},
+			[]string{"worker", "--profiles", profile(write("bad.pem", "not a key\n"))}, "profile app-cn: coze: private key file"},
+		{"missing key", map[string]string{"COZE_ERASER_SESSION_KEY_FILE": sessionKey},
+			[]string{"worker", "--profiles", profile(filepath.Join(dir, "missing.pem"))}, "cannot read it"},
+		{"no session key", nil, []string{"worker", "--profiles", profile(good)}, "COZE_ERASER_SESSION_KEY_FILE is not set"},
+		{"short session key", map[string]string{"COZE_ERASER_SESSION_KEY_FILE": write("short.key", "tiny")},
+			[]string{"worker", "--profiles", profile(good)}, "it must be at least 16"},
+		{"run of an unknown profile", map[string]string{"COZE_ERASER_SESSION_KEY_FILE": sessionKey},
+			[]string{"run", "--profiles", profile(good), "--profile", "app-eu", "7379996104798150001"}, "--profile app-eu: not a profile"},
+	} {
+		env := map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0"}
+		for k, v := range tt.env {
+			env[k] = v
+		}
+		r := cli{env: env}.run(context.Background(), append(tt.args, "--redis-wait", "0")...)
+		if r.code != exitSetup || !strings.Contains(r.stderr, tt.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") > 0 {
+			t.Errorf("%s: exit %d, stderr %q; want 2 and one line saying %q", tt.name, r.code, r.stderr, tt.want)
+		}
+		if strings.Contains(r.stderr, keyLine) || strings.Contains(r.stderr, "0123456789abcdef") {
+			t.Errorf("%s: the error holds a secret: %s", tt.name, r.stderr)
+		}
+	}
+}

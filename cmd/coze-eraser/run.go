@@ -39,6 +39,8 @@ type runFlags struct {
 	file   string
 	report string
 	every  time.Duration
+	// profile is the identity the run's deletions act as.
+	profile string
 	// queueGiven is true when --queue was given: the run then uses that
 	// queue rather than one of its own.
 	queueGiven bool
@@ -74,6 +76,7 @@ the run could not start, 130 when interrupted.`,
 	f.redis.registerRest(cmd, 0)
 	f.work.register(cmd)
 	f.batch.register(cmd, "batch name (default: derived from the input, so running the same input again resumes it)")
+	cmd.Flags().StringVar(&f.profile, "profile", "", "the profile of --profiles the deletions act as (default: \"default\", or the file's only profile)")
 	fl := cmd.Flags()
 	fl.StringVar(&f.file, "file", "", "read ids from this file, one per line; - reads standard input")
 	fl.StringVar(&f.report, "report", "", "write the proof of erasure here at the end (.jsonl for JSON lines, else CSV)")
@@ -119,9 +122,16 @@ func (a *app) runRun(ctx context.Context, f *runFlags, args []string) error {
 		return err
 	}
 	defer flushLog()
-	api, tokens, err := f.work.api(a, log)
+	ws, err := f.work.setup(a, log)
 	if err != nil {
 		return err
+	}
+	profile, err := runProfile(f.profile, ws.ids)
+	if err != nil {
+		return err
+	}
+	if profile != worker.DefaultProfile {
+		opts = append(opts, enqueue.Profile(profile))
 	}
 	rdb, embedded, closeRedis, err := a.runRedis(ctx, &f.redis)
 	if err != nil {
@@ -133,13 +143,11 @@ func (a *app) runRun(ctx context.Context, f *runFlags, args []string) error {
 			return err
 		}
 	}
-	cfg, limiter, err := f.work.config(a, rdb, log, api, tokens)
+	cfg, closeLimiters, err := f.work.config(a, rdb, log, ws)
 	if err != nil {
 		return err
 	}
-	if limiter != nil {
-		defer limiter.Close()
-	}
+	defer closeLimiters()
 	// The run's own worker takes tasks only from the queue its ids go to:
 	// a queue of the batch's own unless --queue names one (then the run
 	// serves that queue, and shares it with whoever else uses it).
@@ -328,4 +336,24 @@ func (a *app) finishRun(ctx context.Context, rdb *redis.Client, p runner.Progres
 		return &exitError{code: exitPartial}
 	}
 	return nil
+}
+
+// runProfile is the profile a run acts as: --profile, else "default", or
+// the profiles file's only profile. It must be one the run's worker has.
+func runProfile(given string, ids []workIdentity) (string, error) {
+	names := make([]string, 0, len(ids))
+	for _, id := range ids {
+		names = append(names, id.profile.Name)
+	}
+	switch {
+	case given != "" && slices.Contains(names, given):
+		return given, nil
+	case given != "":
+		return "", setupError("--profile %s: not a profile of --profiles (it has: %s)", given, strings.Join(names, ", "))
+	case slices.Contains(names, worker.DefaultProfile):
+		return worker.DefaultProfile, nil
+	case len(names) == 1:
+		return names[0], nil
+	}
+	return "", setupError("--profile: the profiles file has several profiles (%s): name the one the run acts as", strings.Join(names, ", "))
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/coze-eraser/coze-eraser/coze"
-	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/ratelimit"
 	"github.com/coze-eraser/coze-eraser/worker"
 )
@@ -24,7 +23,7 @@ import (
 // workFlags are the knobs of working tasks, shared by worker and run.
 type workFlags struct {
 	log             logFlags
-	baseURL         string
+	profiles        profileFlags
 	concurrency     int
 	requestTimeout  time.Duration
 	shutdownTimeout time.Duration
@@ -42,9 +41,9 @@ type workFlags struct {
 
 func (f *workFlags) register(cmd *cobra.Command) {
 	f.log.register(cmd)
+	f.profiles.register(cmd)
 	fl := cmd.Flags()
 	f.flags = fl
-	fl.StringVar(&f.baseURL, "coze-base-url", coze.DefaultBaseURL, "Coze API base URL (https://api.coze.com outside China)")
 	fl.IntVar(&f.concurrency, "concurrency", worker.DefaultConcurrency, "tasks worked at once (1 to 10000)")
 	fl.DurationVar(&f.requestTimeout, "request-timeout", coze.DefaultTimeout, "timeout of one API call, body included (1s to 10m)")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "time calls in flight get to finish at shutdown")
@@ -53,10 +52,10 @@ func (f *workFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.retryCap, "retry-cap", worker.DefaultRetryBackoff.Cap, "longest backoff step of a transient retry")
 	fl.DurationVar(&f.authProbe, "auth-probe-interval", worker.DefaultAuthProbe.Base, "first interval between probes while the token is rejected (doubles up to 5m)")
 	f.rate = rateValue{auto: true}
-	fl.Var(&f.rate, "rate", "the whole fleet's requests per second on this Redis, API and token: auto discovers the API's limit "+
-		"and remembers it; N (0.01 to 100000) discovers it up to N; 0 sends without any budget (benchmarks)")
-	fl.IntVar(&f.burst, "burst", 1, "requests the fleet may send at once after a quiet spell, with --rate (1 to 10000)")
-	fl.IntVar(&f.maxInflight, "max-inflight", 0, "API calls in flight across the whole fleet, up to 100000 (0: no cap)")
+	fl.Var(&f.rate, "rate", "the whole fleet's requests per second on this Redis, API and token (per profile): auto discovers the API's limit "+
+		"and remembers it; N (0.01 to 100000) discovers it up to N; 0 sends without any budget (benchmarks); a profile's rate wins")
+	fl.IntVar(&f.burst, "burst", 1, "requests the fleet may send at once after a quiet spell, with --rate (1 to 10000; per profile; a profile's burst wins)")
+	fl.IntVar(&f.maxInflight, "max-inflight", 0, "API calls in flight across the whole fleet, up to 100000 (0: no cap; per profile; a profile's max_inflight wins)")
 }
 
 // defaultMetricsAddr is --metrics-addr's default: loopback only, see
@@ -87,51 +86,51 @@ const (
 	maxAuthProbe = time.Hour
 )
 
-// api checks the flags that need no Redis and builds the API client, so
-// that a bad flag is reported before any wait for Redis. A warning about
-// the token goes to log, or, when its level hides warnings (as run's
-// does, below its progress bar), to standard error in the log's format.
-func (f *workFlags) api(a *app, log *slog.Logger) (*coze.Client, coze.TokenSource, error) {
-	if err := f.check(); err != nil {
-		return nil, nil, err
-	}
-	warn := log.Warn
-	if !log.Enabled(context.Background(), slog.LevelWarn) {
-		var h slog.Handler = slog.NewTextHandler(a.stderr, nil)
-		if f.log.format == "json" {
-			h = slog.NewJSONHandler(a.stderr, nil)
-		}
-		warn = slog.New(h).Warn
-	}
-	tokens, err := tokenSource(a.env, warn)
-	if err != nil {
-		return nil, nil, err
-	}
-	api, err := coze.NewClient(f.baseURL, tokens, coze.WithTimeout(f.requestTimeout), coze.WithUserAgent("coze-eraser/"+version()))
-	if err != nil {
-		return nil, nil, setupError("--coze-base-url: %v", err)
-	}
-	return api, tokens, nil
+// workSetup is what a worker needs before it has Redis: its identities and
+// the session key.
+type workSetup struct {
+	ids        []workIdentity
+	sessionKey []byte
 }
 
-// config builds the fleet budget (when asked for) and the worker
-// configuration around api. Close the limiter when done.
-func (f *workFlags) config(a *app, rdb redis.UniversalClient, log *slog.Logger, api *coze.Client, tokens coze.TokenSource) (worker.Config, *ratelimit.Limiter, error) {
-	limiter, err := f.limiter(rdb, api, tokens)
+// setup checks the flags that need no Redis and builds the identities, so
+// that a bad flag or profile is reported before any wait for Redis. A
+// warning about a secret file goes to log, or, when its level hides
+// warnings (as run's does, below its progress bar), to standard error in
+// the log's format.
+func (f *workFlags) setup(a *app, log *slog.Logger) (workSetup, error) {
+	if err := f.check(); err != nil {
+		return workSetup{}, err
+	}
+	ids, err := f.identities(a, f.warnFunc(a, log))
+	if err != nil {
+		return workSetup{}, err
+	}
+	key, err := a.sessionKey(ids)
+	if err != nil {
+		return workSetup{}, err
+	}
+	return workSetup{ids: ids, sessionKey: key}, nil
+}
+
+// config builds the fleet budgets (when asked for) and the worker
+// configuration. Close the limiters when done.
+func (f *workFlags) config(a *app, rdb redis.UniversalClient, log *slog.Logger, ws workSetup) (worker.Config, func(), error) {
+	ids, limiters, err := f.workerIdentities(rdb, ws.ids)
 	if err != nil {
 		return worker.Config{}, nil, err
 	}
 	return worker.Config{
 		Redis:           rdb,
-		API:             api,
-		Limiter:         limiter,
+		Identities:      ids,
+		SessionKey:      ws.sessionKey,
 		Concurrency:     f.concurrency,
 		RetryBackoff:    worker.Backoff{Base: f.retryBase, Cap: f.retryCap},
 		AuthProbe:       worker.Backoff{Base: f.authProbe, Cap: max(worker.DefaultAuthProbe.Cap, f.authProbe)},
 		ShutdownTimeout: f.shutdownTimeout,
 		Logger:          log,
 		CallbackSecret:  []byte(a.env.get("COZE_ERASER_CALLBACK_SECRET")),
-	}, limiter, nil
+	}, func() { closeLimiters(limiters) }, nil
 }
 
 // check refuses values that would mean something else than they say (a
@@ -168,30 +167,6 @@ func (f *workFlags) checkLimits() error {
 		return setupError("--max-inflight %d: must be 0 (no cap) or 1 to %d", f.maxInflight, ratelimit.MaxInflightCap)
 	}
 	return nil
-}
-
-// limiter returns the fleet budget the flags ask for, or nil for none. The
-// budget is keyed by the API base URL and a hash of the token.
-func (f *workFlags) limiter(rdb redis.UniversalClient, api *coze.Client, tokens coze.TokenSource) (*ratelimit.Limiter, error) {
-	if f.rate.off() && f.maxInflight == 0 {
-		return nil, nil
-	}
-	token, err := tokens.Token()
-	if err != nil {
-		return nil, setupError("token: %v", err)
-	}
-	l, err := ratelimit.New(rdb, ratelimit.Config{
-		Rate:        f.rate.v,
-		Adaptive:    !f.rate.off(),
-		Burst:       f.burst,
-		MaxInflight: f.maxInflight,
-		Lease:       2*f.requestTimeout + 10*time.Second,
-		Key:         ratelimit.BudgetKey(ledger.DefaultPrefix, api.BaseURL(), token),
-	})
-	if err != nil {
-		return nil, setupError("%v", err)
-	}
-	return l, nil
 }
 
 // listenMetrics opens the listener of --metrics-addr. With mayMove (run,

@@ -41,8 +41,14 @@ On SIGTERM the worker stops taking tasks, lets calls in flight finish within
 
 Metrics are on --metrics-addr at /metrics, with /healthz and /readyz.
 
-The token is read from COZE_API_TOKEN, or from the file COZE_API_TOKEN_FILE
-names (read again when it changes, so a rotated secret needs no restart).
+The identities the worker acts as come from --profiles FILE (a token file or
+an OAuth JWT app per profile, each with its own rate budget, in-flight cap and
+auth pause; see docs/profiles.md). Without a file, the one profile "default"
+reads its token from COZE_API_TOKEN, or from the file COZE_API_TOKEN_FILE
+names. Token and key files are read again when they change, so a rotated
+secret needs no restart. With an OAuth app profile, COZE_ERASER_SESSION_KEY_FILE
+names the key of the hash that replaces session names in the ledger once their
+batch is complete (the same file on every worker).
 
 Workers also deliver the callbacks of completed batches (queue "callbacks"),
 signed with HMAC-SHA256 when COZE_ERASER_CALLBACK_SECRET is set.`,
@@ -72,7 +78,7 @@ func (a *app) runWorker(ctx context.Context, f *workerFlags) error {
 	if err := enqueue.CheckRetention(f.ledgerTTL); err != nil {
 		return setupError("--ledger-ttl %v: %v", f.ledgerTTL, err)
 	}
-	api, tokens, err := f.work.api(a, log) // every flag is checked before waiting for Redis
+	ws, err := f.work.setup(a, log) // every flag and profile is checked before waiting for Redis
 	if err != nil {
 		return err
 	}
@@ -84,13 +90,11 @@ func (a *app) runWorker(ctx context.Context, f *workerFlags) error {
 	if err := checkPersistence(ctx, rdb, log, f.requirePersistence); err != nil {
 		return err
 	}
-	cfg, limiter, err := f.work.config(a, rdb, log, api, tokens)
+	cfg, closeLimiters, err := f.work.config(a, rdb, log, ws)
 	if err != nil {
 		return err
 	}
-	if limiter != nil {
-		defer limiter.Close()
-	}
+	defer closeLimiters()
 	cfg.Queues = queues
 	cfg.Ledger = ledger.New(rdb, ledger.WithTTL(f.ledgerTTL))
 	srv, err := worker.New(cfg)
@@ -106,7 +110,7 @@ func (a *app) runWorker(ctx context.Context, f *workerFlags) error {
 		return setupError("%v", err)
 	}
 	log.Info("worker started", "queues", f.queues, "concurrency", f.work.concurrency,
-		"api", f.work.baseURL, "metrics", f.work.metricsAddr, "redis", redactURL(f.redis.url),
+		"profiles", describeIdentities(ws.ids), "metrics", f.work.metricsAddr, "redis", redactURL(f.redis.url),
 		"rate", f.work.rate.String(), "burst", f.work.burst, "max_inflight", f.work.maxInflight)
 	<-ctx.Done()
 	log.Info("shutting down", "timeout", f.work.shutdownTimeout)

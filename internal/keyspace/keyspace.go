@@ -11,7 +11,9 @@
 //	key                      type    holds                                              TTL
 //	P batch:{b}              hash    batch b: created, due, note, callback, ttl,        retention
 //	                                 buckets, tallies, completion, rate slots, opens,
-//	                                 instance, queues, invalid
+//	                                 instance, queues, invalid, profile; session (an
+//	                                 end user's session name, personal data) until
+//	                                 the batch completes, then session_hash
 //	P batch:{b}:ids:{k}      hash    ids of b whose bucket is k ([Bucket]) -> "p",      retention
 //	                                 "r" or "outcome|code|logid|attempts|finished"
 //	P batch:{b}:adders       zset    producers adding ids to b -> until (ms)            retention
@@ -20,6 +22,8 @@
 //	P failures               zset    "{b}/{id}" ([FailureMember]) -> last attempt (ms)  none
 //	P batches                zset    batch name -> created (ms)                         none
 //	P batches:open           zset    open batch name -> due (ms)                        none
+//	P sessions               set     names of the batches whose hash still holds a      none
+//	                                 session name (ledger.Ledger.ScrubSessions)
 //	P also                   hash    id -> "b@queue b@queue…": batches the id's live    none
 //	                                 task must also record its outcome in
 //	P callbacks              set     "b/n/total/deleted/not_found/failed/ms": batch     none
@@ -89,6 +93,10 @@ func (k Keyspace) Batches() string { return k.prefix + "batches" }
 
 // OpenBatches is the index of open batches by due time.
 func (k Keyspace) OpenBatches() string { return k.prefix + "batches:open" }
+
+// Sessions is the set of the batches whose hash still holds an end user's
+// session name: those the ledger must scrub once they complete.
+func (k Keyspace) Sessions() string { return k.prefix + "sessions" }
 
 // Also is the hash of ids whose live task must also record its outcome in
 // other batches (links).
@@ -162,6 +170,7 @@ var layout = []luaKey{
 	{"failuresKey", "P failures"},
 	{"batchesKey", "P batches"},
 	{"openBatchesKey", "P batches:open"},
+	{"sessionsKey", "P sessions"},
 	{"alsoKey", "P also"},
 	{"callbacksKey", "P callbacks"},
 	{"epochKey", "P epoch"},

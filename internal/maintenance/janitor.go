@@ -42,13 +42,20 @@ type JanitorConfig struct {
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// SessionKey, when set, is the key of the hash that replaces the
+	// session names of complete batches (ledger.SessionHash): each sweep
+	// erases those names (ledger.Ledger.ScrubSessions). Workers scrub the
+	// batches they complete; the sweep is the backstop for those a
+	// producer's seal completed, which holds no key.
+	SessionKey []byte
 }
 
 // Janitor queues what a worker was meant to queue but may not have: the
 // callbacks of completed batches (a worker can die between completing a
 // batch and queueing its callback), new tasks for ids that were linked to
 // a task that finished just before the link was made, and tasks for the
-// pending ids of stalled batches. One worker of the fleet sweeps at a
+// pending ids of stalled batches; and it erases the session names of
+// complete batches (JanitorConfig.SessionKey). One worker of the fleet sweeps at a
 // time. One goroutine calls Sweep, every Interval; QueueCallbacks is safe
 // to call from any.
 type Janitor struct {
@@ -107,6 +114,22 @@ func (j *Janitor) Sweep(ctx context.Context) {
 	if err == nil {
 		j.requeueStalled(ctx, names)
 	}
+	j.scrubSessions(ctx)
+}
+
+// scrubSessions erases the session names of the batches that completed,
+// when the janitor has the key.
+func (j *Janitor) scrubSessions(ctx context.Context) {
+	if len(j.cfg.SessionKey) == 0 {
+		return
+	}
+	n, err := j.cfg.Ledger.ScrubSessions(ctx, j.cfg.SessionKey)
+	if err != nil {
+		j.cfg.Logger.Warn("janitor: erasing the session names of complete batches", "error", err)
+	}
+	if n > 0 {
+		j.cfg.Logger.Info("janitor: erased the session names of complete batches", "batches", n)
+	}
 }
 
 // requeueStalled gives a new task to the pending ids of stalled batches
@@ -135,8 +158,11 @@ func (j *Janitor) requeueStalled(ctx context.Context, names []string) {
 			continue
 		}
 		j.cursors[name] = page.Next
+		if len(page.IDs) > 0 && !j.mayQueueFor(b, len(page.IDs)) {
+			continue
+		}
 		for _, id := range page.IDs {
-			if err := j.requeue(ctx, Orphan{ConversationID: id, Batch: name, Queue: page.Queue}); err != nil {
+			if err := j.requeue(ctx, Orphan{ConversationID: id, Batch: name, Queue: page.Queue}, b); err != nil {
 				j.cfg.Logger.Warn("janitor: queueing a task for a stalled id", "conversation_id", id, "batch", name, "error", err)
 			}
 		}
@@ -165,21 +191,50 @@ func (j *Janitor) requeueOrphans(ctx context.Context) {
 		j.cfg.Logger.Warn("janitor: reading links", "error", err)
 	}
 	for _, o := range orphans {
-		if err := j.requeue(ctx, o); err != nil {
+		b, ok, err := j.cfg.Ledger.Batch(ctx, o.Batch)
+		switch {
+		case err != nil:
+			j.cfg.Logger.Warn("janitor: reading the batch of a linked id", "conversation_id", o.ConversationID, "batch", o.Batch, "error", err)
+			continue
+		case !ok:
+			continue // gone since: no record to make
+		case !j.mayQueueFor(b, 1):
+			continue
+		}
+		if err := j.requeue(ctx, o, b); err != nil {
 			j.cfg.Logger.Warn("janitor: queueing a task for a linked id", "conversation_id", o.ConversationID, "batch", o.Batch, "error", err)
 		}
 	}
 }
 
-// requeue queues a new task for o. It writes through asynqwire, whose
-// conflict check spans every queue in the same step as the write: a task
-// of the id that appeared in another queue since the ledger looked takes a
-// link instead, so the id still gets one call.
-func (j *Janitor) requeue(ctx context.Context, o Orphan) error {
+// mayQueueFor reports whether new tasks may be queued for ids of batch b,
+// and warns when not: a batch whose session name was erased has no
+// identity to give them (a task acting as another would find nothing and
+// record a deletion that did not happen). ids is how many wait.
+func (j *Janitor) mayQueueFor(b ledger.Batch, ids int) bool {
+	if _, _, err := b.TaskIdentity(); err != nil {
+		// The error names the batch, never the session.
+		j.cfg.Logger.Warn("janitor: pending ids get no new task: their batch's session name was erased; "+
+			"enqueue them in a new batch", "batch", b.Name, "profile", b.Profile, "ids", ids, "error", err)
+		return false
+	}
+	return true
+}
+
+// requeue queues a new task for o, acting as its batch b's identity
+// (profile and session, held while the batch has ids pending). It writes
+// through asynqwire, whose conflict check spans every queue in the same
+// step as the write: a task of the id that appeared in another queue since
+// the ledger looked takes a link instead, so the id still gets one call.
+func (j *Janitor) requeue(ctx context.Context, o Orphan, b ledger.Batch) error {
 	if tasks.ValidateBatch(o.Batch) != nil {
 		return nil // a batch named before the rule: its tasks are refused, so queue none
 	}
-	payload, err := tasks.Payload{ConversationID: o.ConversationID, Batch: o.Batch}.Encode()
+	profile, session, err := b.TaskIdentity()
+	if err != nil {
+		return err
+	}
+	payload, err := tasks.Payload{ConversationID: o.ConversationID, Batch: o.Batch, Profile: profile, Session: session}.Encode()
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 
 type bundle struct {
 	ctx    context.Context
+	srv    *redistest.Server
 	rdb    *redis.Client
 	ledger *ledger.Ledger
 	store  *maintenance.Store
@@ -23,8 +24,9 @@ type bundle struct {
 
 func setup(t *testing.T) bundle {
 	t.Helper()
-	rdb := redistest.Start(t).Client()
-	return bundle{ctx: context.Background(), rdb: rdb, ledger: ledger.New(rdb),
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	return bundle{ctx: context.Background(), srv: srv, rdb: rdb, ledger: ledger.New(rdb),
 		store: maintenance.NewStore(rdb, ledger.DefaultPrefix), now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
 }
 

@@ -64,7 +64,7 @@ func TestTokenNeverLeaks(t *testing.T) {
 		"bad token error":   run(t, map[string]string{"COZE_API_TOKEN": b.token + "\nX"}, "worker"),
 		"both tokens error": run(t, map[string]string{"COZE_API_TOKEN": b.token, "COZE_API_TOKEN_FILE": tokenFile}, "worker"),
 	}
-	if !strings.Contains(outputs["worker log"], "the API rejects the token") {
+	if !strings.Contains(outputs["worker log"], "the API rejects the profile's token") {
 		t.Fatal("the worker never logged the rejected token: the test proves nothing")
 	}
 	sent := false

@@ -1,11 +1,15 @@
 -- Move a finished id of a batch back to pending (failures retry).
 -- ARGV: 2 batch, 3 id, 4 letter the outcome must have (f or n), 5 now ms.
--- Returns 1 when reopened.
+-- Returns 1 when reopened, -1 when the batch's session name was erased (a
+-- new task could not act as it: nothing is changed).
 local B, id = ARGV[2], ARGV[3]
 local meta = metaKey(B)
-local m = redis.call('HMGET', meta, 'buckets', 'due', 'ttl')
+local m = redis.call('HMGET', meta, 'buckets', 'due', 'ttl', 'session_hash')
 if not m[1] then
   return 0
+end
+if m[4] then
+  return -1
 end
 local key = idsKey(B, bucket(id, tonumber(m[1])))
 local cur = redis.call('HGET', key, id)

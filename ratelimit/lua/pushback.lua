@@ -5,7 +5,10 @@
 -- pushback (kept 30 days, so that the next run on the same API and token
 -- starts just under it).
 -- ARGV: 1 now ms (0: the server's clock), 2 Retry-After ms (0: none),
---       3 cut factor, 4 minimum rate, 5 cooldown ms, 6 configured rate.
+--       3 cut factor, 4 minimum rate, 5 cooldown ms, 6 configured rate,
+--       7 the caller's successes not reported yet (they count as accepted
+--       in the current window: a worker reports them with its next
+--       reservation, which may come late when its tasks arrive in bursts).
 -- Returns the effective rate as a string.
 local key = KEYS[1]
 local now = tonumber(ARGV[1])
@@ -15,6 +18,14 @@ if now == 0 then
 end
 local h = redis.call('HMGET', key, 'rate', 'paused', 'cut_at', 'ok_rate', 'win_start', 'win_ok')
 local rate = tonumber(h[1]) or tonumber(ARGV[6])
+local unreported = tonumber(ARGV[7]) or 0
+if unreported > 0 then
+  h[6] = (tonumber(h[6]) or 0) + unreported
+  redis.call('HSET', key, 'win_ok', h[6])
+  if not h[5] then
+    redis.call('HSET', key, 'win_start', now)
+  end
+end
 local retryAfter = tonumber(ARGV[2])
 if retryAfter > 0 then
   redis.call('HSET', key, 'paused', math.max(tonumber(h[2]) or 0, now + retryAfter))
