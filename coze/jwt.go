@@ -260,11 +260,11 @@ func (a *JWTApp) Mints() int64 { return a.mints.Load() }
 
 // Token returns an access token for session ("" for none: the token then
 // acts as the app itself), minting one when none is cached or the cached
-// one expired. A cached token due for renewal (less than a tenth of its
-// lifetime, at most 30 s, left) is still returned while a new one is
-// minted in the background. Callers asking for the same session at once
-// share one mint, and share its failure; ctx bounds this caller's wait
-// only.
+// one is about to expire. A cached token due for renewal (less than a
+// tenth of its lifetime, at most 30 s, left) is still returned, for the
+// first half of that time, while a new one is minted in the background.
+// Callers asking for the same session at once share one mint, and share
+// its failure; ctx bounds this caller's wait only.
 func (a *JWTApp) Token(ctx context.Context, session string) (string, error) {
 	tok, state := a.cached(session)
 	switch state {
@@ -355,8 +355,8 @@ const (
 	// tokenFresh: before its renewal point, or renewals failed lately
 	// and the next attempt is not due yet.
 	tokenFresh
-	// tokenRenewing: past its renewal point and still valid: use it and
-	// renew in the background.
+	// tokenRenewing: past its renewal point, in the first half of the
+	// renewal window: use it and renew in the background.
 	tokenRenewing
 )
 
@@ -377,7 +377,13 @@ func (a *JWTApp) cached(session string) (string, tokenState) {
 	if now.Before(st.renewAt) || now.Before(st.retryAt) {
 		return st.token, tokenFresh
 	}
-	return st.token, tokenRenewing
+	// In the first half of the renewal window the token is still used
+	// while a new one is minted; in the second, a call could reach the
+	// API after it expired, so callers wait for the new one.
+	if now.Before(st.expiresAt.Add(-st.expiresAt.Sub(st.renewAt) / 2)) {
+		return st.token, tokenRenewing
+	}
+	return "", tokenMissing
 }
 
 // mintOnce is the body of a flight. It looks at the cache again, since a

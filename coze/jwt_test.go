@@ -855,3 +855,29 @@ func waitForCond(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestJWTAppStopsUsingATokenCloseToExpiry: in the first half of the
+// renewal window a caller gets the old token while the renewal runs; in
+// the second half, when a call might reach the API after the token
+// expired, it waits for the new one instead.
+func TestJWTAppStopsUsingATokenCloseToExpiry(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	first := f.token(t, "s") // a 60 s token: renewal window 54 s to 60 s
+	release := make(chan struct{})
+	f.srv.set(func(s *tokenServer) { s.gate = func() { waitOrTimeout(release) } })
+	f.clock.Advance(55 * time.Second)
+	if got := f.token(t, "s"); got != first {
+		t.Fatal("early in the renewal window: a caller waited for the renewal")
+	}
+	f.clock.Advance(3 * time.Second) // 58 s: 2 s left
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if tok, err := f.app.Token(ctx, "s"); err == nil {
+		t.Fatalf("late in the renewal window: got a token (%v) while the renewal is held; want the caller to wait", tok == first)
+	}
+	close(release)
+	if got := f.token(t, "s"); got == first {
+		t.Error("after the renewal: the old token")
+	}
+}

@@ -454,6 +454,10 @@ func (a *Adder) Add(ctx context.Context, ids []string) ([]Membership, error) {
 	if err != nil && strings.HasPrefix(err.Error(), "NOBATCH") {
 		return nil, &LostError{Batch: a.batch, Reason: "it vanished while ids were being added to it"}
 	}
+	if err != nil && strings.HasPrefix(err.Error(), "SESSIONERASED") {
+		return nil, fmt.Errorf("%w: %w: batch %s is complete and its session name was erased from the ledger; put the new ids in a new batch",
+			ErrBatchConflict, ErrSessionErased, a.batch)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("ledger: add ids to %s: %w", a.batch, err)
 	}

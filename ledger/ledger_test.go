@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -848,5 +849,40 @@ func TestEmbeddedRedisAgrees(t *testing.T) {
 	}
 	if len(gotEntries) != len(ids) {
 		t.Errorf("embedded Redis has %d entries, want %d", len(gotEntries), len(ids))
+	}
+}
+
+// TestLinkAcrossIdentities: a task of one identity serves a linked batch
+// of another only with a deletion. Its "not found" (Coze's answer to
+// whoever did not create the conversation) or failure leaves the id
+// pending in the other batch, still linked, for a task of its own.
+func TestLinkAcrossIdentities(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.open(t, ledger.BatchSpec{Name: "subject", Profile: "app-cn", Session: "user-4711"}, "44", "45")
+	b.open(t, ledger.BatchSpec{Name: "plain"}, "44", "45")
+	b.open(t, ledger.BatchSpec{Name: "same", Profile: "app-cn", Session: "user-4711"}, "44")
+	for _, id := range []string{"44", "45"} {
+		b.rdb.HSet(b.ctx, asynqwire.TaskKey("default", "del:"+id), "state", "pending")
+		for _, batch := range []string{"plain", "same"} {
+			if _, err := b.ledger.Link(b.ctx, batch, id, "default", "del:"+id); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	b.record(t, "subject", "44", ledger.NotFound, "L44")
+	if e, _, _ := b.ledger.Entry(b.ctx, "same", "44"); e.Outcome != ledger.NotFound {
+		t.Errorf("the same identity's batch: %+v, want not_found through the link", e)
+	}
+	if e, _, _ := b.ledger.Entry(b.ctx, "plain", "44"); e.Outcome.Terminal() {
+		t.Errorf("another identity's batch took a not_found: %+v", e)
+	}
+	also := b.rdb.HGet(b.ctx, keyspace.New(ledger.DefaultPrefix).Also(), "44").Val()
+	if !strings.Contains(also, "plain@") || strings.Contains(also, "same@") {
+		t.Errorf("links left for 44: %q, want plain's only", also)
+	}
+	b.record(t, "subject", "45", ledger.Deleted, "L45")
+	if e, _, _ := b.ledger.Entry(b.ctx, "plain", "45"); e.Outcome != ledger.Deleted {
+		t.Errorf("a deletion did not reach another identity's batch: %+v", e)
 	}
 }

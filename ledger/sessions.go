@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -64,8 +65,18 @@ func (l *Ledger) ScrubSessions(ctx context.Context, key []byte) (int, error) {
 	if err := iter.Err(); err != nil {
 		return 0, fmt.Errorf("ledger: sessions: %w", err)
 	}
+	return l.ScrubBatchSessions(ctx, key, names)
+}
+
+// ScrubBatchSessions is [Ledger.ScrubSessions] for the named batches
+// only: what a worker calls for the batches an attempt just completed,
+// without a scan of every batch that holds a session.
+func (l *Ledger) ScrubBatchSessions(ctx context.Context, key []byte, batches []string) (int, error) {
+	if len(key) == 0 {
+		return 0, ErrNoSessionKey
+	}
 	scrubbed := 0
-	for _, name := range names {
+	for _, name := range batches {
 		ok, err := l.scrubSession(ctx, name, key)
 		if err != nil {
 			return scrubbed, err
@@ -97,7 +108,7 @@ func (l *Ledger) scrubSession(ctx context.Context, batch string, key []byte) (bo
 	}
 	// Without a name (gone, or erased by another janitor) the script only
 	// drops the batch from the index.
-	n, err := l.run(ctx, scrubScript, batch, instance, hash).Int()
+	n, err := l.run(ctx, scrubScript, batch, instance, hash, time.Now().UnixMilli()).Int()
 	if err != nil {
 		return false, fmt.Errorf("ledger: scrub the session of %s: %w", batch, err)
 	}

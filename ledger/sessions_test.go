@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coze-eraser/coze-eraser/internal/keyspace"
 	"github.com/coze-eraser/coze-eraser/ledger"
@@ -239,4 +240,45 @@ func (b bundle) ledgerKeysHolding(t *testing.T, s string) []string {
 		}
 	}
 	return out
+}
+
+// TestNoScrubWhileAProducerAdds: a complete batch that a producer has
+// opened again as its session keeps the name while the producer's lease
+// runs, so that the ids it adds can still get tasks as the session; once
+// it seals, the name goes, and an adder that opened the batch before the
+// scrub can add nothing more.
+func TestNoScrubWhileAProducerAdds(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	// The adders' leases run on the real clock, which the scrub reads.
+	spec := ledger.BatchSpec{Name: "rb", Profile: "app", Session: session, Created: time.Now(), Now: time.Now}
+	b.open(t, spec, "1")
+	b.record(t, "rb", "1", ledger.Deleted, "L1")
+	a := b.adder(t, spec)
+	if n, err := b.ledger.ScrubSessions(b.ctx, sessionKey); err != nil || n != 0 {
+		t.Fatalf("scrub while a producer adds: %d, %v; want 0", n, err)
+	}
+	if _, err := a.Add(b.ctx, []string{"2"}); err != nil {
+		t.Fatalf("add: %v", err)
+	}
+	if _, err := a.Seal(b.ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.record(t, "rb", "2", ledger.Deleted, "L2")
+	late := b.adder(t, spec)
+	if n, err := b.ledger.ScrubSessions(b.ctx, sessionKey); err != nil || n != 0 {
+		t.Fatalf("scrub while the late producer holds it: %d, %v", n, err)
+	}
+	if _, err := late.Seal(b.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.ledger.ScrubSessions(b.ctx, sessionKey); err != nil || n != 1 {
+		t.Fatalf("scrub once every producer sealed: %d, %v; want 1", n, err)
+	}
+	if _, err := late.Add(b.ctx, []string{"3"}); !errors.Is(err, ledger.ErrSessionErased) {
+		t.Errorf("add after the scrub: %v, want ErrSessionErased", err)
+	}
+	if bt := b.batch(t, "rb"); bt.Total != 2 || bt.Pending() != 0 || bt.HasSession {
+		t.Errorf("batch %+v", bt)
+	}
 }

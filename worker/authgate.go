@@ -60,6 +60,21 @@ func (g *authGate) acquire(ctx context.Context) (probe bool, err error) {
 	}
 }
 
+// tryAcquire is acquire without the wait: ok is false while the gate is
+// closed and the probe is not due or already taken.
+func (g *authGate) tryAcquire() (probe, ok bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case !g.closed:
+		return false, true
+	case !g.probing && !g.now().Before(g.nextProbe):
+		g.probing = true
+		return true, true
+	}
+	return false, false
+}
+
 // waitChange waits for changed to close, for d to pass (when d > 0), or for
 // ctx to end.
 func waitChange(ctx context.Context, changed <-chan struct{}, d time.Duration) error {

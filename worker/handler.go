@@ -92,6 +92,10 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	probe, done, err := h.waitTurn(ctx, l)
 	release()
+	if errors.Is(err, errProfilePaused) {
+		h.metrics.Retries.WithLabelValues(reasonAuth).Inc()
+		return retryLater(reasonAuth, l.afterProbe(), fmt.Errorf("profile %s: %w", l.profile, err))
+	}
 	if err != nil {
 		h.metrics.Retries.WithLabelValues(reasonWaiting).Inc()
 		return retryLater(reasonWaiting, 0, err)
@@ -187,7 +191,7 @@ func (h *Handler) waitTurn(ctx context.Context, l *lane) (probe bool, done func(
 		defer stop()
 	}
 	for {
-		probe, err := l.auth.acquire(waitCtx)
+		probe, err := h.acquireAuth(waitCtx, l)
 		if err != nil {
 			return false, nil, err
 		}
@@ -204,6 +208,25 @@ func (h *Handler) waitTurn(ctx context.Context, l *lane) (probe bool, done func(
 		}
 		done(coze.Result{Class: coze.ClassTransient}) // not used: hand the slot back
 	}
+}
+
+// errProfilePaused is waitTurn's error for a task of a paused profile
+// that is not its probe, on a worker serving several profiles.
+var errProfilePaused = errors.New("its profile's calls are paused: the API rejects its token")
+
+// acquireAuth waits for the lane's auth gate. On a worker serving several
+// profiles a task does not wait for a paused profile's probe: it goes
+// back to the queue (errProfilePaused), so that its slot serves the other
+// profiles, which a pause of minutes would otherwise starve.
+func (h *Handler) acquireAuth(ctx context.Context, l *lane) (probe bool, err error) {
+	if !l.shared {
+		return l.auth.acquire(ctx)
+	}
+	probe, ok := l.auth.tryAcquire()
+	if !ok {
+		return false, errProfilePaused
+	}
+	return probe, nil
 }
 
 // decide maps an answer to the ledger outcome and to what asynq should do.

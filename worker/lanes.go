@@ -58,6 +58,11 @@ type lane struct {
 	// another profile always finds a slot.
 	maxWaiting int
 	waiting    atomic.Int64
+	// allWaiting counts the waiting tasks of every lane of the worker,
+	// at most maxAllWaiting (its concurrency less one): one slot always
+	// stays to fetch, so that a third profile is never starved by two.
+	allWaiting    *atomic.Int64
+	maxAllWaiting int64
 
 	backlogMu sync.Mutex
 	// backlogUntil is when the last task handed back by admit is due
@@ -119,15 +124,30 @@ func (l *lane) admit(now time.Time) (release func(), handBack time.Duration) {
 	}
 	if l.waiting.Add(1) > limit {
 		l.waiting.Add(-1)
-		if paused {
-			// Back after the next probe, spread over a while: if the
-			// probe succeeds, they return as the lane resumes.
-			wait := l.auth.untilProbe()
-			return nil, wait + rand.N(time.Second+wait/2)
-		}
-		return nil, l.handBackDelay(now, rate)
+		return nil, l.handBack(now, paused, rate)
 	}
-	return func() { l.waiting.Add(-1) }, 0
+	if l.allWaiting.Add(1) > l.maxAllWaiting {
+		l.allWaiting.Add(-1)
+		l.waiting.Add(-1)
+		return nil, l.handBack(now, paused, rate)
+	}
+	return func() { l.waiting.Add(-1); l.allWaiting.Add(-1) }, 0
+}
+
+// handBack is the delay of a task the lane does not admit.
+func (l *lane) handBack(now time.Time, paused bool, rate float64) time.Duration {
+	if paused {
+		return l.afterProbe()
+	}
+	return l.handBackDelay(now, rate)
+}
+
+// afterProbe is when a task of a paused lane that goes back to the queue
+// is due again: after the next probe, spread over a while, so that if the
+// probe succeeds, the lane's tasks return as it resumes.
+func (l *lane) afterProbe() time.Duration {
+	wait := l.auth.untilProbe()
+	return wait + rand.N(time.Second+wait/2)
 }
 
 // supplyRate is the rate handed-back tasks of a lane are spread at, per
@@ -206,9 +226,11 @@ func (c *Config) identities() (map[string]Identity, error) {
 // newLanes builds one lane per identity.
 func (s *Server) newLanes(ids map[string]Identity) map[string]*lane {
 	lanes := make(map[string]*lane, len(ids))
+	allWaiting := new(atomic.Int64)
 	for name, id := range ids {
 		l := &lane{profile: name, api: id.API, sessions: id.Sessions, limiter: id.Limiter,
-			shared: len(ids) > 1, maxWaiting: max(s.cfg.Concurrency*3/4, 1)}
+			shared: len(ids) > 1, maxWaiting: max(s.cfg.Concurrency*3/4, 1),
+			allWaiting: allWaiting, maxAllWaiting: int64(max(s.cfg.Concurrency-1, 1))}
 		l.pacer = localPacer{newThrottle(s.cfg.RateLimitBackoff, s.cfg.Now)}
 		if id.Limiter != nil {
 			l.pacer = fleetPacer{limiter: id.Limiter, waited: s.metrics.RateLimitWait.WithLabelValues(name)}

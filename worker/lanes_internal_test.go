@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,7 +17,7 @@ func TestLaneAdmission(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	clock := func() time.Time { return now }
 	newLane := func(shared bool) *lane {
-		return &lane{profile: "a", shared: shared, maxWaiting: 3,
+		return &lane{profile: "a", shared: shared, maxWaiting: 3, allWaiting: new(atomic.Int64), maxAllWaiting: 4,
 			auth: newAuthGate(Backoff{Base: 10 * time.Second, Cap: time.Minute}, clock, nil)}
 	}
 
@@ -54,6 +55,21 @@ func TestLaneAdmission(t *testing.T) {
 	releases[0]()
 	if release, _ := shared.admit(now); release == nil {
 		t.Error("a freed waiter's place was not given to the next task")
+	}
+
+	// Lanes of one worker together keep a slot free (maxAllWaiting 4, a
+	// worker of 5): with a's three waiting, b may take one, not two.
+	other := newLane(true)
+	other.allWaiting = shared.allWaiting
+	if release, _ := other.admit(now); release == nil {
+		t.Error("a second lane found no slot while the worker had two")
+	}
+	if release, _ := other.admit(now); release != nil {
+		t.Error("a second lane took the worker's last slot")
+	}
+	releases[1]()
+	if release, _ := other.admit(now); release == nil {
+		t.Error("a second lane found no slot after one freed")
 	}
 
 	paused := newLane(true)

@@ -287,16 +287,22 @@ func New(cfg Config) (*Server, error) {
 
 // completed queues the callbacks of the batches an attempt completed and
 // takes their session names out of the ledger.
-func (s *Server) completed(ctx context.Context, _ []string) {
+func (s *Server) completed(ctx context.Context, batches []string) {
 	ctx = context.WithoutCancel(ctx)
 	s.janitor.QueueCallbacks(ctx)
 	if len(s.cfg.SessionKey) > 0 {
-		if _, err := s.cfg.Ledger.ScrubSessions(ctx, s.cfg.SessionKey); err != nil {
+		ctx, cancel := context.WithTimeout(ctx, scrubTimeout)
+		defer cancel()
+		if _, err := s.cfg.Ledger.ScrubBatchSessions(ctx, s.cfg.SessionKey, batches); err != nil {
 			// The janitor's next sweep tries again.
 			s.cfg.Logger.Warn("could not replace the session names of complete batches by their hash", "error", err)
 		}
 	}
 }
+
+// scrubTimeout bounds the scrub of the batches an attempt completed; the
+// janitor's next sweep does what it leaves.
+const scrubTimeout = 5 * time.Second
 
 // actsAsSessions reports whether an identity can act as end users'
 // sessions.

@@ -118,10 +118,10 @@ could not be queued (bad flags, Redis unreachable, no id in the input).`,
 	fl.StringVar(&f.profile, "profile", "", "the profile (identity) the deletions act as (default: the workers' default profile); "+
 		"checked against --profiles when given, else resolved by the workers")
 	fl.StringVar(&f.session, "session", "", "the end user's session (session_name) the deletions act as; needs a JWT --profile. "+
-		"Personal data: never printed, erased from the ledger once the batch completes")
-	// The usage of profileFlags' --profiles: the same file the workers read.
+		"Personal data: never printed, erased from the ledger once the batch completes; "+
+		"prefer the variable to the flag, which other users see in ps")
 	fl.StringVar(&f.profiles, "profiles", "",
-		"YAML file of named identities (profiles); without it the profile \"default\" is --coze-base-url with COZE_API_TOKEN or COZE_API_TOKEN_FILE")
+		"YAML file of the workers' identities (profiles), to check --profile and --session against")
 	return cmd
 }
 

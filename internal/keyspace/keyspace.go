@@ -34,9 +34,11 @@
 //	P lost:{b}               hash    outcomes recorded for lost batch b, and _opens,    retention
 //	                                 _open
 //	P lock:{name}            string  a lock's holder, a random id (the janitor's lock   the lock's
-//	                                 is lock:janitor)
+//	                                 is lock:janitor, the session scrub's
+//	                                 lock:sessions)
 //	P budget:{h}             hash    a rate budget ({h}: a hash of the API's base URL   none
-//	                                 and token): tokens, rate, window, pushback
+//	                                 and token, or of the base URL and an OAuth
+//	                                 app's id): tokens, rate, window, pushback
 //	{budget}:inflight        zset    holders of in-flight calls -> until (ms)           2 × lease
 //	{budget}:freed           channel (pub/sub) a freed in-flight slot               -
 //	{budget}:learned         string  the rate the API accepted, for the next run        30 days

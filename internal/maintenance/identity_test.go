@@ -3,6 +3,7 @@ package maintenance_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -27,7 +28,7 @@ var sessionKey = []byte("a test key of the deployment")
 // is dropped first) and returns what it logged.
 func (b bundle) sweep(t *testing.T, now time.Time, key []byte) string {
 	t.Helper()
-	b.rdb.Del(b.ctx, keyspace.New(ledger.DefaultPrefix).Lock("janitor"))
+	b.rdb.Del(b.ctx, keyspace.New(ledger.DefaultPrefix).Lock("janitor"), keyspace.New(ledger.DefaultPrefix).Lock("sessions"))
 	var logs bytes.Buffer
 	j := maintenance.NewJanitor(maintenance.JanitorConfig{Redis: b.rdb, Ledger: b.ledger, SessionKey: key,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)), Now: func() time.Time { return now }})
@@ -135,6 +136,25 @@ func TestSweepErasesSessionNames(t *testing.T) {
 	b.sweep(t, b.now, sessionKey)
 	if found := b.ledgerKeysHolding(t, session); len(found) > 0 {
 		t.Errorf("the session name is still under the ledger's prefix: %q", found)
+	}
+}
+
+// TestKeylessWorkerDoesNotBlockTheScrub: a worker without the session key
+// that holds the janitor's lock does not keep one with the key from
+// erasing session names (the scrub has a lock of its own).
+func TestKeylessWorkerDoesNotBlockTheScrub(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.open(t, ledger.BatchSpec{Name: "done", Profile: "app-eu", Session: session}, "1")
+	b.record(t, "done", "1", ledger.Deleted, "L")
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	keyless := maintenance.NewJanitor(maintenance.JanitorConfig{Redis: b.rdb, Ledger: b.ledger, Logger: quiet, Interval: time.Minute})
+	keyless.Sweep(b.ctx) // takes the janitor's lock for a minute
+	keyed := maintenance.NewJanitor(maintenance.JanitorConfig{Redis: b.rdb, Ledger: b.ledger, Logger: quiet, Interval: time.Minute,
+		SessionKey: sessionKey})
+	keyed.Sweep(b.ctx)
+	if got, _, _ := b.ledger.Batch(b.ctx, "done"); got.HasSession {
+		t.Error("the keyed worker's sweep left the session name while a keyless worker held the janitor's lock")
 	}
 }
 

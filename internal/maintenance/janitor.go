@@ -100,6 +100,7 @@ const stalledBucketsPerSweep = 256
 // Sweep repairs once, unless another worker of the fleet swept within the
 // last interval (it holds the janitor's lock).
 func (j *Janitor) Sweep(ctx context.Context) {
+	j.scrubSessions(ctx)
 	if ok, err := j.store.Lock(ctx, "janitor", j.cfg.Interval*9/10); err != nil || !ok {
 		return
 	}
@@ -114,13 +115,18 @@ func (j *Janitor) Sweep(ctx context.Context) {
 	if err == nil {
 		j.requeueStalled(ctx, names)
 	}
-	j.scrubSessions(ctx)
 }
 
 // scrubSessions erases the session names of the batches that completed,
-// when the janitor has the key.
+// when the janitor has the key. It has a lock of its own, which only
+// workers with the key take: in a fleet where some workers have no key
+// (no OAuth app profile), the janitor's lock would otherwise often go to
+// one that cannot scrub.
 func (j *Janitor) scrubSessions(ctx context.Context) {
 	if len(j.cfg.SessionKey) == 0 {
+		return
+	}
+	if ok, err := j.store.Lock(ctx, "sessions", j.cfg.Interval*9/10); err != nil || !ok {
 		return
 	}
 	n, err := j.cfg.Ledger.ScrubSessions(ctx, j.cfg.SessionKey)

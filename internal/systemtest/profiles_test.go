@@ -160,12 +160,12 @@ func redisHolds(t *testing.T, srv *redistest.Server, s string) bool {
 }
 
 // TestSessionsOfOneApp is acceptance run 1 at CI size: 2,000 ids of 20
-// sessions for about 15 s with 5 s tokens, so that every session renews.
+// sessions for about 20 s with 10 s tokens, so that every session renews.
 // The full run (20,000 ids, 200 sessions, 3 minutes, 60 s tokens) is
 // TestSessionsOfOneAppFullSize, behind the slow tag.
 func TestSessionsOfOneApp(t *testing.T) {
 	t.Parallel()
-	took, mints := sessionsScenario(t, 2000, 20, 5*time.Second, 130)
+	took, mints := sessionsScenario(t, 2000, 20, 10*time.Second, 100)
 	t.Logf("2,000 ids, 20 sessions: %v; mints per session %v", took.Round(time.Millisecond), mints)
 }
 

@@ -5,11 +5,16 @@
 -- Returns one letter per id: n (new member), p (member, pending), t (member, finished).
 local B = ARGV[2]
 local meta = metaKey(B)
-local m = redis.call('HMGET', meta, 'buckets', 'ttl', 'due')
+local m = redis.call('HMGET', meta, 'buckets', 'ttl', 'due', 'session_hash')
 if not m[1] then
   -- The adder opened it, so it existed: Redis lost it.
   markLost(B, ARGV[3], '1', ARGV[6])
   return redis.error_reply('NOBATCH batch ' .. B .. ' does not exist')
+end
+if m[4] then
+  -- It completed and its session name was erased since the adder opened
+  -- it: a new id could only get a task of another identity.
+  return redis.error_reply('SESSIONERASED batch ' .. B .. ' is complete and its session name was erased')
 end
 local n, ttl = tonumber(m[1]), tonumber(m[2])
 local out, added, touched = {}, 0, {}

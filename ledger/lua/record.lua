@@ -150,6 +150,23 @@ local function finish(info, key, id, letter, value, now, nowMs, k)
 end
 
 local anyLinks = call('EXISTS', alsoKey) == 1
+
+-- identityOf is batch b's identity, one string to compare: its profile
+-- and its session (the name while it is held, its hash once erased). Only
+-- a deletion proves anything for a linked batch of another identity: a
+-- "not found" or a failure answered to one identity says nothing of what
+-- another may delete (Coze answers "not found" to whoever did not create
+-- the conversation).
+local function identityOf(b)
+  local m = call('HMGET', metaKey(b), 'profile', 'session', 'session_hash')
+  local session = ''
+  if m[2] then
+    session = 's:' .. m[2]
+  elseif m[3] then
+    session = 'h:' .. m[3]
+  end
+  return (m[1] or 'default') .. '\0' .. session
+end
 local out, n = {}, 0
 local reported = {} -- attempt -> its completed batches' place in out
 
@@ -216,9 +233,21 @@ while i <= #ARGV do
         if also then
           local linkAttempts = attempts > 1 and int(attempts) or '1'
           value = value or entryOf(i, letter, '1', now, nowMs)
+          local mine, waiting = nil, {}
           for entry in string.gmatch(also, '%S+') do
             local b = string.match(entry, '^(.-)@')
-            if b ~= B and call('EXISTS', metaKey(b)) == 1 then
+            local exists = b ~= B and call('EXISTS', metaKey(b)) == 1
+            local served = true
+            if exists and letter ~= 'd' then
+              mine = mine or identityOf(B)
+              served = identityOf(b) == mine
+            end
+            if not served then
+              -- Another identity's batch: the id stays pending there,
+              -- and linked, so that the janitor queues it a task of its
+              -- own once this one is gone.
+              waiting[#waiting + 1] = entry
+            elseif exists then
               local binfo = batches[b] or batchOf(b, now, nowMs, ARGV[i + 6], id)
               local bkey = idsKeyOf(binfo, id)
               if isPending(call('HGET', bkey, id)) then
@@ -232,7 +261,11 @@ while i <= #ARGV do
               end
             end
           end
-          call('HDEL', alsoKey, id)
+          if #waiting > 0 then
+            call('HSET', alsoKey, id, table.concat(waiting, ' '))
+          else
+            call('HDEL', alsoKey, id)
+          end
         end
       end
     end

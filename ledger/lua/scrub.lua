@@ -4,7 +4,7 @@
 -- complete (ids pending, reopened, being added to) keeps its name.
 -- ARGV: 2 batch, 3 the batch's instance id when its name was read (another
 -- instance of the same name is left for the next call), 4 the hash
--- ("hmac-sha256:..." of the name that instance holds).
+-- ("hmac-sha256:..." of the name that instance holds), 5 now ms.
 -- Returns 1 when it erased the name, 0 otherwise.
 local B = ARGV[2]
 local meta = metaKey(B)
@@ -14,6 +14,11 @@ if redis.call('EXISTS', meta) == 0 or not m[3] then
   return 0
 end
 if m[1] ~= '1' or m[2] ~= ARGV[3] or ARGV[4] == '' then
+  return 0
+end
+-- A producer still adding ids (its lease running) may add more as the
+-- session: the name stays until it is done.
+if redis.call('ZCOUNT', addersKey(B), '(' .. ARGV[5], '+inf') > 0 then
   return 0
 end
 redis.call('HSET', meta, 'session_hash', ARGV[4])
