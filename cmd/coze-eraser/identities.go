@@ -38,8 +38,16 @@ func (f *workFlags) identities(a *app, warn func(string, ...any)) ([]workIdentit
 	if err != nil {
 		return nil, err
 	}
-	out := make([]workIdentity, 0, set.Len())
-	for _, name := range set.Names() {
+	names := set.Names()
+	if f.actAs != nil {
+		name, err := f.actAs(names)
+		if err != nil {
+			return nil, err
+		}
+		names = []string{name}
+	}
+	out := make([]workIdentity, 0, len(names))
+	for _, name := range names {
 		p, _ := set.Get(name)
 		id, err := a.newIdentity(p, warn, f.requestTimeout)
 		if err != nil {
@@ -62,7 +70,10 @@ func (f *workFlags) identities(a *app, warn func(string, ...any)) ([]workIdentit
 }
 
 // needsSessionKey reports whether an identity can act as sessions.
-func needsSessionKey(ids []workIdentity) bool {
+func (f *workFlags) needsSessionKey(ids []workIdentity) bool {
+	if f.actAs != nil {
+		return false // run acts as one profile, without sessions
+	}
 	for _, id := range ids {
 		if id.app != nil {
 			return true
@@ -76,10 +87,10 @@ func needsSessionKey(ids []workIdentity) bool {
 // need it: the ledger keeps a hash of a session name keyed with it once
 // the session's batch is complete. Every worker of a fleet must have the
 // same key for the hashes to match.
-func (a *app) sessionKey(ids []workIdentity) ([]byte, error) {
+func (f *workFlags) sessionKey(a *app, ids []workIdentity) ([]byte, error) {
 	path := a.env.get(sessionKeyEnv)
 	if path == "" {
-		if needsSessionKey(ids) {
+		if f.needsSessionKey(ids) {
 			return nil, setupError("%s is not set: workers with an OAuth app profile need a secret key for the hash that "+
 				"replaces a session name in the ledger once its batch is complete; make one with "+
 				"'head -c 32 /dev/urandom | base64 > FILE', give every worker the same file", sessionKeyEnv)
@@ -113,7 +124,7 @@ func (f *workFlags) workerIdentities(rdb redis.UniversalClient, ids []workIdenti
 			limiters = append(limiters, limiter)
 		}
 		wi := worker.Identity{API: id.client, Limiter: limiter}
-		if app, client := id.app, id.client; app != nil {
+		if app, client := id.app, id.client; app != nil && f.actAs == nil {
 			wi.Sessions = func(session string) worker.API { return client.WithTokens(app.Session(session)) }
 		}
 		out[id.profile.Name] = wi

@@ -187,3 +187,41 @@ func TestWorkerProfileErrorsAtStart(t *testing.T) {
 		}
 	}
 }
+
+// TestRunActsAsOneProfile: run with a profiles file acts as --profile
+// only (the file's OAuth app needs no session key then, and its key file
+// is not even read), and the batch records the profile.
+func TestRunActsAsOneProfile(t *testing.T) {
+	t.Parallel()
+	fake := cozetest.NewServer()
+	t.Cleanup(fake.Close)
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	if err := os.WriteFile(token, []byte("pat_RUN_PROFILE\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "profiles.yaml")
+	yaml := "profiles:\n  bot:\n    base_url: " + fake.URL + "\n    token_file: " + token + "\n" +
+		"  app-cn:\n    base_url: " + fake.URL + "\n    jwt:\n      app_id: \"1127900106117\"\n      key_id: k1\n" +
+		"      private_key_file: " + filepath.Join(dir, "missing.pem") + "\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path, ids := writeIDs(t, 20, 7379996104798150001)
+	report := filepath.Join(dir, "proof.csv")
+	r := cli{}.run(context.Background(), append([]string{"run", "--profiles", file, "--profile", "bot", "--file", path,
+		"--report", report}, fastRun...)...)
+	if r.code != 0 || !strings.HasPrefix(lastLine(r.stdout), "total=20 deleted=20 ") {
+		t.Fatalf("exit %d, stdout %q, stderr:\n%s", r.code, lastLine(r.stdout), r.stderr)
+	}
+	if proof, _ := os.ReadFile(report); !strings.Contains(string(proof), "# profile: bot") {
+		t.Errorf("the proof does not name the profile:\n%.300s", proof)
+	}
+	if len(fake.Deletions()) != len(ids) {
+		t.Errorf("%d deletions, want %d", len(fake.Deletions()), len(ids))
+	}
+	r = cli{}.run(context.Background(), "run", "--profiles", file, "--file", path)
+	if r.code != exitSetup || !strings.Contains(r.stderr, "several profiles (app-cn, bot)") {
+		t.Errorf("run without --profile: exit %d, %q", r.code, r.stderr)
+	}
+}

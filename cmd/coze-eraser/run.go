@@ -122,11 +122,12 @@ func (a *app) runRun(ctx context.Context, f *runFlags, args []string) error {
 		return err
 	}
 	defer flushLog()
-	ws, err := f.work.setup(a, log)
-	if err != nil {
-		return err
+	var profile string
+	f.work.actAs = func(names []string) (string, error) {
+		profile, err = runProfile(f.profile, names)
+		return profile, err
 	}
-	profile, err := runProfile(f.profile, ws.ids)
+	ws, err := f.work.setup(a, log)
 	if err != nil {
 		return err
 	}
@@ -339,12 +340,9 @@ func (a *app) finishRun(ctx context.Context, rdb *redis.Client, p runner.Progres
 }
 
 // runProfile is the profile a run acts as: --profile, else "default", or
-// the profiles file's only profile. It must be one the run's worker has.
-func runProfile(given string, ids []workIdentity) (string, error) {
-	names := make([]string, 0, len(ids))
-	for _, id := range ids {
-		names = append(names, id.profile.Name)
-	}
+// the profiles file's only profile. The run's worker acts as it only, and
+// as no session, so it needs no session key.
+func runProfile(given string, names []string) (string, error) {
 	switch {
 	case given != "" && slices.Contains(names, given):
 		return given, nil

@@ -34,6 +34,10 @@ type workFlags struct {
 	rate            rateValue
 	burst           int
 	maxInflight     int
+	// actAs, when set, picks the one profile of the file to act as, from
+	// its names, and no session (run); else every profile and its
+	// sessions (worker).
+	actAs func(names []string) (string, error)
 	// flags tells a value the user gave (flag or environment) from a
 	// default: only a default --metrics-addr may move.
 	flags *pflag.FlagSet
@@ -106,7 +110,7 @@ func (f *workFlags) setup(a *app, log *slog.Logger) (workSetup, error) {
 	if err != nil {
 		return workSetup{}, err
 	}
-	key, err := a.sessionKey(ids)
+	key, err := f.sessionKey(a, ids)
 	if err != nil {
 		return workSetup{}, err
 	}
