@@ -147,7 +147,10 @@ type Result struct {
 // Error is returned for every answer other than [ClassDeleted].
 type Error struct {
 	ConversationID string
-	Result         Result
+	// Op names a call other than a delete ("list conversations of bot
+	// 123"); empty for a delete.
+	Op     string
+	Result Result
 }
 
 // Error describes the answer without anything secret: the URL path, the
@@ -155,7 +158,11 @@ type Error struct {
 func (e *Error) Error() string {
 	r := e.Result
 	var b strings.Builder
-	fmt.Fprintf(&b, "coze: delete conversation %s: %s", e.ConversationID, r.Class)
+	if e.Op != "" {
+		fmt.Fprintf(&b, "coze: %s: %s", e.Op, r.Class)
+	} else {
+		fmt.Fprintf(&b, "coze: delete conversation %s: %s", e.ConversationID, r.Class)
+	}
 	if r.HasCode {
 		fmt.Fprintf(&b, ": code %d", r.Code)
 		if r.Msg != "" {
@@ -192,17 +199,24 @@ func (c *Client) DeleteConversation(ctx context.Context, conversationID string) 
 }
 
 func (c *Client) deleteConversation(ctx context.Context, conversationID string) Result {
+	// PathEscape keeps the id one path segment whatever it holds; JoinPath
+	// would clean "a/../b" into another path.
+	res, _ := c.send(ctx, http.MethodDelete, c.endpoint+url.PathEscape(conversationID), c.maxBody)
+	return res
+}
+
+// send makes one call with the client's token and returns its classified
+// answer and its body (read up to maxBody bytes, the token masked in it).
+func (c *Client) send(ctx context.Context, method, target string, maxBody int64) (Result, []byte) {
 	token, err := tokenFor(ctx, c.tokens)
 	if err != nil {
-		return Result{Class: tokenErrorClass(err), Err: err}
+		return Result{Class: tokenErrorClass(err), Err: err}, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	// PathEscape keeps the id one path segment whatever it holds; JoinPath
-	// would clean "a/../b" into another path.
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, c.endpoint+url.PathEscape(conversationID), nil)
+	req, err := http.NewRequestWithContext(ctx, method, target, nil)
 	if err != nil {
-		return Result{Class: ClassPermanent, Err: err}
+		return Result{Class: ClassPermanent, Err: err}, nil
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
@@ -210,18 +224,18 @@ func (c *Client) deleteConversation(ctx context.Context, conversationID string) 
 
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return Result{Class: ClassTransient, Err: scrubURLError(err)}
+		return Result{Class: ClassTransient, Err: scrubURLError(err)}, nil
 	}
 	defer resp.Body.Close()
-	body, readErr := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
+	body, readErr := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	redactToken(resp.Header, &body, token)
-	res := Parse(resp.StatusCode, resp.Header, body, readErr, c.maxBody)
+	res := Parse(resp.StatusCode, resp.Header, body, readErr, maxBody)
 	if res.Class == ClassAuth {
 		if rs, ok := c.tokens.(RefusableTokenSource); ok {
 			rs.Refused(token) // a minted token the API no longer takes: mint anew next time
 		}
 	}
-	return res
+	return res, body
 }
 
 // tokenFor asks tokens for a token, within ctx when the source can wait

@@ -129,3 +129,54 @@ func TestRevokedTokenIsMintedAgain(t *testing.T) {
 		t.Errorf("%d mints, want 2: one before and one after the revocation", n)
 	}
 }
+
+// TestListAgainstTheFake: each session of an app lists exactly its own
+// conversations of a bot, page by page in creation order, and a list that
+// reads every page before deleting sees every one.
+func TestListAgainstTheFake(t *testing.T) {
+	t.Parallel()
+	key := testKeys()[0]
+	const app, kid, bot = "1127900106117", "kid-1", "7379996104700000001"
+	api := cozetest.NewServer(cozetest.WithJWTApp(app, map[string]*rsa.PublicKey{kid: &key.PublicKey}))
+	defer api.Close()
+	path := filepath.Join(t.TempDir(), "app.pem")
+	writeKey(t, path, pkcs8PEM(t, key))
+	jwtApp, err := coze.NewJWTApp(coze.JWTConfig{BaseURL: api.URL, AppID: app, KeyID: kid, PrivateKeyFile: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Unix(1_700_000_000, 0)
+	owned := map[string]int{"alice": 120, "bob": 30}
+	for s, n := range owned {
+		for i := range n {
+			api.AddConversations(cozetest.Conversation{ID: fmt.Sprintf("73799961047%s%06d", map[string]string{"alice": "1", "bob": "2"}[s], i),
+				BotID: bot, CreatedAt: base.Add(time.Duration(i) * time.Second), Owner: cozetest.Identity{App: app, Session: s}})
+		}
+	}
+	for s, n := range owned {
+		c, err := coze.NewClient(api.URL, jwtApp.Session(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []coze.Conversation
+		for page := 1; ; page++ {
+			p, _, err := c.ListConversations(context.Background(), coze.ListQuery{BotID: bot, Page: page})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, p.Conversations...)
+			if !p.HasMore {
+				break
+			}
+		}
+		if len(got) != n {
+			t.Errorf("%s listed %d, want %d", s, len(got), n)
+		}
+		for i := 1; i < len(got); i++ {
+			if got[i].CreatedAt.Before(got[i-1].CreatedAt) {
+				t.Errorf("%s: not in creation order at %d", s, i)
+				break
+			}
+		}
+	}
+}

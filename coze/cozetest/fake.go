@@ -1,6 +1,6 @@
 // Package cozetest is a fake Coze OpenAPI for tests, benchmarks and demos. It
-// answers DELETE /v1/conversations/{id} as NOTES.md says the real API does,
-// and misbehaves on request: per-id scripted answers, random faults by rate,
+// answers DELETE /v1/conversations/{id} and GET /v1/conversations (the list,
+// see list.go) as NOTES.md says the real API does, and misbehaves on request: per-id scripted answers, random faults by rate,
 // latency, a server-side rate limit, an auth outage. It also serves the
 // OAuth JWT token endpoint and knows who created each conversation (see
 // oauth.go): only the creator may delete it.
@@ -68,8 +68,10 @@ const (
 	AnswerGone        = "gone"         // already deleted earlier: 4002
 	AnswerLimited     = "limit"        // over the server-side rate limit: 429
 	AnswerUnauth      = "unauthorized" // wrong token or auth outage: 4100
-	AnswerInvalidPath = "invalid"      // not a conversation id: 4000
+	AnswerInvalidPath = "invalid"      // not a conversation id, or a bad list parameter: 4000
 	AnswerNotCreator  = "not-creator"  // the caller did not create it: NotCreatorCode
+	AnswerRefused     = "refused"      // refused by RefuseDelete, not deleted: 4002
+	AnswerListed      = "listed"       // a list call answered with a page
 )
 
 // Call is one request the fake received and what it answered.
@@ -80,6 +82,9 @@ type Call struct {
 	ID     string
 	// Token is the bearer token the request carried.
 	Token string
+	// Query is the raw query string of a list call (Method GET, Path
+	// [ListPath], ID empty); empty for a DELETE.
+	Query string
 	// Identity is who Token acts as; zero when the call was refused before
 	// or at the token check (rate limit, 4100).
 	Identity Identity
@@ -125,6 +130,7 @@ type Fake struct {
 	retryAfter int
 	limiter    *rate.Limiter
 	oauth      oauthState
+	list       listState
 }
 
 // Option configures a [Fake] at construction.
@@ -175,6 +181,7 @@ func NewFake(opts ...Option) *Fake {
 		slowDelay:  5 * time.Second,
 		retryAfter: 1,
 		oauth:      newOAuthState(),
+		list:       newListState(),
 	}
 	for _, opt := range opts {
 		opt(f)
@@ -307,20 +314,16 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
+	if r.URL.Path == ListPath {
+		f.serveList(w, r)
+		return
+	}
 	id, ok := strings.CutPrefix(r.URL.Path, "/v1/conversations/")
 	if !ok || strings.Contains(id, "/") {
 		http.NotFound(w, r)
 		return
 	}
-	if r.Method != http.MethodDelete {
-		w.Header().Set("Allow", http.MethodDelete)
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
-	f.mu.Lock()
-	latency := f.latency
-	f.mu.Unlock()
-	if latency > 0 && !sleepCtx(r, latency) {
+	if !f.begin(w, r, http.MethodDelete) {
 		return
 	}
 
@@ -354,13 +357,19 @@ func (f *Fake) decide(call *Call) string {
 			f.deleted[call.ID] = Deletion{LogID: call.LogID, At: call.At, AnswerLost: answer == string(LostAnswer)}
 		}
 	}
+	f.recordLocked(call, answer)
+	return answer
+}
+
+// recordLocked counts a call's answer and logs the call. Called with f.mu
+// held.
+func (f *Fake) recordLocked(call *Call, answer string) {
 	f.counts["total"]++
 	f.counts[answer]++
 	call.Answer = answer // before the copy below: recorded calls carry their answer
 	if f.record {
 		f.calls = append(f.calls, *call)
 	}
-	return answer
 }
 
 func (f *Fake) choose(call *Call) string {
@@ -380,6 +389,9 @@ func (f *Fake) choose(call *Call) string {
 	if !f.mayDelete(call.ID, who) {
 		return AnswerNotCreator
 	}
+	if f.list.refused[call.ID] { // likewise: a refused id is never deleted
+		return AnswerRefused
+	}
 	if script := f.scripts[call.ID]; len(script) > 0 {
 		f.scripts[call.ID] = script[1:]
 		return string(script[0])
@@ -390,13 +402,22 @@ func (f *Fake) choose(call *Call) string {
 	if _, gone := f.deleted[call.ID]; gone {
 		return AnswerGone
 	}
+	if fault := f.randomFault(); fault != "" {
+		return string(fault)
+	}
+	return AnswerDeleted
+}
+
+// randomFault draws a fault at the rates SetFaults set; "" means none.
+// Called with f.mu held.
+func (f *Fake) randomFault() Fault {
 	u := f.rng.Float64()
 	for _, fault := range Faults {
 		if u -= f.faults[fault]; u < 0 {
-			return string(fault)
+			return fault
 		}
 	}
-	return AnswerDeleted
+	return ""
 }
 
 func (f *Fake) answer(w http.ResponseWriter, r *http.Request, call *Call) {
@@ -404,7 +425,7 @@ func (f *Fake) answer(w http.ResponseWriter, r *http.Request, call *Call) {
 	switch call.Answer {
 	case AnswerDeleted:
 		writeJSON(w, http.StatusOK, 0, "", call.LogID)
-	case AnswerGone, string(NotFound):
+	case AnswerGone, AnswerRefused, string(NotFound):
 		writeJSON(w, http.StatusOK, 4002, "conversation not found", call.LogID)
 	case AnswerNotCreator:
 		writeJSON(w, http.StatusOK, NotCreatorCode, "resource not found", call.LogID)
@@ -467,6 +488,21 @@ func resetConnection(w http.ResponseWriter) {
 		_ = tcp.SetLinger(0)
 	}
 	_ = conn.Close()
+}
+
+// begin answers 405 to a call of another method than method, and waits
+// the fake's latency; false means the call is over (refused, or its client
+// gone).
+func (f *Fake) begin(w http.ResponseWriter, r *http.Request, method string) bool {
+	if r.Method != method {
+		w.Header().Set("Allow", method)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return false
+	}
+	f.mu.Lock()
+	latency := f.latency
+	f.mu.Unlock()
+	return latency <= 0 || sleepCtx(r, latency)
 }
 
 // sleepCtx waits for d or until the client goes away; it reports whether the
