@@ -49,6 +49,9 @@ const (
 	// Finished: the id already has its outcome in the batch; nothing was
 	// queued.
 	Finished Status = "finished"
+	// Held: the id joined the batch, its task to come from Release (the
+	// Hold option).
+	Held Status = "held"
 )
 
 // Client enqueues deletions. It is safe for concurrent use.
@@ -109,6 +112,8 @@ type options struct {
 	expectedIDs int
 	profile     string
 	session     string
+	// held adds the ids to the batch and queues no task (Hold).
+	held bool
 }
 
 // Option configures an enqueue call.
@@ -167,6 +172,15 @@ func CallbackURL(url string) Option { return func(o *options) { o.callbackURL = 
 // The records must outlive the wait for the tasks to run by at least
 // [MinRetention], and the wait for the batch's due time.
 func Retention(d time.Duration) Option { return func(o *options) { o.retention = d } }
+
+// Hold adds the ids to the batch as pending and queues no task for them:
+// their deletions wait for [Client.Release]. A discovery that is still
+// reading the list endpoint's pages holds what it found, since a deletion
+// between two pages would shift the later ones and hide conversations from
+// it. Ids already in the batch are left as they are. Should the producer
+// die before it releases them, the janitor of a worker queues them once the
+// batch has made no progress for its stall time (15 minutes by default).
+func Hold() Option { return func(o *options) { o.held = true } }
 
 // ExpectedIDs tells a new batch about how many ids it will hold (from the
 // size of a file, say), so that it sizes its ledger to them: a small batch

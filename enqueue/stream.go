@@ -258,6 +258,28 @@ func (c *Client) seal(ctx context.Context, adder *ledger.Adder, o options, sum S
 	return err
 }
 
+// countHeld counts a held chunk: a new member as held (in the Enqueued
+// tally: it is the batch's now, its task to come), others as duplicates.
+func countHeld(members []ledger.Membership, counts *[3]atomic.Int64, onStatus func(Status)) {
+	for _, m := range members {
+		status := Held
+		switch m {
+		case ledger.NewMember:
+			counts[0].Add(1)
+		case ledger.FinishedMember:
+			status = Finished
+			counts[1].Add(1)
+			counts[2].Add(1)
+		default:
+			status = Duplicate
+			counts[1].Add(1)
+		}
+		if onStatus != nil {
+			onStatus(status)
+		}
+	}
+}
+
 // enqueueChunk adds a chunk of ids to the batch in one round trip, then
 // writes a task for each id not finished in it in another. An id whose task
 // id is taken (another batch's task, or this batch's from an earlier run)
@@ -267,6 +289,10 @@ func (c *Client) enqueueChunk(ctx context.Context, adder *ledger.Adder, ids []st
 	members, err := adder.Add(ctx, ids)
 	if err != nil {
 		return err
+	}
+	if o.held {
+		countHeld(members, counts, onStatus)
+		return nil
 	}
 	statuses := make([]Status, len(ids))
 	writes := make([]asynqwire.Task, 0, len(ids))

@@ -1,0 +1,61 @@
+package enqueue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/coze-eraser/coze-eraser/ledger"
+)
+
+// errStopScan ends a scan of the batch's entries early.
+var errStopScan = errors.New("enqueue: scan stopped")
+
+// Release queues a task for every pending id of batch, as the batch's
+// identity and in its first queue: what [Hold] added, and any pending id
+// whose task is gone. An id whose task is already queued counts as a
+// duplicate and keeps it. The batch's ids are read a bucket at a time, so
+// memory does not grow with the batch. opts may set the retry budget and
+// the schedule; the batch, queue and identity are the batch's own.
+func (c *Client) Release(ctx context.Context, batch string, opts ...Option) (Summary, error) {
+	b, ok, err := c.ledger.Batch(ctx, batch)
+	switch {
+	case err != nil:
+		return Summary{Batch: batch}, err
+	case !ok:
+		return Summary{Batch: batch}, fmt.Errorf("enqueue: release %s: no such batch", batch)
+	}
+	profile, session, err := b.TaskIdentity()
+	if err != nil {
+		return Summary{Batch: batch}, err
+	}
+	queue := DefaultQueue
+	if len(b.Queues) > 0 {
+		queue = b.Queues[0]
+	}
+	all := append(slices.Clone(opts), Batch(batch), Queue(queue))
+	if profile != "" {
+		all = append(all, Profile(profile))
+	}
+	if session != "" {
+		all = append(all, Session(session))
+	}
+	var scanErr error
+	pending := func(yield func(string) bool) {
+		scanErr = c.ledger.Entries(ctx, batch, func(e ledger.Entry) error {
+			if e.Outcome.Terminal() {
+				return nil
+			}
+			if !yield(e.ConversationID) {
+				return errStopScan
+			}
+			return nil
+		})
+	}
+	sum, err := c.EnqueueAll(ctx, pending, all...)
+	if err == nil && scanErr != nil && !errors.Is(scanErr, errStopScan) {
+		err = fmt.Errorf("enqueue: release %s: %w", batch, scanErr)
+	}
+	return sum, err
+}
