@@ -354,7 +354,7 @@ func checkBounds(o options, now time.Time) error {
 // wireTask is the task of id, as asynq's Client would write it with the
 // options' queue, retry budget and time.
 func (o options) wireTask(id string, now time.Time) (asynqwire.Task, error) {
-	payload, err := tasks.Payload{ConversationID: id, Batch: o.batch, Profile: o.payloadProfile(), Session: o.session}.Encode()
+	payload, err := tasks.Payload{ConversationID: id, Batch: o.batch}.WithIdentity(o.profile, o.session).Encode()
 	if err != nil {
 		return asynqwire.Task{}, err
 	}
@@ -364,16 +364,6 @@ func (o options) wireTask(id string, now time.Time) (asynqwire.Task, error) {
 		t.ProcessAt = now.Add(o.processIn)
 	}
 	return t, nil
-}
-
-// payloadProfile is the profile a task carries: the default profile is
-// left out unless a session needs it named (the workers read both alike,
-// and the payload stays short).
-func (o options) payloadProfile() string {
-	if o.profile == ledger.DefaultProfile && o.session == "" {
-		return ""
-	}
-	return o.profile
 }
 
 // openBatch creates the batch of o unless it exists, and returns the adder

@@ -34,10 +34,7 @@ func (c *Client) Release(ctx context.Context, batch string, opts ...Option) (Sum
 	if len(b.Queues) > 0 {
 		queue = b.Queues[0]
 	}
-	all := append(slices.Clone(opts), Batch(batch), Queue(queue))
-	if profile != "" {
-		all = append(all, Profile(profile))
-	}
+	all := append(slices.Clone(opts), Batch(batch), Queue(queue), Profile(profile))
 	if session != "" {
 		all = append(all, Session(session))
 	}

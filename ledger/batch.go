@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/coze-eraser/coze-eraser/internal/keyspace"
+	"github.com/coze-eraser/coze-eraser/tasks"
 )
 
 // BatchSpec describes a batch to create.
@@ -56,7 +57,7 @@ type BatchSpec struct {
 // DefaultProfile is the profile of a batch that names none, and of the
 // batches made before batches had identities: the workers' default
 // identity.
-const DefaultProfile = "default"
+const DefaultProfile = tasks.DefaultProfile
 
 // DefaultAdderLease is how long a batch waits for a producer that stopped
 // adding ids without sealing it (it crashed) before it may complete.
@@ -162,21 +163,15 @@ func (b Batch) SessionName() string {
 func (b Batch) SessionErased() bool { return b.SessionHash != "" && !b.HasSession }
 
 // TaskIdentity returns the profile and session a new task of the batch
-// carries in its payload (tasks.Payload): the default profile as "" when
-// there is no session, which the workers read the same way and which keeps
-// the payload short. It is an error wrapping [ErrSessionErased] when the
-// batch's session name was scrubbed: a task without it would act as
-// another identity.
+// acts as (tasks.Payload.WithIdentity writes them into a payload). It is
+// an error wrapping [ErrSessionErased] when the batch's session name was
+// scrubbed: a task without it would act as another identity.
 func (b Batch) TaskIdentity() (profile, session string, err error) {
 	if b.SessionErased() {
 		return "", "", fmt.Errorf("%w: batch %s is complete and its session name was erased from the ledger; "+
 			"put the ids in a new batch", ErrSessionErased, b.Name)
 	}
-	profile, session = b.Profile, b.SessionName()
-	if profile == DefaultProfile && session == "" {
-		profile = ""
-	}
-	return profile, session, nil
+	return b.Profile, b.SessionName(), nil
 }
 
 // Pending is the number of ids without a terminal outcome: queued,

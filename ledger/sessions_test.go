@@ -10,6 +10,7 @@ import (
 
 	"github.com/coze-eraser/coze-eraser/internal/keyspace"
 	"github.com/coze-eraser/coze-eraser/ledger"
+	"github.com/coze-eraser/coze-eraser/tasks"
 )
 
 // ks is the ledger's keyspace, to look at its keys.
@@ -40,8 +41,9 @@ func TestBatchIdentityIsStored(t *testing.T) {
 	if got.Profile != ledger.DefaultProfile || got.HasSession || got.SessionName() != "" {
 		t.Errorf("batch without identity: profile %q has session %v", got.Profile, got.HasSession)
 	}
-	if profile, s, err := got.TaskIdentity(); profile != "" || s != "" || err != nil {
-		t.Errorf("TaskIdentity of the default profile = %q %q %v, want the empty payload fields", profile, s, err)
+	profile, s, err := got.TaskIdentity()
+	if p := (tasks.Payload{}).WithIdentity(profile, s); p.Profile != "" || p.Session != "" || err != nil {
+		t.Errorf("TaskIdentity of the default profile = %q %q %v, want the empty payload fields", p.Profile, p.Session, err)
 	}
 	if _, err := b.ledger.OpenBatch(b.ctx, ledger.BatchSpec{Name: "s", Session: session}); err == nil ||
 		strings.Contains(err.Error(), session) {

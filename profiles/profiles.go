@@ -17,7 +17,7 @@ import (
 
 // DefaultName is the name of the profile that stands for the configuration
 // without a profiles file; see [Default].
-const DefaultName = "default"
+const DefaultName = tasks.DefaultProfile
 
 // MaxNameLen is the longest profile name accepted.
 const MaxNameLen = tasks.MaxProfileLen

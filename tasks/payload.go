@@ -37,6 +37,29 @@ type Payload struct {
 	Session string `json:"session,omitempty"`
 }
 
+// DefaultProfile is the identity of a task that names no profile: the
+// workers' default profile (their token without a profiles file).
+const DefaultProfile = "default"
+
+// ProfileName is the profile p acts as: its Profile, or [DefaultProfile].
+func (p Payload) ProfileName() string {
+	if p.Profile == "" {
+		return DefaultProfile
+	}
+	return p.Profile
+}
+
+// WithIdentity returns p acting as profile and session, written as the
+// contract wants them: the default profile without a session is left out,
+// so that its payload stays the compact one that every worker reads.
+func (p Payload) WithIdentity(profile, session string) Payload {
+	if profile == DefaultProfile && session == "" {
+		profile = ""
+	}
+	p.Profile, p.Session = profile, session
+	return p
+}
+
 // A payload holds no enqueue time: asynq keeps one with every pending task
 // (pending_since), and each byte of a payload is paid for by every task
 // waiting in Redis. Payloads with the "at" field older producers wrote still

@@ -308,7 +308,7 @@ func (h *Handler) logAttempt(p tasks.Payload, queue string, res coze.Result, out
 		slog.String("conversation_id", p.ConversationID),
 		slog.String("batch", p.Batch),
 		slog.String("queue", queue),
-		slog.String("profile", profileOf(p)),
+		slog.String("profile", p.ProfileName()),
 		slog.Int("attempt", max(rec.Attempts, retried+1)),
 		slog.String("class", string(res.Class)),
 		slog.String("code", coze.CodeLabel(res.Code, res.HasCode)),
@@ -338,13 +338,4 @@ func (h *Handler) logAttempt(p tasks.Payload, queue string, res coze.Result, out
 		msg = "attempt for a batch Redis lost: outcome kept in its lost record; enqueue the batch's input again"
 	}
 	h.log.LogAttrs(context.Background(), level, msg, attrs...)
-}
-
-// profileOf is the profile p acts as. (Its session is personal data and
-// is never logged.)
-func profileOf(p tasks.Payload) string {
-	if p.Profile == "" {
-		return DefaultProfile
-	}
-	return p.Profile
 }

@@ -40,10 +40,7 @@ func newIdentityGate(lanes map[string]*lane, log *slog.Logger, now func() time.T
 // resolve returns the lane of p's profile and the API acting as p's
 // identity, or why the worker cannot act as it.
 func (g *identityGate) resolve(p tasks.Payload) (*lane, API, error) {
-	profile := p.Profile
-	if profile == "" {
-		profile = DefaultProfile
-	}
+	profile := p.ProfileName()
 	l, ok := g.lanes[profile]
 	var err error
 	switch {

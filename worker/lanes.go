@@ -16,9 +16,6 @@ import (
 	"github.com/coze-eraser/coze-eraser/tasks"
 )
 
-// DefaultProfile is the identity of a task that names none.
-const DefaultProfile = "default"
-
 // Identity is one profile a worker can act as: an account (or an OAuth
 // app) with its own token, its own rate limit and its own auth state.
 type Identity struct {
@@ -202,10 +199,10 @@ func (c *Config) identities() (map[string]Identity, error) {
 		ids = map[string]Identity{}
 	}
 	if c.API != nil {
-		if _, dup := ids[DefaultProfile]; dup {
+		if _, dup := ids[tasks.DefaultProfile]; dup {
 			return nil, errors.New("worker: Config.API is the profile \"default\", and Config.Identities names it too: give it once")
 		}
-		ids[DefaultProfile] = Identity{API: c.API, Limiter: c.Limiter}
+		ids[tasks.DefaultProfile] = Identity{API: c.API, Limiter: c.Limiter}
 	} else if c.Limiter != nil {
 		return nil, errors.New("worker: Config.Limiter is the default profile's budget and needs Config.API")
 	}

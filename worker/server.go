@@ -229,10 +229,6 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("worker: Config.SessionKey is required when an identity acts as sessions: " +
 			"the ledger keeps a keyed hash of a session name once its batch is complete")
 	}
-	s := &Server{cfg: cfg}
-	s.stopped, s.stop = context.WithCancel(context.Background())
-	s.metrics = NewMetrics(cfg.Registry)
-	s.lanes = s.newLanes(ids)
 	if len(ids) > 1 {
 		// Handed-back tasks return in bursts (see lane.admit): move them
 		// to their queue often, and look for them often, rather than
@@ -244,6 +240,10 @@ func New(cfg Config) (*Server, error) {
 			cfg.PollInterval = sharedPollInterval
 		}
 	}
+	s := &Server{cfg: cfg}
+	s.stopped, s.stop = context.WithCancel(context.Background())
+	s.metrics = NewMetrics(cfg.Registry)
+	s.lanes = s.newLanes(ids)
 	s.gauges = newRedisGauges(asynq.NewInspectorFromRedisClient(cfg.Redis), cfg.Ledger, cfg.Now, cfg.RedisGaugesInterval)
 	cfg.Registry.MustRegister(s.gauges)
 	s.redisLog = newRedisWatch(cfg.Redis, cfg.Logger, cfg.Now, cfg.RedisCheckInterval)

@@ -124,14 +124,15 @@ func (a *app) runRun(ctx context.Context, f *runFlags, args []string) error {
 	defer flushLog()
 	var profile string
 	f.work.actAs = func(names []string) (string, error) {
-		profile, err = runProfile(f.profile, names)
-		return profile, err
+		name, err := runProfile(f.profile, names)
+		profile = name
+		return name, err
 	}
 	ws, err := f.work.setup(a, log)
 	if err != nil {
 		return err
 	}
-	if profile != worker.DefaultProfile {
+	if profile != tasks.DefaultProfile {
 		opts = append(opts, enqueue.Profile(profile))
 	}
 	rdb, embedded, closeRedis, err := a.runRedis(ctx, &f.redis)
@@ -348,8 +349,8 @@ func runProfile(given string, names []string) (string, error) {
 		return given, nil
 	case given != "":
 		return "", setupError("--profile %s: not a profile of --profiles (it has: %s)", given, strings.Join(names, ", "))
-	case slices.Contains(names, worker.DefaultProfile):
-		return worker.DefaultProfile, nil
+	case slices.Contains(names, tasks.DefaultProfile):
+		return tasks.DefaultProfile, nil
 	case len(names) == 1:
 		return names[0], nil
 	}

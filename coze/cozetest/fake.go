@@ -323,21 +323,11 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if !f.begin(w, r, http.MethodDelete) {
+	call, ok := f.begin(w, r, http.MethodDelete)
+	if !ok {
 		return
 	}
-
-	now := time.Now()
-	seq := f.seq.Add(1)
-	call := Call{
-		Seq:    seq,
-		Method: r.Method,
-		Path:   r.URL.Path,
-		ID:     id,
-		Token:  bearer(r),
-		LogID:  newLogID(now, seq),
-		At:     now,
-	}
+	call.ID = id
 	call.Answer = f.decide(&call)
 	f.answer(w, r, &call)
 }
@@ -470,7 +460,7 @@ func (f *Fake) answer(w http.ResponseWriter, r *http.Request, call *Call) {
 func writeJSON(w http.ResponseWriter, status int, code int64, msg, logID string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	fmt.Fprintf(w, `{"code":%d,"msg":%q,"detail":{"logid":%q}}`, code, msg, logID)
+	fmt.Fprintf(w, `{"code":%d,"msg":%q,"detail":{"logid":%q}}`, code, msg, logID) //nolint:gosec // a JSON answer (not HTML) of the fake's own log id and fixed messages, each quoted
 }
 
 // resetConnection closes the connection with SO_LINGER 0, so the client
@@ -490,19 +480,25 @@ func resetConnection(w http.ResponseWriter) {
 	_ = conn.Close()
 }
 
-// begin answers 405 to a call of another method than method, and waits
-// the fake's latency; false means the call is over (refused, or its client
-// gone).
-func (f *Fake) begin(w http.ResponseWriter, r *http.Request, method string) bool {
+// begin answers 405 to a call of another method than method, waits the
+// fake's latency, and returns the call's record with its sequence number,
+// token, log id and time; false means the call is over (refused, or its
+// client gone).
+func (f *Fake) begin(w http.ResponseWriter, r *http.Request, method string) (Call, bool) {
 	if r.Method != method {
 		w.Header().Set("Allow", method)
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return false
+		return Call{}, false
 	}
 	f.mu.Lock()
 	latency := f.latency
 	f.mu.Unlock()
-	return latency <= 0 || sleepCtx(r, latency)
+	if latency > 0 && !sleepCtx(r, latency) {
+		return Call{}, false
+	}
+	now := time.Now()
+	seq := f.seq.Add(1)
+	return Call{Seq: seq, Method: r.Method, Path: r.URL.Path, Token: bearer(r), LogID: newLogID(now, seq), At: now}, true
 }
 
 // sleepCtx waits for d or until the client goes away; it reports whether the

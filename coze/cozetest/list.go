@@ -234,20 +234,11 @@ type listPage struct {
 
 // serveList answers GET /v1/conversations.
 func (f *Fake) serveList(w http.ResponseWriter, r *http.Request) {
-	if !f.begin(w, r, http.MethodGet) {
+	call, ok := f.begin(w, r, http.MethodGet)
+	if !ok {
 		return
 	}
-	now := time.Now()
-	seq := f.seq.Add(1)
-	call := Call{
-		Seq:    seq,
-		Method: r.Method,
-		Path:   r.URL.Path,
-		Query:  r.URL.RawQuery,
-		Token:  bearer(r),
-		LogID:  newLogID(now, seq),
-		At:     now,
-	}
+	call.Query = r.URL.RawQuery
 	q, bad := parseListQuery(r.URL.Query())
 	page := f.decideList(&call, q, bad)
 	f.answerList(w, r, &call, page, bad)

@@ -240,7 +240,7 @@ func (j *Janitor) requeue(ctx context.Context, o Orphan, b ledger.Batch) error {
 	if err != nil {
 		return err
 	}
-	payload, err := tasks.Payload{ConversationID: o.ConversationID, Batch: o.Batch, Profile: profile, Session: session}.Encode()
+	payload, err := tasks.Payload{ConversationID: o.ConversationID, Batch: o.Batch}.WithIdentity(profile, session).Encode()
 	if err != nil {
 		return err
 	}
