@@ -87,11 +87,13 @@ func (q *ListQuery) check() error {
 	if q.Order == "" {
 		q.Order = Ascending
 	}
+	if err := ValidateBotID(q.BotID); err != nil {
+		return err
+	}
+	if err := ValidateConnectorID(q.ConnectorID); err != nil {
+		return err
+	}
 	switch {
-	case !numericID(q.BotID):
-		return fmt.Errorf("%w: bot id %q: want the bot's numeric id", ErrBadQuery, q.BotID)
-	case q.ConnectorID != ConnectorAPI && q.ConnectorID != ConnectorChatSDK:
-		return fmt.Errorf("%w: connector id %q: want %s (API) or %s (Chat SDK)", ErrBadQuery, q.ConnectorID, ConnectorAPI, ConnectorChatSDK)
 	case q.Page < 1:
 		return fmt.Errorf("%w: page %d: pages are numbered from 1", ErrBadQuery, q.Page)
 	case q.PageSize < 1 || q.PageSize > MaxPageSize:
@@ -100,6 +102,32 @@ func (q *ListQuery) check() error {
 		return fmt.Errorf("%w: order %q: want ASC or DESC", ErrBadQuery, q.Order)
 	}
 	return nil
+}
+
+// ValidateBotID checks a bot id as the list endpoint takes it: the bot's
+// numeric id. The error wraps [ErrBadQuery] and quotes the id safely.
+func ValidateBotID(id string) error {
+	if !numericID(id) {
+		return fmt.Errorf("%w: bot id %q: want the bot's numeric id (1 to 32 digits)", ErrBadQuery, shorten(id))
+	}
+	return nil
+}
+
+// ValidateConnectorID checks a connector id as the list endpoint takes it:
+// [ConnectorAPI] or [ConnectorChatSDK].
+func ValidateConnectorID(id string) error {
+	if id != ConnectorAPI && id != ConnectorChatSDK {
+		return fmt.Errorf("%w: connector id %q: want %s (API) or %s (Chat SDK)", ErrBadQuery, shorten(id), ConnectorAPI, ConnectorChatSDK)
+	}
+	return nil
+}
+
+// shorten keeps the first 64 bytes of text quoted in an error.
+func shorten(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
 }
 
 // numericID reports whether s is a plausible Coze id: 1 to 32 digits.

@@ -95,6 +95,20 @@ func (e *WalkError) Unwrap() error { return e.Err }
 // caller's identity cannot list this bot). The listing says what was read
 // either way.
 func (w *Walker) Walk(ctx context.Context, q coze.ListQuery, each func([]coze.Conversation) error) (Listing, error) {
+	return w.WalkPages(ctx, q, func(p PageRead) error { return each(p.Conversations) })
+}
+
+// PageRead is one page a walk read: its number, its conversations and the
+// log id of the call that read it (what proves that a conversation was
+// listed, and when).
+type PageRead struct {
+	Number        int
+	Conversations []coze.Conversation
+	LogID         string
+}
+
+// WalkPages is [Walker.Walk] with each page's number and log id.
+func (w *Walker) WalkPages(ctx context.Context, q coze.ListQuery, each func(PageRead) error) (Listing, error) {
 	if w.Lister == nil {
 		return Listing{}, errors.New("discovery: Walker.Lister is required")
 	}
@@ -120,7 +134,7 @@ func (w *Walker) Walk(ctx context.Context, q coze.ListQuery, each func([]coze.Co
 		listing.Pages++
 		listing.Found += len(page.Conversations)
 		if len(page.Conversations) > 0 {
-			if err := each(page.Conversations); err != nil {
+			if err := each(PageRead{Number: q.Page, Conversations: page.Conversations, LogID: res.LogID}); err != nil {
 				return listing, err
 			}
 		}

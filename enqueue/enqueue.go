@@ -70,6 +70,11 @@ type ClientOption func(*Client)
 // WithClock sets the clock that stamps batches and tasks (default time.Now).
 func WithClock(now func() time.Time) ClientOption { return func(c *Client) { c.now = now } }
 
+// WithLedger sets the ledger the client's batches live in (default
+// ledger.New over the client's Redis, under the default prefix): a worker
+// whose ledger has another prefix passes its own.
+func WithLedger(l *ledger.Ledger) ClientOption { return func(c *Client) { c.ledger = l } }
+
 // NewClient returns a client that writes tasks and batches through rdb. The
 // client does not close rdb.
 func NewClient(rdb redis.UniversalClient, opts ...ClientOption) *Client {
@@ -114,6 +119,9 @@ type options struct {
 	session     string
 	// held adds the ids to the batch and queues no task (Hold).
 	held bool
+	// verify makes a new batch complete only after a verification
+	// listing (Verify).
+	verify bool
 }
 
 // Option configures an enqueue call.
@@ -181,6 +189,13 @@ func Retention(d time.Duration) Option { return func(o *options) { o.retention =
 // die before it releases them, the janitor of a worker queues them once the
 // batch has made no progress for its stall time (15 minutes by default).
 func Hold() Option { return func(o *options) { o.held = true } }
+
+// Verify makes a new batch complete only once a worker has listed its
+// identity's conversations again and found none of its ids still there (a
+// data subject's erasure: see package subject). It needs a session
+// ([Session]): only a session's listing shows what that end user still
+// has. It has no effect on a batch that exists.
+func Verify() Option { return func(o *options) { o.verify = true } }
 
 // ExpectedIDs tells a new batch about how many ids it will hold (from the
 // size of a file, say), so that it sizes its ledger to them: a small batch
@@ -371,7 +386,7 @@ func (o options) wireTask(id string, now time.Time) (asynqwire.Task, error) {
 func (c *Client) openBatch(ctx context.Context, o options) (*ledger.Adder, error) {
 	now := c.now()
 	spec := ledger.BatchSpec{Name: o.batch, Created: now, Due: o.due, Note: o.note, CallbackURL: o.callbackURL,
-		TTL: o.retention, Queue: o.queue, Now: c.now, ExpectedIDs: o.expectedIDs, Profile: o.profile, Session: o.session}
+		TTL: o.retention, Queue: o.queue, Now: c.now, ExpectedIDs: o.expectedIDs, Profile: o.profile, Session: o.session, Verify: o.verify}
 	if o.dueIn > 0 {
 		spec.Due = now.Add(o.dueIn)
 	}

@@ -164,6 +164,9 @@ func (o options) checkIdentity() error {
 		}
 	}
 	if o.session == "" {
+		if o.verify {
+			return &OptionError{Option: "Verify", With: "Session", Err: ErrNeedsOption}
+		}
 		return nil
 	}
 	if err := tasks.ValidateSession(o.session); err != nil {

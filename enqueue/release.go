@@ -56,3 +56,25 @@ func (c *Client) Release(ctx context.Context, batch string, opts ...Option) (Sum
 	}
 	return sum, err
 }
+
+// OpenEmpty makes the batch of opts with no id in it (or opens it as it
+// is, when it exists) and returns the seal that ends the opening: until
+// then the batch cannot complete, so the caller may record what it must
+// first. A verified batch ([Verify]) of a data subject who has nothing to
+// erase is such a batch: it holds the listings that found nothing, and
+// completes once its verification finds nothing either. Any other empty
+// batch stays empty: it never completes.
+func (c *Client) OpenEmpty(ctx context.Context, opts ...Option) (seal func(context.Context) error, err error) {
+	o, err := c.options(opts)
+	if err != nil {
+		return nil, err
+	}
+	adder, err := c.openBatch(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		_, err := adder.Seal(ctx)
+		return err
+	}, nil
+}

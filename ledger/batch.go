@@ -52,6 +52,11 @@ type BatchSpec struct {
 	// ledger keeps it only until the batch completes (see
 	// [Ledger.ScrubSessions]) and never puts it in an error.
 	Session string
+	// Verify makes the batch complete only after a verification listing
+	// (see Ledger.PendingVerifications): a data subject's erasure. It
+	// applies to a batch OpenBatch creates; set for an existing batch that
+	// is not verified, it is an [ErrBatchConflict].
+	Verify bool
 }
 
 // DefaultProfile is the profile of a batch that names none, and of the
@@ -71,6 +76,10 @@ const (
 	StateOpen     State = "open"     // ids pending, due time ahead
 	StateOverdue  State = "overdue"  // ids pending, due time passed
 	StateComplete State = "complete" // no id pending
+	// StateVerifying: a data subject's batch whose ids all have an
+	// outcome and whose verification listing has not ended: it is still
+	// open, and overdue once its due time passes.
+	StateVerifying State = "verifying"
 	// StateEmpty: the batch holds no id: every line of its input was
 	// invalid, so there was nothing to erase. Batch.Invalid counts the
 	// refused lines.
@@ -136,6 +145,13 @@ type Batch struct {
 	// check it; nobody else learns it.
 	SessionHash string
 
+	// Verification is where a data subject's batch stands in its
+	// verification; its State is [VerificationNone] for other batches.
+	Verification Verification
+	// verifyRequested is the last verification round put in the
+	// verification outbox.
+	verifyRequested int
+
 	// session is the end user's session name while the batch holds it:
 	// personal data, read through [Batch.SessionName] only by code that
 	// puts it in a task. A pointer, so that printing a Batch (%v, %+v)
@@ -183,19 +199,34 @@ func (b Batch) Finished() int { return b.Deleted + b.NotFound + b.Failed }
 
 // State returns the batch's state at now. A batch with no id is empty
 // (nothing to erase; the metrics count it as complete); one with no id
-// pending is complete.
+// pending is complete, unless its verification is pending: then it is
+// verifying, or overdue past its due time (a data subject's batch with no
+// id is verifying too once its verification was asked for).
 func (b Batch) State(now time.Time) State {
 	switch {
 	case !b.LostAt.IsZero():
 		return StateLost
-	case b.Total == 0:
+	case b.verifying() && now.After(b.DueAt):
+		return StateOverdue
+	case b.verifying():
+		return StateVerifying
+	case b.Total == 0 && b.Verification.State == VerificationNone:
 		return StateEmpty
-	case b.Pending() == 0:
+	case b.Pending() == 0 && b.Verification.State != VerificationPending:
+		// A data subject's batch of no id completes too: its listings
+		// and its verification prove that nothing was there.
 		return StateComplete
 	case now.After(b.DueAt):
 		return StateOverdue
 	}
 	return StateOpen
+}
+
+// verifying reports whether b's ids are all finished and its verification
+// is pending.
+func (b Batch) verifying() bool {
+	return b.Verification.State == VerificationPending && b.Pending() == 0 &&
+		(b.Total > 0 || b.verifyRequested > b.Verification.Round)
 }
 
 // Rate returns the ids finished per second over about the last minute.
@@ -281,12 +312,13 @@ type openReply struct {
 	due, buckets             int64
 	note, callback           string
 	profile, sessionCompared string
+	verify                   bool
 }
 
 func decodeOpenReply(res []any) (r openReply, err error) {
 	const script = "open.lua"
-	if len(res) != 7 {
-		return r, &replyError{script, res, "7 values"}
+	if len(res) != 8 {
+		return r, &replyError{script, res, "8 values"}
 	}
 	created, err := replyInt(script, res[0])
 	if err != nil {
@@ -308,7 +340,11 @@ func decodeOpenReply(res []any) (r openReply, err error) {
 	if r.profile, err = replyText(script, res[5]); err != nil {
 		return r, err
 	}
-	r.sessionCompared, err = replyText(script, res[6])
+	if r.sessionCompared, err = replyText(script, res[6]); err != nil {
+		return r, err
+	}
+	verify, err := replyText(script, res[7])
+	r.verify = verify == "1"
 	return r, err
 }
 
@@ -318,7 +354,9 @@ func decodeOpenReply(res []any) (r openReply, err error) {
 // are an [ErrBatchConflict]: a GDPR request's due time must not change by
 // accident. So is another identity (Profile and Session, where an empty
 // Profile is the default one), and adding to a batch whose session name
-// was erased: those are refused before anything is written.
+// was erased: those are refused before anything is written. Verify set
+// for a batch that exists without it is a conflict too; left out, the
+// ids join a verified batch, which verifies them as well.
 func (l *Ledger) OpenBatch(ctx context.Context, spec BatchSpec) (*Adder, error) {
 	if spec.Session != "" && spec.Profile == "" {
 		return nil, fmt.Errorf("ledger: open batch %s: a session needs a profile", spec.Name)
@@ -348,7 +386,7 @@ func (l *Ledger) OpenBatch(ctx context.Context, spec BatchSpec) (*Adder, error) 
 	a := &Adder{l: l, batch: spec.Name, id: newAdderID(), lease: spec.AdderLease, now: spec.Now}
 	res, err := l.run(ctx, openScript, spec.Name, spec.Created.UnixMilli(), spec.Due.UnixMilli(),
 		spec.Note, spec.CallbackURL, ttlSeconds(spec.TTL), BucketsFor(spec.ExpectedIDs), a.id, spec.AdderLease.Milliseconds(),
-		spec.Queue, newAdderID(), newAdderID(), spec.Profile, spec.Session).Slice()
+		spec.Queue, newAdderID(), newAdderID(), spec.Profile, spec.Session, boolArg(spec.Verify)).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open batch %s: %w", spec.Name, err)
 	}
@@ -379,6 +417,9 @@ func (l *Ledger) OpenBatch(ctx context.Context, spec BatchSpec) (*Adder, error) 
 	}
 	if spec.CallbackURL != "" && callback != spec.CallbackURL {
 		diffs = append(diffs, "another callback URL")
+	}
+	if spec.Verify && !reply.verify {
+		diffs = append(diffs, "no verification (it is not a data subject's erasure)")
 	}
 	if len(diffs) > 0 {
 		_, _ = a.Seal(ctx)
@@ -624,6 +665,9 @@ func decodeBatch(name string, h map[string]string) Batch {
 		progressAt:  ms("progress_at"),
 		Profile:     h["profile"],
 		SessionHash: h["session_hash"],
+	}
+	if h["verify"] == "1" {
+		b.Verification, b.verifyRequested = decodeVerification(h), int(num("verify_requested"))
 	}
 	if b.Profile == "" {
 		b.Profile = DefaultProfile // made before batches had identities, or by a task's record

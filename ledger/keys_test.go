@@ -33,11 +33,12 @@ var keyQueues = []string{"default", "q", "q1", "a", "a b", "q@x", "q/1", "q:1", 
 // the test follows the scripts if their formats change.
 var keysOf = script(`
 return {metaKey(ARGV[2]), idsKey(ARGV[2], ARGV[3]), addersKey(ARGV[2]), failKey(ARGV[2], ARGV[4]),
-  failMember(ARGV[2], ARGV[4])}`)
+  failMember(ARGV[2], ARGV[4]), listingsKey(ARGV[2]), verifyMember(ARGV[2], ARGV[3])}`)
 
 // TestKeysCannotCollide: for every key the ledger writes (batch hash, id
-// buckets, adders, failure records) and every index member that names a
-// batch (failures index, callbacks set, link entries), two different valid
+// buckets, adders, listings, failure records) and every index member that
+// names a batch (failures index, callbacks set, verification outbox, link
+// entries), two different valid
 // names or ids never give the same string, and a name never reaches a key
 // of the fixed indexes. Keys are built by the ledger's own Go and Lua code.
 func TestKeysCannotCollide(t *testing.T) {
@@ -62,10 +63,11 @@ func TestKeysCannotCollide(t *testing.T) {
 		keys[key] = who
 	}
 	for _, fixed := range []string{l.ks.Batches(), l.ks.OpenBatches(), l.ks.Also(), l.ks.Callbacks(), l.ks.Failures(),
-		l.ks.Lock("janitor"), l.ks.Epoch(), l.ks.Seq(), l.ks.LostIndex()} {
+		l.ks.Lock("janitor"), l.ks.Epoch(), l.ks.Seq(), l.ks.LostIndex(), l.ks.Verifications()} {
 		claim(fixed, "the index "+fixed)
 	}
-	members := map[string]string{} // failures index member -> who
+	members := map[string]string{}       // failures index member -> who
+	verifyMembers := map[string]string{} // verification outbox member -> who
 	for _, b := range names {
 		for _, k := range []int{0, 1, 63, Buckets - 1} {
 			for _, id := range keyIDs {
@@ -79,6 +81,11 @@ func TestKeysCannotCollide(t *testing.T) {
 				claim(got[0], "meta of "+strconv.Quote(b))
 				claim(got[1], "ids of "+strconv.Quote(b)+" bucket "+strconv.Itoa(k))
 				claim(got[2], "adders of "+strconv.Quote(b))
+				claim(got[5], "listings of "+strconv.Quote(b))
+				if got[5] != l.ks.BatchListings(b) {
+					t.Fatalf("Go and Lua disagree on the listings of %q: %q", b, got[5])
+				}
+				checkVerifyMember(t, b, k, got[6], verifyMembers)
 				claim(got[3], "failure of "+strconv.Quote(b)+" id "+strconv.Quote(id))
 				who := strconv.Quote(b) + " id " + strconv.Quote(id)
 				if prev, dup := members[got[4]]; dup && prev != who {
@@ -120,6 +127,24 @@ func checkLinkEntries(t *testing.T, names []string) {
 			}
 			seen[entry] = b + "/" + q
 		}
+	}
+}
+
+// checkVerifyMember: the prelude's tryComplete asks for round k of batch b
+// as "b/k"; PendingVerifications reads it back by its last '/'.
+func checkVerifyMember(t *testing.T, b string, k int, member string, seen map[string]string) {
+	t.Helper()
+	if k < 1 {
+		return // rounds start at 1
+	}
+	who := strconv.Quote(b) + " round " + strconv.Itoa(k)
+	if prev, dup := seen[member]; dup && prev != who {
+		t.Errorf("verification members of %s and %s are both %q", prev, who, member)
+	}
+	seen[member] = who
+	i := strings.LastIndexByte(member, '/')
+	if i < 0 || member[:i] != b || member[i+1:] != strconv.Itoa(k) {
+		t.Errorf("verification member %q does not read back as %q round %d", member, b, k)
 	}
 }
 

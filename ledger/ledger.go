@@ -20,6 +20,16 @@
 // replaces it by its keyed hash ([SessionHash]); a batch whose name was
 // erased takes no new ids ([ErrSessionErased]).
 //
+// A data subject's batch ([BatchSpec].Verify) is verified before it
+// completes: once its ids all have an outcome, the ledger asks for a
+// verification round ([Ledger.PendingVerifications]), whose task lists the
+// subject's conversations again; ids still listed are failed
+// ([Ledger.MarkStillListed]), conversations created since join the batch
+// for another round ([Ledger.StartVerificationRound]), and
+// [Ledger.FinishVerification] ends it and completes the batch. The batch
+// keeps each walk of the list endpoint ([Ledger.RecordListing]) with its
+// proof.
+//
 // An epoch marker and a write counter let a [LossDetector] tell when Redis
 // lost its data or came back with older data. A batch is never created
 // anew from partial state: a record whose batch and task are both gone

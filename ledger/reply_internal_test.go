@@ -3,6 +3,8 @@ package ledger
 import (
 	"strings"
 	"testing"
+
+	"github.com/coze-eraser/coze-eraser/internal/keyspace"
 )
 
 // TestUnexpectedRepliesAreErrors: a script reply of the wrong shape or
@@ -62,5 +64,24 @@ func TestRecordReplyDecodes(t *testing.T) {
 	if got[0].Transitions != 1 || got[0].Attempts != 1 || got[1].Attempts != 0 || !got[2].Lost ||
 		strings.Join(got[2].Completed, ",") != "b,c" {
 		t.Errorf("decoded %+v", got)
+	}
+}
+
+// TestVerifyMembersReadBack: the verification outbox's members read back
+// as the batch and round they were written for; others are left out.
+func TestVerifyMembersReadBack(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"a", "gdpr-118", "b-20261127T174500Z-3fa2", "x.y_z"} {
+		for _, round := range []int{1, 2, 10} {
+			got, ok := parseVerifyMember(keyspace.VerifyMember(name, round))
+			if !ok || got != (VerifyRequest{Batch: name, Round: round}) {
+				t.Errorf("%q round %d reads back as %+v, %v", name, round, got, ok)
+			}
+		}
+	}
+	for _, bad := range []string{"", "a", "a/", "/1", "a/x", "a/0", "a/-1"} {
+		if got, ok := parseVerifyMember(bad); ok {
+			t.Errorf("%q reads as %+v", bad, got)
+		}
 	}
 }

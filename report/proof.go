@@ -74,7 +74,7 @@ func SummaryOf(b ledger.Batch, now time.Time) Summary {
 	if b.HasSession {
 		s.Session = SessionHeld
 	}
-	if !b.CompletedAt.IsZero() && b.Pending() == 0 {
+	if !b.CompletedAt.IsZero() && b.Pending() == 0 && b.Verification.State != ledger.VerificationPending {
 		at := b.CompletedAt
 		s.CompletedAt = &at
 	}
@@ -93,16 +93,28 @@ type proofRow struct {
 	LogID          string     `json:"logid"`
 	Attempts       int        `json:"attempts"`
 	FinishedAt     *time.Time `json:"finished_at"`
+	// Msg is a failed id's last message: the API's, or "still listed" when
+	// a data subject's verification found it (the failure record's msg).
+	Msg string `json:"msg,omitempty"`
 }
 
 // WriteProof writes batch's proof of erasure to w: one row per id with its
 // outcome, the final attempt's code and log id (the successful DELETE's too),
-// the number of attempts and the finishing time. CSV starts with the batch's
+// the number of attempts and the finishing time (and, in JSONL, a failed
+// id's message, such as "still listed"). CSV starts with the batch's
 // summary as "# " comment lines (its identity among them: the profile, and
 // whether the session name is held or its hash; never the name), then the
 // header; JSONL ends with a
 // {"summary": …} line. Rows come in no particular order. The batch is read a
 // page at a time, so memory does not grow with it.
+//
+// A data subject's batch adds its listings and its verification: CSV
+// comment lines "# discovery: bot=… connector=… pages=… found=… at=…
+// log_ids=…" (one per listing; "# verification round N: …" for a
+// verification round's) and "# verification: state=… rounds=…
+// still_listed=… unverified=… reason="…" verified_at=…"; in JSONL, the
+// summary's "discovery" (the discovery's listings) and "verification"
+// ([ProofVerification]).
 func WriteProof(ctx context.Context, led *ledger.Ledger, batch, format string, w io.Writer, now time.Time) error {
 	b, ok, err := led.BatchOrLost(ctx, batch)
 	if err != nil {
@@ -116,7 +128,12 @@ func WriteProof(ctx context.Context, led *ledger.Ledger, batch, format string, w
 		return &ledger.LostError{Batch: batch, Reason: fmt.Sprintf("found lost at %s; %d outcomes recorded since are kept",
 			b.LostAt.Format(time.RFC3339), b.LostOutcomes)}
 	}
-	sum := SummaryOf(b, now)
+	listings, err := led.Listings(ctx, batch)
+	if err != nil {
+		return err
+	}
+	sum := proofSummary{Summary: SummaryOf(b, now)}
+	sum.Discovery, sum.Verification = verificationOf(b, listings)
 	bw := bufio.NewWriterSize(w, 64<<10)
 	switch format {
 	case "csv":
@@ -132,8 +149,8 @@ func WriteProof(ctx context.Context, led *ledger.Ledger, batch, format string, w
 	return bw.Flush()
 }
 
-func writeCSVProof(ctx context.Context, led *ledger.Ledger, s Summary, w *bufio.Writer) error {
-	for _, kv := range summaryLines(s) {
+func writeCSVProof(ctx context.Context, led *ledger.Ledger, s proofSummary, w *bufio.Writer) error {
+	for _, kv := range append(summaryLines(s.Summary), listingLines(s.Discovery, s.Verification)...) {
 		fmt.Fprintf(w, "# %s: %s\n", kv[0], commentText(kv[1]))
 	}
 	cw := csv.NewWriter(w)
@@ -178,7 +195,7 @@ func summaryLines(s Summary) [][2]string {
 	}...)
 }
 
-func writeJSONLProof(ctx context.Context, led *ledger.Ledger, s Summary, w *bufio.Writer) error {
+func writeJSONLProof(ctx context.Context, led *ledger.Ledger, s proofSummary, w *bufio.Writer) error {
 	enc := json.NewEncoder(w)
 	err := led.Entries(ctx, s.Batch, func(e ledger.Entry) error {
 		row := proofRow{ConversationID: e.ConversationID, Outcome: string(e.Outcome), Code: e.Code, LogID: e.LogID, Attempts: e.Attempts}
@@ -186,12 +203,21 @@ func writeJSONLProof(ctx context.Context, led *ledger.Ledger, s Summary, w *bufi
 			at := e.FinishedAt
 			row.FinishedAt = &at
 		}
+		if e.Outcome == ledger.Failed {
+			f, ok, err := led.Failure(ctx, s.Batch, e.ConversationID)
+			if err != nil {
+				return err
+			}
+			if ok {
+				row.Msg = f.Msg
+			}
+		}
 		return enc.Encode(row)
 	})
 	if err != nil {
 		return err
 	}
 	return enc.Encode(struct {
-		Summary Summary `json:"summary"`
+		Summary proofSummary `json:"summary"`
 	}{s})
 }

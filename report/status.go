@@ -27,6 +27,9 @@ type Status struct {
 	// when the reader asked (ledger.Batch.UnservedQueues); with ids
 	// pending, they wait there until a worker serves them.
 	UnservedQueues []string `json:"unserved_queues,omitempty"`
+	// Verification is a data subject's batch's verification; absent for
+	// other batches.
+	Verification *StatusVerification `json:"verification,omitempty"`
 }
 
 // StatusOf states batch b at now, with its rate and ETA.
@@ -38,6 +41,9 @@ func StatusOf(b ledger.Batch, now time.Time) Status {
 	if eta, ok := b.ETA(now); ok {
 		secs := math.Round(eta.Seconds())
 		s.ETASeconds = &secs
+	}
+	if v := b.Verification; v.State != ledger.VerificationNone {
+		s.Verification = &StatusVerification{State: string(v.State), StillListed: v.StillListed}
 	}
 	return s
 }
@@ -63,7 +69,7 @@ func WriteStatus(w io.Writer, batches []ledger.Batch, now time.Time, format stri
 					Printable(b.Name), s.State, shortTime(b.LostAt), b.LostOutcomes)
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%.1f\t%s\t%s\n", Printable(b.Name), s.State,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%.1f\t%s\t%s\n", Printable(b.Name), stateText(b, s.State),
 				shortTime(b.CreatedAt), shortTime(b.DueAt), b.Total, b.Deleted, b.NotFound, b.Failed, b.Pending(),
 				s.RatePerSecond, etaText(b, now), Printable(b.Note))
 		}
@@ -73,20 +79,28 @@ func WriteStatus(w io.Writer, batches []ledger.Batch, now time.Time, format stri
 }
 
 // ProgressLine is one plain line about a batch, for logs and for --watch
-// when the output is not a terminal.
+// when the output is not a terminal. A data subject's batch's line ends
+// with its verification: "verification=STATE still_listed=N", and why it
+// failed when it did.
 func ProgressLine(b ledger.Batch, now time.Time) string {
-	return fmt.Sprintf("%s %s: %d/%d done (%.1f%%) deleted=%d not_found=%d failed=%d pending=%d rate=%.1f/s eta=%s",
+	return fmt.Sprintf("%s %s: %d/%d done (%.1f%%) deleted=%d not_found=%d failed=%d pending=%d rate=%.1f/s eta=%s%s",
 		now.UTC().Format(time.TimeOnly), Printable(b.Name), b.Finished(), b.Total, percent(b), b.Deleted, b.NotFound, b.Failed,
-		b.Pending(), b.Rate(now), etaText(b, now))
+		b.Pending(), b.Rate(now), etaText(b, now), verificationFields(b))
 }
 
-// ProgressBar draws a batch's progress in width columns for a terminal.
+// ProgressBar draws a batch's progress in width columns for a terminal,
+// and a data subject's batch's verification note ("verifying",
+// "verified", "verification failed").
 func ProgressBar(b ledger.Batch, now time.Time, width int) string {
 	bar := max(width-60, 10)
 	filled := int(float64(bar) * percent(b) / 100)
-	return fmt.Sprintf("%s [%s%s] %5.1f%% %d/%d failed=%d %.0f/s ETA %s",
+	line := fmt.Sprintf("%s [%s%s] %5.1f%% %d/%d failed=%d %.0f/s ETA %s",
 		Printable(b.Name), strings.Repeat("#", filled), strings.Repeat("-", bar-filled), percent(b), b.Finished(), b.Total,
 		b.Failed, b.Rate(now), etaText(b, now))
+	if note := verificationNote(b); note != "" {
+		line += " " + note
+	}
+	return line
 }
 
 // percent is the share of b finished, floored to a tenth of a percent:

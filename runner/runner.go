@@ -61,6 +61,10 @@ type Config struct {
 type Input struct {
 	IDs    iter.Seq[string]
 	Reader io.Reader
+	// Produce, when set, adds the batch's ids itself, with the run's
+	// client and enqueue options (a data subject's discovery: see
+	// package subject), and returns the tally.
+	Produce func(ctx context.Context, c *enqueue.Client, opts []enqueue.Option) (enqueue.Summary, error)
 }
 
 // Progress is where a run stands.
@@ -127,9 +131,12 @@ func Run(ctx context.Context, cfg Config, in Input) (Progress, error) {
 		defer close(enqDone)
 		var sum enqueue.Summary
 		var err error
-		if in.Reader != nil {
+		switch {
+		case in.Produce != nil:
+			sum, err = in.Produce(ctx, client, opts)
+		case in.Reader != nil:
 			sum, err = client.EnqueueFrom(ctx, in.Reader, opts...)
-		} else {
+		default:
 			sum, err = client.EnqueueAll(ctx, in.IDs, opts...)
 		}
 		mu.Lock()
@@ -167,7 +174,10 @@ func Run(ctx context.Context, cfg Config, in Input) (Progress, error) {
 		}
 		progress.HeldBack = w.HeldBack()
 		mu.Unlock()
-		finished := enqueued && ok && b.Pending() == 0
+		// A verified batch (a data subject's) is finished once its
+		// verification is over, which completes it.
+		finished := enqueued && ok && b.Pending() == 0 &&
+			(b.Verification.State == ledger.VerificationNone || b.State(time.Now()) == ledger.StateComplete)
 		if cfg.OnProgress != nil && ok && (finished || ctx.Err() != nil || time.Since(reported) >= cfg.ProgressEvery) {
 			cfg.OnProgress(snapshot(&mu, &progress, start))
 			reported = time.Now()

@@ -34,6 +34,9 @@ type Metrics struct {
 	// DataLosses counts the times this worker found that Redis lost the
 	// ledger's data.
 	DataLosses prometheus.Counter
+	// Verifications counts the data subjects' batches whose verification
+	// this worker ended, by state: passed or failed.
+	Verifications *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg.
@@ -110,7 +113,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Callback delivery attempts by result: delivered, or why not " +
 			"(timeout, connection, http_status, redirect, invalid, canceled). Failed ones are retried with backoff.",
 	}, []string{"result"})
-	reg.MustRegister(m.CallbackDeliveries)
+	m.Verifications = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "coze_eraser_verifications_total",
+		Help: "Data subjects' batches whose verification listing ended, by state: passed, or failed " +
+			"(an id still listed, conversations left unverified, or a listing that could not be read).",
+	}, []string{"state"})
+	reg.MustRegister(m.CallbackDeliveries, m.Verifications)
+	for _, s := range []ledger.VerificationState{ledger.VerificationPassed, ledger.VerificationFailed} {
+		m.Verifications.WithLabelValues(string(s))
+	}
 	for _, o := range callback.Outcomes {
 		m.CallbackDeliveries.WithLabelValues(string(o))
 	}

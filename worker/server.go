@@ -20,6 +20,7 @@ import (
 
 	"github.com/coze-eraser/coze-eraser/callback"
 	"github.com/coze-eraser/coze-eraser/coze"
+	"github.com/coze-eraser/coze-eraser/enqueue"
 	"github.com/coze-eraser/coze-eraser/internal/maintenance"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/ratelimit"
@@ -197,6 +198,7 @@ type Server struct {
 	// polled on about half of all fetches.
 	callbacks *asynq.Server
 	handler   *Handler
+	verifier  *verifier
 	metrics   *Metrics
 	// lanes are the profiles', by name; fixed at New.
 	lanes     map[string]*lane
@@ -262,6 +264,15 @@ func New(cfg Config) (*Server, error) {
 		stopped:    s.stopped,
 		onComplete: s.completed,
 	}
+	s.verifier = &verifier{
+		ledger:     cfg.Ledger,
+		enqueue:    enqueue.NewClient(cfg.Redis, enqueue.WithLedger(cfg.Ledger), enqueue.WithClock(cfg.Now)),
+		identities: s.handler.identities,
+		metrics:    s.metrics,
+		log:        log,
+		now:        cfg.Now,
+		onComplete: s.completed,
+	}
 	s.asynq = asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   cfg.Queues,
@@ -299,6 +310,10 @@ func (s *Server) completed(ctx context.Context, batches []string) {
 		}
 	}
 }
+
+// verifyOutboxInterval is how often a worker queues the verifications of
+// the batches whose deletions are all done.
+const verifyOutboxInterval = time.Second
 
 // scrubTimeout bounds the scrub of the batches an attempt completed; the
 // janitor's next sweep does what it leaves.
@@ -339,6 +354,7 @@ func (s *Server) Handler() *Handler { return s.handler }
 func (s *Server) Start() error {
 	mux := asynq.NewServeMux()
 	mux.Handle(tasks.TypeDelete, s.handler)
+	mux.Handle(tasks.TypeVerify, s.verifier)
 	if err := s.asynq.Start(mux); err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}
@@ -352,6 +368,9 @@ func (s *Server) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopJan = cancel
 	go every(ctx, s.cfg.JanitorInterval, s.janitor.Sweep)
+	// A batch waiting for its verification waits at most this long for
+	// its task: the outbox is an empty set read once a second otherwise.
+	go every(ctx, verifyOutboxInterval, s.janitor.QueueVerifications)
 	go s.integrity.run(ctx, s.cfg.IntegrityInterval)
 	s.background.Add(2)
 	s.gauges.begin()

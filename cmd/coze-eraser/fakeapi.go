@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/coze-eraser/coze-eraser/coze"
 	"github.com/coze-eraser/coze-eraser/coze/cozetest"
 	"github.com/coze-eraser/coze-eraser/worker"
 )
@@ -31,6 +32,9 @@ type fakeAPIFlags struct {
 	// jwtKeys are APP_ID:KEY_ID=PUBLIC_KEY_PEM_FILE.
 	jwtKeys       []string
 	tokenLifetime time.Duration
+	// conversations are BOT_ID:COUNT[:APP_ID/SESSION] to make listable.
+	conversations []string
+	span          time.Duration
 }
 
 func (a *app) fakeAPICommand() *cobra.Command {
@@ -62,6 +66,9 @@ Point a worker at it with --coze-base-url http://ADDR.`,
 	fl.DurationVar(&f.slowDelay, "slow-delay", 5*time.Second, "how long the slow fault takes to answer")
 	fl.StringArrayVar(&f.jwtKeys, "jwt-key", nil,
 		"accept OAuth JWTs of an app signed with a key, as APP_ID:KEY_ID=PUBLIC_KEY_PEM_FILE; repeatable")
+	fl.StringArrayVar(&f.conversations, "conversations", nil, "make COUNT conversations on a bot for the list endpoint, as BOT_ID:COUNT, "+
+		"or BOT_ID:COUNT:APP_ID/SESSION for conversations only that session of an OAuth app (--jwt-key) may list and delete; repeatable")
+	fl.DurationVar(&f.span, "conversations-span", 30*24*time.Hour, "the --conversations' creation times are spread evenly over this span up to now")
 	fl.DurationVar(&f.tokenLifetime, "token-lifetime", 0, "cap on the lifetime of the access tokens it mints (0: as asked, 15m by default)")
 	return cmd
 }
@@ -193,14 +200,76 @@ func (a *app) runFakeAPI(ctx context.Context, f *fakeAPIFlags) error {
 		return err
 	}
 	fake := cozetest.NewFake(opts...)
+	made, err := f.addConversations(fake, time.Now())
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
 		return setupError("--addr: %v", err)
 	}
 	fmt.Fprintf(a.stderr, "fake Coze API on http://%s (Ctrl-C to stop)\n", ln.Addr())
+	if made > 0 {
+		fmt.Fprintf(a.stderr, "%d conversations to list, created over the last %v\n", made, f.span)
+	}
 	if err := worker.ServeHTTP(ctx, ln, fake); err != nil {
 		return setupError("%v", err)
 	}
 	fmt.Fprintf(a.stderr, "answers: %v\n", fake.Counts())
 	return nil
+}
+
+// maxFakeConversations bounds --conversations: the fake holds them in memory.
+const maxFakeConversations = 10_000_000
+
+// addConversations makes the conversations of --conversations, with ids
+// counting up from one base and creation times spread evenly over --span
+// up to now, oldest first. It returns how many it made.
+func (f *fakeAPIFlags) addConversations(fake *cozetest.Fake, now time.Time) (int, error) {
+	if len(f.conversations) > 0 && f.span <= 0 {
+		return 0, setupError("--conversations-span %v: must be more than 0s", f.span)
+	}
+	type spec struct {
+		bot   string
+		count int
+		owner cozetest.Identity
+	}
+	var specs []spec
+	total := 0
+	for _, text := range f.conversations {
+		parts := strings.SplitN(text, ":", 3)
+		n, err := strconv.Atoi(parts[min(1, len(parts)-1)])
+		if len(parts) < 2 || err != nil || n < 1 || coze.ValidateBotID(parts[0]) != nil {
+			return 0, setupError("--conversations %q: use BOT_ID:COUNT or BOT_ID:COUNT:APP_ID/SESSION, with a numeric bot id and a count of 1 or more", text)
+		}
+		s := spec{bot: parts[0], count: n}
+		if len(parts) == 3 {
+			app, session, ok := strings.Cut(parts[2], "/")
+			if !ok || app == "" || session == "" {
+				return 0, setupError("--conversations %q: the owner is APP_ID/SESSION", text)
+			}
+			s.owner = cozetest.Identity{App: app, Session: session}
+		}
+		total += n
+		if total > maxFakeConversations {
+			return 0, setupError("--conversations: %d conversations in all; at most %d", total, maxFakeConversations)
+		}
+		specs = append(specs, s)
+	}
+	step := f.span / time.Duration(max(total, 1))
+	next, made := int64(7379996104000000000), 0
+	batch := make([]cozetest.Conversation, 0, 1024)
+	for _, s := range specs {
+		for range s.count {
+			made++
+			batch = append(batch, cozetest.Conversation{ID: strconv.FormatInt(next+int64(made), 10), BotID: s.bot, Owner: s.owner,
+				CreatedAt: now.Add(-f.span + time.Duration(made)*step)})
+			if len(batch) == cap(batch) {
+				fake.AddConversations(batch...)
+				batch = batch[:0]
+			}
+		}
+	}
+	fake.AddConversations(batch...)
+	return made, nil
 }

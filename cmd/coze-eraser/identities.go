@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"os"
@@ -71,7 +72,7 @@ func (f *workFlags) identities(a *app, warn func(string, ...any)) ([]workIdentit
 
 // needsSessionKey reports whether an identity can act as sessions.
 func (f *workFlags) needsSessionKey(ids []workIdentity) bool {
-	if f.actAs != nil {
+	if f.actAs != nil && !f.runSessions {
 		return false // run acts as one profile, without sessions
 	}
 	for _, id := range ids {
@@ -90,6 +91,9 @@ func (f *workFlags) needsSessionKey(ids []workIdentity) bool {
 func (f *workFlags) sessionKey(a *app, ids []workIdentity) ([]byte, error) {
 	path := a.env.get(sessionKeyEnv)
 	if path == "" {
+		if f.needsSessionKey(ids) && f.ephemeralSessionKey {
+			return []byte(rand.Text()), nil
+		}
 		if f.needsSessionKey(ids) {
 			return nil, setupError("%s is not set: workers with an OAuth app profile need a secret key for the hash that "+
 				"replaces a session name in the ledger once its batch is complete; make one with "+
@@ -124,7 +128,7 @@ func (f *workFlags) workerIdentities(rdb redis.UniversalClient, ids []workIdenti
 			limiters = append(limiters, limiter)
 		}
 		wi := worker.Identity{API: id.client, Limiter: limiter}
-		if app, client := id.app, id.client; app != nil && f.actAs == nil {
+		if app, client := id.app, id.client; app != nil && (f.actAs == nil || f.runSessions) {
 			wi.Sessions = func(session string) worker.API { return client.WithTokens(app.Session(session)) }
 		}
 		out[id.profile.Name] = wi

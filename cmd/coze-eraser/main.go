@@ -5,6 +5,7 @@
 //	coze-eraser run [ID...] [--file FILE|-]      delete a set of ids from start to finish in one process
 //	coze-eraser worker                           work the deletion queues until SIGTERM or SIGINT
 //	coze-eraser enqueue [ID...] [--file FILE|-]  queue deletions as a batch
+//	coze-eraser sweep --bot-id B --older-than D  delete a bot's conversations older than a cutoff, as a batch
 //	coze-eraser status [BATCH]                   how far batches are: tallies, rate, ETA, state
 //	coze-eraser report BATCH                     a batch's proof of erasure, one row per id
 //	coze-eraser failures list                    the ids that did not end deleted, with the API's log ids
@@ -112,8 +113,8 @@ from the file named by COZE_API_TOKEN_FILE; it is never a flag.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(a.demoCommand(), a.runCommand(), a.workerCommand(), a.enqueueCommand(), a.statusCommand(), a.reportCommand(), a.failuresCommand(), a.fakeAPICommand(),
-		a.healthcheckCommand(), a.versionCommand(), a.profilesCommand())
+	root.AddCommand(a.demoCommand(), a.runCommand(), a.workerCommand(), a.enqueueCommand(), a.eraseSubjectCommand(), a.statusCommand(), a.reportCommand(), a.failuresCommand(), a.fakeAPICommand(),
+		a.healthcheckCommand(), a.versionCommand(), a.profilesCommand(), a.sweepCommand())
 	bindEnv(root, a.env)
 	return root
 }

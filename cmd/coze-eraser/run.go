@@ -20,11 +20,13 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
+	"github.com/coze-eraser/coze-eraser/discovery"
 	"github.com/coze-eraser/coze-eraser/enqueue"
 	"github.com/coze-eraser/coze-eraser/internal/termbar"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/report"
 	"github.com/coze-eraser/coze-eraser/runner"
+	"github.com/coze-eraser/coze-eraser/subject"
 	"github.com/coze-eraser/coze-eraser/tasks"
 	"github.com/coze-eraser/coze-eraser/worker"
 )
@@ -41,6 +43,9 @@ type runFlags struct {
 	every  time.Duration
 	// profile is the identity the run's deletions act as.
 	profile string
+	// subject, when its session is set, is a data subject the run erases
+	// instead of ids (--session, --bot-id, --connector-id).
+	subject subjectTarget
 	// queueGiven is true when --queue was given: the run then uses that
 	// queue rather than one of its own.
 	queueGiven bool
@@ -57,6 +62,10 @@ terminal, a line every --progress-every otherwise), and exit when every id
 has an outcome, printing the tallies and writing the proof of erasure to
 --report.
 
+With --session and --bot-id instead of ids, it erases a data subject as
+erase-subject does (lists the session's conversations on each bot, deletes
+them as the session) and exits once the batch's verification is over.
+
 Without --redis-url (or REDIS_URL) it uses an embedded Redis inside the
 process, which keeps nothing after exit. With a Redis URL the ledger stays,
 and an interrupted run is resumed by running the same command again: ids
@@ -66,7 +75,8 @@ batch name is derived from the input, so the same file gives the same batch.
 Exit status: 0 when no id failed, 1 when some failed or were invalid, 2 when
 the run could not start, 130 when interrupted.`,
 		Example: `  COZE_API_TOKEN=pat_... coze-eraser run --file ids.txt --report proof.csv
-  coze-eraser run --file ids.txt --redis-url redis://127.0.0.1:6379/0 --rate 50`,
+  coze-eraser run --file ids.txt --redis-url redis://127.0.0.1:6379/0 --rate 50
+  COZE_ERASER_RUN_SESSION=user-4711 coze-eraser run --profiles profiles.yaml --profile app-eu --bot-id 7379996104798150001`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f.queueGiven = cmd.Flags().Changed("queue")
 			return a.runRun(cmd.Context(), &f, args)
@@ -77,6 +87,7 @@ the run could not start, 130 when interrupted.`,
 	f.work.register(cmd)
 	f.batch.register(cmd, "batch name (default: derived from the input, so running the same input again resumes it)")
 	cmd.Flags().StringVar(&f.profile, "profile", "", "the profile of --profiles the deletions act as (default: \"default\", or the file's only profile)")
+	f.subject.registerSubject(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&f.file, "file", "", "read ids from this file, one per line; - reads standard input")
 	fl.StringVar(&f.report, "report", "", "write the proof of erasure here at the end (.jsonl for JSON lines, else CSV)")
@@ -100,9 +111,30 @@ func (a *app) runRun(ctx context.Context, f *runFlags, args []string) error {
 		// 0 would have meant the runner's default of a second.
 		return setupError("--progress-every %v: must be %v to %v", f.every, minProgressEvery, maxProgressEvery)
 	}
-	in, source, closeInput, err := a.runInput(f.file, args)
-	if err != nil {
-		return err
+	var subjectReq *subject.Request
+	if f.subject.session != "" || len(f.subject.botIDs) > 0 {
+		if f.file != "" || len(args) > 0 {
+			return setupError("give ids (arguments or --file) or a subject (--session and --bot-id), not both")
+		}
+		f.subject.profile = f.profile
+		req, err := f.subject.request(f.batch.batch)
+		if err != nil {
+			return err
+		}
+		subjectReq = &req
+		f.work.runSessions = true
+		f.work.ephemeralSessionKey = f.redis.url == ""
+	}
+	var (
+		in         runner.Input
+		source     string
+		closeInput = func() {}
+		err        error
+	)
+	if subjectReq == nil {
+		if in, source, closeInput, err = a.runInput(f.file, args); err != nil {
+			return err
+		}
 	}
 	defer closeInput()
 	opts, err := f.batch.options(nil, "")
@@ -113,6 +145,9 @@ func (a *app) runRun(ctx context.Context, f *runFlags, args []string) error {
 	batch := f.batch.batch
 	if batch == "" {
 		batch = defaultRunBatch(source)
+	}
+	if subjectReq != nil {
+		subjectReq.Batch = batch
 	}
 	// The log shares standard error with the progress bar: both go
 	// through term, so that a log line never lands on the bar's line.
@@ -150,6 +185,11 @@ func (a *app) runRun(ctx context.Context, f *runFlags, args []string) error {
 		return err
 	}
 	defer closeLimiters()
+	if subjectReq != nil {
+		if in, err = subjectInput(*subjectReq, ws, cfg, rdb, term); err != nil {
+			return err
+		}
+	}
 	// The run's own worker takes tasks only from the queue its ids go to:
 	// a queue of the batch's own unless --queue names one (then the run
 	// serves that queue, and shares it with whoever else uses it).
@@ -313,8 +353,12 @@ func (a *app) finishRun(ctx context.Context, rdb *redis.Client, p runner.Progres
 			"run's deletions. Running the same command again enqueues the input again (ids deleted before the "+
 			"loss will be recorded not_found)", runErr)}
 	}
-	fmt.Fprintf(a.stdout, "total=%d deleted=%d not_found=%d failed=%d pending=%d invalid=%d batch=%s elapsed=%s\n",
-		b.Total, b.Deleted, b.NotFound, b.Failed, b.Pending(), p.Summary.Invalid, b.Name, p.Elapsed.Round(100*time.Millisecond))
+	verification := ""
+	if b.Verification.State != ledger.VerificationNone {
+		verification = " verification=" + string(b.Verification.State)
+	}
+	fmt.Fprintf(a.stdout, "total=%d deleted=%d not_found=%d failed=%d pending=%d invalid=%d%s batch=%s elapsed=%s\n",
+		b.Total, b.Deleted, b.NotFound, b.Failed, b.Pending(), p.Summary.Invalid, verification, b.Name, p.Elapsed.Round(100*time.Millisecond))
 	if reportPath != "" && b.Name != "" {
 		format := "csv"
 		if strings.HasSuffix(reportPath, ".jsonl") {
@@ -334,10 +378,43 @@ func (a *app) finishRun(ctx context.Context, rdb *redis.Client, p runner.Progres
 		return &exitError{code: exitInterrupted, err: fmt.Errorf("interrupted with %d ids pending; %s", b.Pending(), hint)}
 	case runErr != nil:
 		return &exitError{code: exitSetup, err: runErr}
-	case b.Failed > 0 || p.Summary.Invalid > 0:
+	case b.Failed > 0 || p.Summary.Invalid > 0 || b.Verification.State == ledger.VerificationFailed:
 		return &exitError{code: exitPartial}
 	}
 	return nil
+}
+
+// subjectInput is a run's input when it erases a data subject: the
+// subject's discovery, listing as the session with the profile's budget,
+// each listing told on term.
+func subjectInput(req subject.Request, ws workSetup, cfg worker.Config, rdb *redis.Client, term *termbar.Bar) (runner.Input, error) {
+	var walker discovery.Walker
+	for _, id := range ws.ids {
+		if id.profile.Name == req.Profile && id.app != nil {
+			walker.Lister = id.client.WithTokens(id.app.Session(req.Session))
+		}
+	}
+	if walker.Lister == nil {
+		return runner.Input{}, setupError("--session: profile %s is not an OAuth JWT app, which alone has sessions: "+
+			"give the app's profile with --profile", req.Profile)
+	}
+	if l := cfg.Identities[req.Profile].Limiter; l != nil {
+		walker.Budget = l
+	}
+	return runner.Input{Produce: func(ctx context.Context, c *enqueue.Client, opts []enqueue.Option) (enqueue.Summary, error) {
+		eraser := &subject.Eraser{Enqueue: c, Ledger: ledger.New(rdb), Walker: &walker}
+		res, err := eraser.Erase(ctx, req, opts...)
+		for _, li := range res.Listings {
+			fmt.Fprintln(term, listingLine(li))
+		}
+		if errors.Is(err, subject.ErrIncomplete) {
+			// What was found is queued and verification lists again:
+			// the run goes on, and says so.
+			fmt.Fprintf(term, "warning: %v; the verification lists every bot again\n", err)
+			err = nil
+		}
+		return enqueue.Summary{Batch: res.Batch, Enqueued: res.Enqueued, Duplicate: res.Duplicate}, err
+	}}, nil
 }
 
 // runProfile is the profile a run acts as: --profile, else "default", or

@@ -33,7 +33,9 @@ func (a *app) statusCommand() *cobra.Command {
 		Long: `Show batches, newest first, or one batch: created and due times, total,
 deleted, not_found, failed and pending ids, the rate over the last minute,
 the ETA, and the state: open, complete, overdue (ids pending past the due
-time), empty (its input was only invalid lines: nothing to erase), or lost
+time), verifying (a data subject's batch whose deletions are done, listed
+again to see that none is still there), empty (its input was only invalid
+lines: nothing to erase), or lost
 (Redis lost the batch's records: enqueue its input again, or dismiss the loss
 with --dismiss-lost once it is dealt with otherwise). When the pending ids
 wait in queues no live worker serves, the ETA says "stalled: no worker serves

@@ -38,6 +38,13 @@ type workFlags struct {
 	// its names, and no session (run); else every profile and its
 	// sessions (worker).
 	actAs func(names []string) (string, error)
+	// runSessions lets a run (actAs set) act as its profile's sessions
+	// too: run --session erases a data subject.
+	runSessions bool
+	// ephemeralSessionKey makes a random session key when
+	// COZE_ERASER_SESSION_KEY_FILE is not set: a run on the embedded
+	// Redis keeps nothing, so no other process compares its hashes.
+	ephemeralSessionKey bool
 	// flags tells a value the user gave (flag or environment) from a
 	// default: only a default --metrics-addr may move.
 	flags *pflag.FlagSet

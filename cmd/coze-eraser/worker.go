@@ -18,6 +18,7 @@ type workerFlags struct {
 	queues             string
 	ledgerTTL          time.Duration
 	requirePersistence bool
+	sweeps             sweepsFlags
 }
 
 func (a *app) workerCommand() *cobra.Command {
@@ -51,7 +52,11 @@ names the key of the hash that replaces session names in the ledger once their
 batch is complete (the same file on every worker).
 
 Workers also deliver the callbacks of completed batches (queue "callbacks"),
-signed with HMAC-SHA256 when COZE_ERASER_CALLBACK_SECRET is set.`,
+signed with HMAC-SHA256 when COZE_ERASER_CALLBACK_SECRET is set.
+
+With --sweeps FILE the worker also runs the file's retention sweeps on their
+cron schedules; each tick runs once across every worker given the file, and a
+tick missed while none was up runs once when one starts (docs/sweeps.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runWorker(cmd.Context(), &f) },
 	}
@@ -61,6 +66,7 @@ signed with HMAC-SHA256 when COZE_ERASER_CALLBACK_SECRET is set.`,
 	fl.StringVar(&f.queues, "queues", "default", "queues to work, with weights: gdpr=6,bulk=1")
 	fl.DurationVar(&f.ledgerTTL, "ledger-ttl", ledger.DefaultTTL, "retention of batches the worker creates for tasks of other producers (1h to 87600h)")
 	fl.BoolVar(&f.requirePersistence, "require-persistence", false, "refuse to start when Redis has neither AOF nor RDB snapshots (or the check is refused)")
+	f.sweeps.register(cmd)
 	return cmd
 }
 
@@ -82,6 +88,10 @@ func (a *app) runWorker(ctx context.Context, f *workerFlags) error {
 	if err != nil {
 		return err
 	}
+	sweeps, err := f.sweeps.load(ws)
+	if err != nil {
+		return err
+	}
 	rdb, err := f.redis.connect(ctx)
 	if err != nil {
 		return err
@@ -97,6 +107,7 @@ func (a *app) runWorker(ctx context.Context, f *workerFlags) error {
 	defer closeLimiters()
 	cfg.Queues = queues
 	cfg.Ledger = ledger.New(rdb, ledger.WithTTL(f.ledgerTTL))
+	sweeps.prepare(&cfg, rdb, log)
 	srv, err := worker.New(cfg)
 	if err != nil {
 		return setupError("%v", err)
@@ -112,7 +123,9 @@ func (a *app) runWorker(ctx context.Context, f *workerFlags) error {
 	log.Info("worker started", "queues", f.queues, "concurrency", f.work.concurrency,
 		"profiles", describeIdentities(ws.ids), "metrics", f.work.metricsAddr, "redis", redactURL(f.redis.url),
 		"rate", f.work.rate.String(), "burst", f.work.burst, "max_inflight", f.work.maxInflight)
+	stopSweeps := sweeps.start(ctx)
 	<-ctx.Done()
+	stopSweeps()
 	log.Info("shutting down", "timeout", f.work.shutdownTimeout)
 	srv.Shutdown()
 	log.Info("worker stopped")

@@ -345,6 +345,7 @@ func (f *Fake) decide(call *Call) string {
 		} else {
 			call.Deleted = true
 			f.deleted[call.ID] = Deletion{LogID: call.LogID, At: call.At, AnswerLost: answer == string(LostAnswer)}
+			f.changedLocked()
 		}
 	}
 	f.recordLocked(call, answer)

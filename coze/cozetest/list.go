@@ -60,7 +60,26 @@ type listState struct {
 	refused map[string]bool
 	script  []Fault
 	calls   int
+	// generation counts the changes that may change what a list shows
+	// (conversations added, deleted, or given an owner); view caches the
+	// last sorted list made, valid for one generation, so that paging a
+	// bot of 100,000 conversations costs a page per call, not a sort.
+	generation int
+	view       listView
 }
+
+// listView is one caller's sorted conversations of one bot and connector.
+type listView struct {
+	who                Identity
+	botID, connectorID string
+	desc               bool
+	generation         int
+	match              []Conversation
+}
+
+// changedLocked marks a change that may change a listing. Called with f.mu
+// held.
+func (f *Fake) changedLocked() { f.list.generation++ }
 
 func newListState() listState {
 	return listState{convs: map[string]Conversation{}, refused: map[string]bool{}}
@@ -96,6 +115,7 @@ func (f *Fake) AddConversations(cs ...Conversation) {
 		c.Owner = Identity{}
 		f.list.convs[c.ID] = c
 	}
+	f.changedLocked()
 }
 
 // Conversations returns the conversations added and not deleted, in
@@ -291,22 +311,7 @@ func (f *Fake) chooseList(call *Call, bad string) string {
 // pageLocked makes page q.pageNum of the conversations who may see. Called
 // with f.mu held.
 func (f *Fake) pageLocked(who Identity, q listQuery) *listPage {
-	var match []Conversation
-	for id, c := range f.list.convs {
-		if c.BotID != q.botID || c.ConnectorID != q.connectorID {
-			continue
-		}
-		// Who may delete a conversation is who sees it: its creator, or
-		// anyone when it has no owner.
-		if _, gone := f.deleted[id]; gone || !f.mayDelete(id, who) {
-			continue
-		}
-		match = append(match, c)
-	}
-	slices.SortFunc(match, compareConversations)
-	if q.desc {
-		slices.Reverse(match)
-	}
+	match := f.viewLocked(who, q)
 	page := &listPage{Data: &listData{Conversations: []listedConversation{}}} // [] rather than null when empty
 	from := min((q.pageNum-1)*q.pageSize, len(match))
 	to := min(from+q.pageSize, len(match))
@@ -331,6 +336,35 @@ func (f *Fake) pageLocked(who Identity, q listQuery) *listPage {
 	}
 	page.Data.HasMore = to < len(match)
 	return page
+}
+
+// viewLocked returns who's conversations of q's bot and connector, in q's
+// order: the cached view when nothing changed since it was made. Called
+// with f.mu held.
+func (f *Fake) viewLocked(who Identity, q listQuery) []Conversation {
+	v := &f.list.view
+	if v.match != nil && v.who == who && v.botID == q.botID && v.connectorID == q.connectorID && v.desc == q.desc &&
+		v.generation == f.list.generation {
+		return v.match
+	}
+	match := []Conversation{}
+	for id, c := range f.list.convs {
+		if c.BotID != q.botID || c.ConnectorID != q.connectorID {
+			continue
+		}
+		// Who may delete a conversation is who sees it: its creator, or
+		// anyone when it has no owner.
+		if _, gone := f.deleted[id]; gone || !f.mayDelete(id, who) {
+			continue
+		}
+		match = append(match, c)
+	}
+	slices.SortFunc(match, compareConversations)
+	if q.desc {
+		slices.Reverse(match)
+	}
+	*v = listView{who: who, botID: q.botID, connectorID: q.connectorID, desc: q.desc, generation: f.list.generation, match: match}
+	return match
 }
 
 // compareConversations orders by creation time, then by id as a number.

@@ -212,6 +212,7 @@ func (f *Fake) SetOwner(appID, session string, ids ...string) {
 		}
 		f.oauth.owners[id] = Identity{App: appID, Session: session}
 	}
+	f.changedLocked()
 }
 
 // Owner returns the creator of conversation id, if it has one.

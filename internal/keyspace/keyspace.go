@@ -13,10 +13,19 @@
 //	                                 buckets, tallies, completion, rate slots, opens,
 //	                                 instance, queues, invalid, profile; session (an
 //	                                 end user's session name, personal data) until
-//	                                 the batch completes, then session_hash
+//	                                 the batch completes, then session_hash; for a
+//	                                 data subject's batch (verified before it
+//	                                 completes): verify (1), verification (pending,
+//	                                 passed, failed), verify_round (rounds run),
+//	                                 verify_requested (the last round put in P
+//	                                 verify), verify_finished (the last round that
+//	                                 ended), still_listed, unverified,
+//	                                 verification_reason, verified_at (ms)
 //	P batch:{b}:ids:{k}      hash    ids of b whose bucket is k ([Bucket]) -> "p",      retention
 //	                                 "r" or "outcome|code|logid|attempts|finished"
 //	P batch:{b}:adders       zset    producers adding ids to b -> until (ms)            retention
+//	P batch:{b}:listings     list    walks of the list endpoint recorded for b, as      retention
+//	                                 JSON (ledger.Listing), in order; 10,000 at most
 //	P failure:{b}:{id}       hash    last failure of id in b: code, msg, http_status,   retention
 //	                                 logid, attempts, first_at, last_at, queue, outcome
 //	P failures               zset    "{b}/{id}" ([FailureMember]) -> last attempt (ms)  none
@@ -28,6 +37,8 @@
 //	                                 task must also record its outcome in
 //	P callbacks              set     "b/n/total/deleted/not_found/failed/ms": batch     none
 //	                                 completions whose callback is not queued yet
+//	P verify                 set     "b/round" ([VerifyMember]): verification rounds    none
+//	                                 whose task is not queued yet
 //	P epoch                  string  a random marker: Redis without it lost its data    none
 //	P seq                    string  the ledger's write counter                         none
 //	P lost                   zset    batch found lost -> when (ms)                      none
@@ -36,6 +47,9 @@
 //	P lock:{name}            string  a lock's holder, a random id (the janitor's lock   the lock's
 //	                                 is lock:janitor, the session scrub's
 //	                                 lock:sessions)
+//	P sweep:{s}              hash    scheduled sweep s: tick (the last tick claimed,    none
+//	                                 unix s), state, holder, lease_until (ms), batch,
+//	                                 last_success, since (package sweep)
 //	P budget:{h}             hash    a rate budget ({h}: a hash of the API's base URL   none
 //	                                 and token, or of the base URL and an OAuth
 //	                                 app's id): tokens, rate, window, pushback
@@ -80,6 +94,10 @@ func (k Keyspace) BatchIDs(b string, bucket int) string {
 // BatchAdders is the sorted set of the producers adding ids to batch b.
 func (k Keyspace) BatchAdders(b string) string { return k.prefix + "batch:" + b + ":adders" }
 
+// BatchListings is the list of the walks of the list endpoint recorded for
+// batch b (its discovery and verification listings).
+func (k Keyspace) BatchListings(b string) string { return k.prefix + "batch:" + b + ":listings" }
+
 // Failure is the hash of the last failure of id in batch b.
 func (k Keyspace) Failure(b, id string) string { return k.prefix + "failure:" + b + ":" + id }
 
@@ -108,6 +126,14 @@ func (k Keyspace) Also() string { return k.prefix + "also" }
 // yet (the callback outbox).
 func (k Keyspace) Callbacks() string { return k.prefix + "callbacks" }
 
+// Verifications is the set of verification rounds whose task is not queued
+// yet (the verification outbox).
+func (k Keyspace) Verifications() string { return k.prefix + "verify" }
+
+// VerifyMember is the member of [Keyspace.Verifications] that asks for
+// round round of batch b's verification.
+func VerifyMember(b string, round int) string { return b + "/" + strconv.Itoa(round) }
+
 // Epoch is the marker whose absence says Redis lost its data.
 func (k Keyspace) Epoch() string { return k.prefix + "epoch" }
 
@@ -122,6 +148,10 @@ func (k Keyspace) Lost(b string) string { return k.prefix + "lost:" + b }
 
 // Lock is the key of the lock named name.
 func (k Keyspace) Lock(name string) string { return k.prefix + "lock:" + name }
+
+// Sweep is the record of scheduled sweep name: the last tick claimed, the
+// lease of the worker running it, the last success.
+func (k Keyspace) Sweep(name string) string { return k.prefix + "sweep:" + name }
 
 // Budget is the hash of the rate budget identified by hash (see
 // ratelimit.BudgetKey).
@@ -167,6 +197,7 @@ var layout = []luaKey{
 	{"metaKey", "P batch:{b}"},
 	{"idsKey", "P batch:{b}:ids:{k}"},
 	{"addersKey", "P batch:{b}:adders"},
+	{"listingsKey", "P batch:{b}:listings"},
 	{"failKey", "P failure:{b}:{id}"},
 	{"failMember", "{b}/{id}"},
 	{"failuresKey", "P failures"},
@@ -175,6 +206,8 @@ var layout = []luaKey{
 	{"sessionsKey", "P sessions"},
 	{"alsoKey", "P also"},
 	{"callbacksKey", "P callbacks"},
+	{"verifyKey", "P verify"},
+	{"verifyMember", "{b}/{round}"},
 	{"epochKey", "P epoch"},
 	{"seqKey", "P seq"},
 	{"lostIndex", "P lost"},

@@ -20,6 +20,7 @@ var goKeys = map[string]func(ks keyspace.Keyspace, b string, k int, id string) s
 	"metaKey":        func(ks keyspace.Keyspace, b string, _ int, _ string) string { return ks.Batch(b) },
 	"idsKey":         func(ks keyspace.Keyspace, b string, k int, _ string) string { return ks.BatchIDs(b, k) },
 	"addersKey":      func(ks keyspace.Keyspace, b string, _ int, _ string) string { return ks.BatchAdders(b) },
+	"listingsKey":    func(ks keyspace.Keyspace, b string, _ int, _ string) string { return ks.BatchListings(b) },
 	"failKey":        func(ks keyspace.Keyspace, b string, _ int, id string) string { return ks.Failure(b, id) },
 	"failMember":     func(_ keyspace.Keyspace, b string, _ int, id string) string { return keyspace.FailureMember(b, id) },
 	"failuresKey":    func(ks keyspace.Keyspace, _ string, _ int, _ string) string { return ks.Failures() },
@@ -28,14 +29,17 @@ var goKeys = map[string]func(ks keyspace.Keyspace, b string, k int, id string) s
 	"sessionsKey":    func(ks keyspace.Keyspace, _ string, _ int, _ string) string { return ks.Sessions() },
 	"alsoKey":        func(ks keyspace.Keyspace, _ string, _ int, _ string) string { return ks.Also() },
 	"callbacksKey":   func(ks keyspace.Keyspace, _ string, _ int, _ string) string { return ks.Callbacks() },
+	"verifyKey":      func(ks keyspace.Keyspace, _ string, _ int, _ string) string { return ks.Verifications() },
+	"verifyMember":   func(_ keyspace.Keyspace, b string, k int, _ string) string { return keyspace.VerifyMember(b, k) },
 	"epochKey":       func(ks keyspace.Keyspace, _ string, _ int, _ string) string { return ks.Epoch() },
 	"seqKey":         func(ks keyspace.Keyspace, _ string, _ int, _ string) string { return ks.Seq() },
 	"lostIndex":      func(ks keyspace.Keyspace, _ string, _ int, _ string) string { return ks.LostIndex() },
 	"lostKey":        func(ks keyspace.Keyspace, b string, _ int, _ string) string { return ks.Lost(b) },
 }
 
-// luaArgs is how the test calls each prelude function: the argument names
-// of its definition, mapped to the test's batch (b), bucket (k) and id.
+// luaCall is how the test calls each prelude function: the argument names
+// of its definition, mapped to the test's batch (b), bucket (k) and id (a
+// round is passed as the bucket).
 func luaCall(t *testing.T, name string) string {
 	t.Helper()
 	for _, line := range strings.Split(keyspace.Lua, "\n") {
@@ -49,7 +53,7 @@ func luaCall(t *testing.T, name string) string {
 				switch p {
 				case "b":
 					args[i] = "ARGV[2]"
-				case "k":
+				case "k", "round":
 					args[i] = "ARGV[3]"
 				case "id":
 					args[i] = "ARGV[4]"
@@ -169,6 +173,7 @@ func TestLayoutIsStable(t *testing.T) {
 		{ks.Batch("b"), "coze-eraser:batch:b"},
 		{ks.BatchIDs("b", 7), "coze-eraser:batch:b:ids:7"},
 		{ks.BatchAdders("b"), "coze-eraser:batch:b:adders"},
+		{ks.BatchListings("b"), "coze-eraser:batch:b:listings"},
 		{ks.Failure("b", "1"), "coze-eraser:failure:b:1"},
 		{keyspace.FailureMember("b", "1"), "b/1"},
 		{ks.Failures(), "coze-eraser:failures"},
@@ -177,11 +182,14 @@ func TestLayoutIsStable(t *testing.T) {
 		{ks.Sessions(), "coze-eraser:sessions"},
 		{ks.Also(), "coze-eraser:also"},
 		{ks.Callbacks(), "coze-eraser:callbacks"},
+		{ks.Verifications(), "coze-eraser:verify"},
+		{keyspace.VerifyMember("b", 2), "b/2"},
 		{ks.Epoch(), "coze-eraser:epoch"},
 		{ks.Seq(), "coze-eraser:seq"},
 		{ks.LostIndex(), "coze-eraser:lost"},
 		{ks.Lost("b"), "coze-eraser:lost:b"},
 		{ks.Lock("janitor"), "coze-eraser:lock:janitor"},
+		{ks.Sweep("nightly"), "coze-eraser:sweep:nightly"},
 		{ks.Budget("ab12"), "coze-eraser:budget:ab12"},
 		{keyspace.BudgetInflight("k"), "k:inflight"},
 		{keyspace.BudgetFreed("k"), "k:freed"},

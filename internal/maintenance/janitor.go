@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/coze-eraser/coze-eraser/callback"
+	"github.com/coze-eraser/coze-eraser/enqueue"
 	"github.com/coze-eraser/coze-eraser/internal/asynqwire"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/tasks"
@@ -105,6 +106,7 @@ func (j *Janitor) Sweep(ctx context.Context) {
 		return
 	}
 	j.QueueCallbacks(ctx)
+	j.QueueVerifications(ctx)
 	names, err := j.cfg.Ledger.OpenBatches(ctx)
 	if err != nil {
 		j.cfg.Logger.Warn("janitor: reading open batches", "error", err)
@@ -261,6 +263,40 @@ func (j *Janitor) requeue(ctx context.Context, o Orphan, b ledger.Batch) error {
 		}
 	}
 	return nil
+}
+
+// QueueVerifications queues a verification task for every data subject's
+// batch whose deletions are all done (ledger.Ledger.PendingVerifications),
+// in the batch's first queue. The task id is derived from the batch and
+// the round, so queueing one twice is refused as a duplicate.
+func (j *Janitor) QueueVerifications(ctx context.Context) {
+	pending, err := j.cfg.Ledger.PendingVerifications(ctx)
+	if err != nil {
+		j.cfg.Logger.Warn("janitor: reading pending verifications", "error", err)
+		return
+	}
+	for _, r := range pending {
+		b, ok, err := j.cfg.Ledger.Batch(ctx, r.Batch)
+		if err != nil {
+			continue
+		}
+		if ok {
+			queue := enqueue.DefaultQueue
+			if len(b.Queues) > 0 {
+				queue = b.Queues[0]
+			}
+			task, err := tasks.NewVerifyTask(r.Batch, r.Round, queue)
+			if err != nil {
+				j.cfg.Logger.Warn("janitor: a verification that cannot be queued", "batch", r.Batch, "round", r.Round, "error", err)
+				continue
+			}
+			if _, err := j.client.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+				j.cfg.Logger.Warn("queueing a verification", "batch", r.Batch, "error", err)
+				continue
+			}
+		}
+		_ = j.cfg.Ledger.VerificationQueued(ctx, r)
+	}
 }
 
 // QueueCallbacks queues the callback of every completion that has none yet.

@@ -40,6 +40,7 @@ if added > 0 then
   redis.call('HINCRBY', meta, 'total', added)
   redis.call('HSET', meta, 'complete', 0, 'progress_at', ARGV[3])
   redis.call('ZADD', openBatchesKey, m[3], B)
+  reverify(meta)
 end
 redis.call('ZADD', addersKey(B), tonumber(ARGV[3]) + tonumber(ARGV[5]), ARGV[4])
 redis.call('PEXPIRE', addersKey(B), tonumber(ARGV[5]) * 2)

@@ -3,9 +3,10 @@
 -- ARGV: 2 batch, 3 now ms, 4 due ms, 5 note, 6 callback URL, 7 ttl s,
 --       8 buckets, 9 adder id, 10 adder lease ms, 11 queue, 12 a new batch's
 --       instance id, 13 a new ledger epoch (kept if one exists), 14 profile
---       (never empty: 'default' stands for none), 15 session name ('' for none).
+--       (never empty: 'default' stands for none), 15 session name ('' for none),
+--       16 '1' for a data subject's batch, verified before it completes.
 -- Returns {created (0|1), due ms, note, callback URL, buckets, profile,
--- session} of the batch as it is, where session is 'same' (as ARGV[15]: both
+-- session, verify ('1' or '')} of the batch as it is, where session is 'same' (as ARGV[15]: both
 -- none, or the same name), 'none' (the batch has none, ARGV[15] one),
 -- 'other' or 'erased' (the batch completed and its name was scrubbed). The
 -- name itself never leaves Redis.
@@ -23,6 +24,9 @@ if redis.call('EXISTS', meta) == 0 then
     -- Personal data: kept only until the batch completes (ScrubSessions).
     redis.call('HSET', meta, 'session', ARGV[15])
     redis.call('SADD', sessionsKey, B)
+  end
+  if ARGV[16] == '1' then
+    redis.call('HSET', meta, 'verify', 1, 'verification', 'pending', 'verify_round', 0, 'still_listed', 0)
   end
   redis.call('ZADD', batchesKey, ARGV[3], B)
   -- The epoch marks the data set this batch lives in: a Redis that comes
@@ -43,8 +47,8 @@ else
     session = 'other'
   end
   if profile ~= ARGV[14] or session ~= 'same' then
-    local m = redis.call('HMGET', meta, 'due', 'note', 'callback', 'buckets')
-    return {0, m[1], m[2] or '', m[3] or '', m[4], profile, session}
+    local m = redis.call('HMGET', meta, 'due', 'note', 'callback', 'buckets', 'verify')
+    return {0, m[1], m[2] or '', m[3] or '', m[4], profile, session, m[5] or ''}
   end
   local queues = redis.call('HGET', meta, 'queues') or ''
   if not string.find(' ' .. queues .. ' ', ' ' .. ARGV[11] .. ' ', 1, true) then
@@ -57,7 +61,7 @@ end
 redis.call('HINCRBY', meta, 'opens', 1)
 redis.call('ZADD', addersKey(B), tonumber(ARGV[3]) + tonumber(ARGV[10]), ARGV[9])
 redis.call('PEXPIRE', addersKey(B), tonumber(ARGV[10]) * 2)
-local m = redis.call('HMGET', meta, 'due', 'note', 'callback', 'ttl', 'buckets', 'profile')
+local m = redis.call('HMGET', meta, 'due', 'note', 'callback', 'ttl', 'buckets', 'profile', 'verify')
 redis.call('EXPIRE', meta, m[4])
 bumpSeq()
-return {created, m[1], m[2] or '', m[3] or '', m[5], m[6] or 'default', 'same'}
+return {created, m[1], m[2] or '', m[3] or '', m[5], m[6] or 'default', 'same', m[7] or ''}

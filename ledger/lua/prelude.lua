@@ -38,18 +38,45 @@ local function isPending(v) return v == 'p' or v == 'r' end
 -- count came back with older data (see ledger.LossDetector).
 local function bumpSeq() redis.call('INCR', seqKey) end
 
+-- reverify puts the verification of a data subject's batch whose ids
+-- change (reopened, or new ones added) back to pending, so that the batch
+-- is verified again before it completes again; the rounds run are kept.
+local function reverify(meta)
+  local v = redis.call('HGET', meta, 'verification')
+  if v == 'passed' or v == 'failed' then
+    redis.call('HSET', meta, 'verification', 'pending')
+    redis.call('HDEL', meta, 'unverified', 'verification_reason', 'verified_at')
+  end
+end
+
+-- requestVerification puts the next round of batch b's verification in the
+-- verification outbox, once per round: every call of tryComplete (each
+-- janitor sweep) would ask again while the round runs.
+local function requestVerification(b, meta, rounds, requested)
+  local round = rounds + 1
+  if requested < round then
+    redis.call('SADD', verifyKey, verifyMember(b, string.format('%d', round)))
+    redis.call('HSET', meta, 'verify_requested', round)
+  end
+end
+
 -- tryComplete completes batch b when nothing is pending, nothing is being
 -- added to it, and it is not complete already (a batch of no id completes
 -- only when its input was refused, to tell its requester so: 'invalid' > 0,
 -- set by seal.lua before it calls this): it records the completion,
 -- leaves the open index, queues a callback with the tallies of this moment,
 -- and starts the retention clock on every key of the batch.
+-- A data subject's batch ('verify' 1) whose verification is pending does not
+-- complete: its next verification round goes to the verification outbox,
+-- and ledger.FinishVerification completes it. (It needs no id: a subject
+-- whose discovery found nothing is verified too.)
 local function tryComplete(b, nowMs)
   local meta = metaKey(b)
   local t = redis.call('HMGET', meta, 'total', 'deleted', 'not_found', 'failed', 'callback', 'complete', 'ttl', 'buckets',
-    'invalid')
+    'invalid', 'verify', 'verification', 'verify_round', 'verify_requested')
   local total = tonumber(t[1]) or 0
-  local empty = total == 0 and (tonumber(t[9]) or 0) == 0
+  local verify = t[10] == '1'
+  local empty = total == 0 and (tonumber(t[9]) or 0) == 0 and not verify
   if empty or t[6] == '1' or total ~= tonumber(t[2]) + tonumber(t[3]) + tonumber(t[4]) then
     return false
   end
@@ -58,6 +85,10 @@ local function tryComplete(b, nowMs)
   end
   if stillLost(b) then
     return false -- what is left is not the batch: no completion, no callback
+  end
+  if verify and t[11] == 'pending' then
+    requestVerification(b, meta, tonumber(t[12]) or 0, tonumber(t[13]) or 0)
+    return false
   end
   redis.call('HSET', meta, 'complete', 1, 'completed_at', nowMs)
   local c = redis.call('HINCRBY', meta, 'completions', 1)
@@ -70,5 +101,6 @@ local function tryComplete(b, nowMs)
   for k = 0, tonumber(t[8]) - 1 do
     redis.call('EXPIRE', idsKey(b, k), ttl)
   end
+  redis.call('EXPIRE', listingsKey(b), ttl)
   return true
 end

@@ -324,6 +324,9 @@ for b, info in pairs(batches) do
       set('complete', '0')
     end
     call(unpack(args))
+    if added > 0 then
+      reverify(info.meta) -- a data subject's batch verifies its new ids too
+    end
     allFinished = finished > 0 and deleted + notFound + failed >= total
   end
   if not info.sameSlot then
