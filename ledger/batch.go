@@ -148,6 +148,10 @@ type Batch struct {
 	// Verification is where a data subject's batch stands in its
 	// verification; its State is [VerificationNone] for other batches.
 	Verification Verification
+	// Targets are the bots and connectors a data subject's discovery
+	// set out to list ([Ledger.RecordTargets]), which its verification
+	// lists again.
+	Targets []Target
 	// verifyRequested is the last verification round put in the
 	// verification outbox.
 	verifyRequested int
@@ -227,6 +231,16 @@ func (b Batch) State(now time.Time) State {
 func (b Batch) verifying() bool {
 	return b.Verification.State == VerificationPending && b.Pending() == 0 &&
 		(b.Total > 0 || b.verifyRequested > b.Verification.Round)
+}
+
+// AwaitedRound is the verification round a data subject's batch waits
+// for: asked for (in the verification outbox, or queued as a task) and not
+// run yet. ok is false when it waits for none.
+func (b Batch) AwaitedRound() (round int, ok bool) {
+	if b.verifying() && b.verifyRequested > b.Verification.Round {
+		return b.verifyRequested, true
+	}
+	return 0, false
 }
 
 // Rate returns the ids finished per second over about the last minute.
@@ -668,6 +682,7 @@ func decodeBatch(name string, h map[string]string) Batch {
 	}
 	if h["verify"] == "1" {
 		b.Verification, b.verifyRequested = decodeVerification(h), int(num("verify_requested"))
+		b.Targets = decodeTargets(h["targets"])
 	}
 	if b.Profile == "" {
 		b.Profile = DefaultProfile // made before batches had identities, or by a task's record

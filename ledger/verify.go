@@ -235,6 +235,64 @@ func (l *Ledger) MarkStillListed(ctx context.Context, batch string, round int, i
 	return n, nil
 }
 
+//go:embed lua/targets.lua
+var targetsSource string
+
+var targetsScript = script(targetsSource)
+
+// Target is a bot and connector a data subject's batch looks on.
+type Target struct {
+	BotID       string
+	ConnectorID string
+}
+
+// RecordTargets records, in the verified batch batch, the bots and
+// connectors its discovery is about to list (added to those recorded
+// before). Its verification lists each of them, even one the discovery
+// never reached: a producer that died mid-walk leaves held ids the
+// janitor releases, and a verification of only what was recorded would
+// prove too much. It reports false when the batch does not exist or is
+// not verified.
+func (l *Ledger) RecordTargets(ctx context.Context, batch string, targets []Target) (bool, error) {
+	args := []any{batch}
+	for _, t := range targets {
+		if !plainID(t.BotID) || !plainID(t.ConnectorID) {
+			return false, fmt.Errorf("ledger: target %q/%q: bot and connector ids are digits", t.BotID, t.ConnectorID)
+		}
+		args = append(args, t.BotID+":"+t.ConnectorID)
+	}
+	n, err := l.run(ctx, targetsScript, args...).Int()
+	if err != nil {
+		return false, fmt.Errorf("ledger: record the targets of %s: %w", batch, err)
+	}
+	return n == 1, nil
+}
+
+// plainID reports whether s is 1 to 32 ASCII digits.
+func plainID(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// decodeTargets reads a batch's "targets" field.
+func decodeTargets(field string) []Target {
+	var out []Target
+	for _, t := range strings.Fields(field) {
+		bot, connector, ok := strings.Cut(t, ":")
+		if ok {
+			out = append(out, Target{BotID: bot, ConnectorID: connector})
+		}
+	}
+	return out
+}
+
 //go:embed lua/verifystart.lua
 var verifyStartSource string
 

@@ -297,23 +297,56 @@ func TestFinishVerificationCompletes(t *testing.T) {
 	}
 }
 
-// TestFinishingWaitsForPendingIDs: a verification that ends while ids it
-// added are pending (its round could not go on) completes the batch once
-// they finish, without asking for another round.
+// TestFinishingWaitsForPendingIDs: a round that ends while ids of the
+// batch are pending (a failures retry, a producer adding behind its
+// listing, the new ids of another run of the round) proves nothing of
+// them: it counts as run, and the next round, asked for once they finish,
+// ends the verification.
 func TestFinishingWaitsForPendingIDs(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.verifyBatch(t, "w", "1")
 	b.record(t, "w", "1", ledger.Deleted, "L")
 	b.open(t, ledger.BatchSpec{Name: "w"}, "2")
-	if done, err := b.ledger.FinishVerification(b.ctx, "w", 1, 0, "listing failed: timeout", b.now); done || err != nil {
+	if done, err := b.ledger.FinishVerification(b.ctx, "w", 1, 0, "", b.now); done || err != nil {
 		t.Fatalf("finish = %v, %v; want not completed (2 is pending)", done, err)
 	}
-	if r := b.record(t, "w", "2", ledger.Deleted, "L2"); len(r.Completed) != 1 {
-		t.Errorf("not completed by the last id: %+v", r)
+	if bt := b.batch(t, "w"); bt.Verification.State != ledger.VerificationPending || bt.Verification.Round != 1 {
+		t.Errorf("verification %+v, want pending after round 1", bt.Verification)
 	}
-	if bt := b.batch(t, "w"); bt.Verification.State != ledger.VerificationFailed || bt.State(b.now) != ledger.StateComplete {
+	if r := b.record(t, "w", "2", ledger.Deleted, "L2"); len(r.Completed) != 0 {
+		t.Errorf("completed by the last id without its verification: %+v", r)
+	}
+	if got := b.requests(t); !slices.Equal(got, []ledger.VerifyRequest{{Batch: "w", Round: 2}}) {
+		t.Errorf("outbox %+v, want w round 2", got)
+	}
+	if done, err := b.ledger.FinishVerification(b.ctx, "w", 2, 0, "", b.now); !done || err != nil {
+		t.Fatalf("round 2: %v, %v", done, err)
+	}
+	if bt := b.batch(t, "w"); bt.Verification.State != ledger.VerificationPassed || bt.State(b.now) != ledger.StateComplete {
 		t.Errorf("verification %+v, state %s", bt.Verification, bt.State(b.now))
+	}
+}
+
+// TestRetryDuringARoundIsVerified: an id found still listed, retried
+// (reopened) while the next round runs, is not passed by that round.
+func TestRetryDuringARoundIsVerified(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.verifyBatch(t, "x", "1", "2")
+	b.record(t, "x", "1", ledger.Deleted, "L1")
+	b.record(t, "x", "2", ledger.NotFound, "L2")
+	if n, err := b.ledger.MarkStillListed(b.ctx, "x", 1, []string{"2"}, "LIST1", b.now); n != 1 || err != nil {
+		t.Fatalf("mark: %d, %v", n, err)
+	}
+	if reopened, err := b.ledger.Reopen(b.ctx, "x", "2", ledger.Failed); !reopened || err != nil {
+		t.Fatalf("reopen: %v, %v", reopened, err)
+	}
+	if done, _ := b.ledger.FinishVerification(b.ctx, "x", 1, 0, "", b.now); done {
+		t.Fatal("round 1 passed the batch while the retried id was pending")
+	}
+	if bt := b.batch(t, "x"); bt.Verification.State != ledger.VerificationPending {
+		t.Errorf("verification %+v, want pending", bt.Verification)
 	}
 }
 

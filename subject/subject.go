@@ -114,49 +114,45 @@ func (e *Eraser) Erase(ctx context.Context, req Request, opts ...enqueue.Option)
 		return Result{}, err
 	}
 	res := Result{Batch: req.Batch}
+	// The batch is opened, as a verified one of this identity, and its
+	// targets recorded before the first page: a batch of another
+	// request is refused before anything is written to it, and the
+	// verification lists every target even if this process dies mid-walk.
+	seal, err := e.Enqueue.OpenEmpty(ctx, all...)
+	if err != nil {
+		return res, err
+	}
+	// What follows the walk is done even when ctx ends (Ctrl-C): what was
+	// found is recorded and released, and the batch is sealed.
+	after, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	defer cancel()
+	defer func() { _ = seal(after) }() // an unsealed batch completes once its adder lease ends
+	if _, err := e.Ledger.RecordTargets(ctx, req.Batch, ledgerTargets(targets)); err != nil {
+		return res, err
+	}
 	var walkErr error
 	sum, err := e.Enqueue.EnqueueAll(ctx, e.walk(ctx, targets, &res, &walkErr), append(all, enqueue.Hold())...)
 	res.Enqueued, res.Duplicate = sum.Enqueued, sum.Duplicate
 	if errors.Is(err, enqueue.ErrNoIDs) {
-		return res, e.finishEmpty(ctx, res, walkErr, all)
+		err = nil // nothing found: the batch holds the listings, and its verification completes it
 	}
-	if err == nil {
-		err = walkErr
-	}
-	// The held ids keep the batch from completing until they are
-	// released: the listings are in the batch before its verification
-	// can look for them.
-	if recErr := e.recordListings(ctx, req.Batch, res.Listings); recErr != nil && err == nil {
-		err = recErr
-	}
-	if err != nil && !errors.Is(err, ErrIncomplete) {
-		return res, err
-	}
-	// Even when discovery stopped early, what it found is released:
-	// verification lists everything again once those are done.
-	if _, relErr := e.Enqueue.Release(ctx, req.Batch); relErr != nil && !errors.Is(relErr, enqueue.ErrNoIDs) {
-		return res, relErr
+	err = errors.Join(err, walkErr, e.recordListings(after, req.Batch, res.Listings))
+	if _, relErr := e.Enqueue.Release(after, req.Batch); relErr != nil && !errors.Is(relErr, enqueue.ErrNoIDs) {
+		err = errors.Join(err, relErr)
 	}
 	return res, err
 }
 
-// finishEmpty makes the batch of a subject of whom the listings found
-// nothing: it holds no id but the listings, and its verification (one
-// more listing) completes it, the proof that nothing was there. The
-// batch is held open while the listings are recorded, so that the
-// verification finds them.
-func (e *Eraser) finishEmpty(ctx context.Context, res Result, walkErr error, opts []enqueue.Option) error {
-	seal, err := e.Enqueue.OpenEmpty(ctx, opts...)
-	if err != nil {
-		return err
+// finishTimeout bounds what Erase does after its walks (record the
+// listings, release, seal), which it does even when its context ended.
+const finishTimeout = 30 * time.Second
+
+func ledgerTargets(ts []target) []ledger.Target {
+	out := make([]ledger.Target, len(ts))
+	for i, t := range ts {
+		out[i] = ledger.Target{BotID: t.bot, ConnectorID: t.connector}
 	}
-	if err := e.recordListings(ctx, res.Batch, res.Listings); err != nil {
-		return err
-	}
-	if err := seal(ctx); err != nil {
-		return err
-	}
-	return walkErr
+	return out
 }
 
 // walk yields the id of every conversation of every target, walking them
@@ -179,15 +175,16 @@ func (e *Eraser) walk(ctx context.Context, targets []target, res *Result, walkEr
 			res.Found += listing.Found
 			rec := ledger.Listing{Phase: ledger.ListingDiscovery, BotID: listing.BotID, ConnectorID: listing.ConnectorID,
 				Pages: listing.Pages, Found: listing.Found, LogIDs: listing.LogIDs, At: e.now()}
-			if err != nil && !stopped {
+			switch {
+			case stopped:
+				rec.Error = "stopped: the conversations found could not be queued"
+			case err != nil:
 				rec.Error = err.Error()
 				*walkErr = fmt.Errorf("%w: %w", ErrIncomplete, err)
 			}
 			res.Listings = append(res.Listings, rec)
 			if err != nil {
-				if !stopped {
-					res.Listings = append(res.Listings, notListed(targets[i+1:], t, e.now())...)
-				}
+				res.Listings = append(res.Listings, notListed(targets[i+1:], t, e.now())...)
 				return
 			}
 		}

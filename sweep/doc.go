@@ -13,7 +13,9 @@
 // list is ordered by creation. "Older than" is to the second: the cutoff is
 // now − OlderThan, truncated to the second, and a conversation is older
 // when its created_at (or updated_at) is before the cutoff; one made at the
-// cutoff itself is kept.
+// cutoff itself is kept. A conversation whose compared time is missing or
+// 0 (which would read as 1970) is never matched: it is counted in
+// [Result.Undated] and kept.
 //
 // The list endpoint pages by number, so a deletion between two pages would
 // shift the later ones and hide conversations from the walk. Matching ids
@@ -47,4 +49,15 @@
 // back, however many were missed. Each run is a batch named after the
 // sweep and its tick ([BatchName]), so two workers that claimed the same
 // tick would share one batch anyway.
+//
+// Runs of one sweep never overlap: no tick is claimed while the record
+// holds a run whose lease is alive; the worker of that run, once it is
+// over, runs the latest tick that came due meanwhile. A run stopped by a
+// shutdown is recorded as abandoned; one whose worker died stays running
+// until its lease runs out. Either is claimed again, and run into its
+// batch, by a waiting scheduler at its next look at the record (every
+// lease, at most a minute) or by one that starts, unless a later tick is
+// claimed first. A tick more than [MaxClockSkew] ahead of Redis's clock is
+// refused: a worker whose clock runs ahead would count the cutoff from a
+// future tick and sweep conversations younger than the policy.
 package sweep

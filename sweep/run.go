@@ -70,6 +70,11 @@ type Result struct {
 	DryRun bool
 	// Listed counts the conversations read; Matched those that matched.
 	Listed, Matched int
+	// Undated counts the conversations read whose compared time
+	// (created_at or updated_at, as [Spec.By] says) is missing or 0: never
+	// matched, since such a conversation would count as older than any
+	// cutoff.
+	Undated int
 	// Enqueued counts the tasks queued at the release (held ids of an
 	// earlier, interrupted run of the same batch included); Duplicate
 	// the matches that got no new task: already in the batch, or already
@@ -179,6 +184,11 @@ func (r *run) page(ctx context.Context, bot, connector string, page []coze.Conve
 		at := c.CreatedAt
 		if r.spec.By == ByUpdated {
 			at = c.UpdatedAt
+		}
+		if at.Unix() <= 0 {
+			// Missing or 0 reads as 1970: not proof of age, so kept.
+			r.res.Undated++
+			continue
 		}
 		if !at.Before(r.res.Cutoff) {
 			if r.spec.By == ByCreated {

@@ -18,9 +18,16 @@ import (
 
 // DefaultLease is how long a claimed run is its worker's without a
 // renewal; the worker renews it every third of that while the run lasts.
-// A worker that dies mid-run loses it after this long, and the next
-// worker to start runs the tick again (into the same batch).
+// A worker that dies mid-run loses it after this long, and another
+// worker runs the tick again (into the same batch) at its next look at
+// the record, within a lease (or a minute, when the lease is longer).
 const DefaultLease = time.Minute
+
+// MaxClockSkew is how far ahead of Redis's clock a tick may be and still
+// be claimed. A worker whose clock runs further ahead would run ticks
+// early and, since the cutoff counts from the tick, sweep conversations
+// younger than the policy: its claims are refused and logged.
+const MaxClockSkew = 5 * time.Second
 
 // Scheduler runs the sweeps of a sweeps file on their schedules, with any
 // number of other schedulers on the same Redis: each tick is claimed in
@@ -51,6 +58,9 @@ const (
 	stateRunning = "running"
 	stateSuccess = "success"
 	stateFailure = "failure"
+	// stateAbandoned is a run its worker stopped mid-way (shutdown): any
+	// worker may claim its tick again at once.
+	stateAbandoned = "abandoned"
 )
 
 // Run runs every sweep's schedule until ctx ends, then waits for the runs
@@ -103,8 +113,18 @@ func (l *loop) run(ctx context.Context) {
 	last := l.recover(ctx)
 	for {
 		next := l.sw.Next(last)
-		if next.IsZero() || !l.wait(ctx, next) {
+		if next.IsZero() {
 			return
+		}
+		ok, ran := l.wait(ctx, next)
+		if !ok {
+			return
+		}
+		if !ran.IsZero() {
+			// Took over a stopped run: the ticks after it are due from
+			// there (a tick refused while that run lasted runs next).
+			last = ran
+			continue
 		}
 		// A run that took longer than an interval, or a clock that
 		// jumped, leaves several ticks behind: the latest one runs.
@@ -114,26 +134,45 @@ func (l *loop) run(ctx context.Context) {
 	}
 }
 
-// recordRefresh is how often a waiting scheduler reads the sweep's record,
-// so that its last-success gauge follows the runs of other workers.
+// recordRefresh is how often a waiting scheduler reads the sweep's record
+// (or once a lease, when the lease is shorter), so that its last-success
+// gauge follows the runs of other workers and a stopped run is taken over.
 const recordRefresh = time.Minute
 
-// wait sleeps until next, false when ctx ended first. It wakes every
-// recordRefresh to read the record, and to follow the wall clock should
-// it jump.
-func (l *loop) wait(ctx context.Context, next time.Time) bool {
+// wait sleeps until next; ok is false when ctx ended first. It wakes every
+// refresh to read the record, and to follow the wall clock should it
+// jump; when the record's run was stopped (abandoned, or running with its
+// lease over) it claims and runs that tick, and returns it as ran.
+func (l *loop) wait(ctx context.Context, next time.Time) (ok bool, ran time.Time) {
 	for {
 		d := next.Sub(l.s.now())
 		if d <= 0 {
-			return true
+			return true, time.Time{}
 		}
-		if !sleepUntil(ctx, min(d, recordRefresh)) {
-			return false
+		if !sleepUntil(ctx, min(d, recordRefresh, l.s.lease())) {
+			return false, time.Time{}
 		}
-		if rec, err := l.read(ctx); err == nil {
-			l.gauge(rec)
+		if !next.After(l.s.now()) {
+			return true, time.Time{} // the tick itself claims
+		}
+		rec, err := l.read(ctx)
+		if err != nil {
+			continue
+		}
+		l.gauge(rec)
+		if stopped(rec) {
+			// The claim decides on Redis's clock whether the lease is over.
+			if tick := time.Unix(rec.tick, 0); l.tick(ctx, tick) {
+				return true, tick
+			}
 		}
 	}
+}
+
+// stopped reports whether rec's run may have stopped without a result:
+// abandoned, or still running (its lease may be over).
+func stopped(rec record) bool {
+	return rec.tick > 0 && (rec.state == stateAbandoned || rec.state == stateRunning)
 }
 
 // record is a sweep's record in Redis.
@@ -153,8 +192,9 @@ func (l *loop) read(ctx context.Context) (record, error) {
 }
 
 // recover runs, once, the latest tick missed since the fleet last ran the
-// sweep (however many were missed), or a run of the last tick whose worker
-// died; it returns the time the schedule goes on from.
+// sweep (however many were missed), or else the last tick again when its
+// run stopped (abandoned at a shutdown, or its worker died and its lease
+// is over); it returns the time the schedule goes on from.
 func (l *loop) recover(ctx context.Context) time.Time {
 	now := l.s.now()
 	if err := l.s.Redis.HSetNX(ctx, l.key, "since", now.Unix()).Err(); err != nil {
@@ -172,32 +212,45 @@ func (l *loop) recover(ctx context.Context) time.Time {
 		return now // a new sweep: nothing was missed
 	}
 	if due := latestTick(l.sw, l.sw.Next(time.Unix(base, 0)), now); !due.IsZero() {
-		l.s.log().Info("sweep: running a tick missed while no worker was up", "sweep", l.sw.Name, "tick", due.UTC().Format(time.RFC3339))
+		l.s.log().Info("sweep: a tick was missed while no worker was up: claiming the latest", "sweep", l.sw.Name, "tick", due.UTC().Format(time.RFC3339))
 		l.tick(ctx, due)
 		return due
 	}
-	if rec.tick > 0 && rec.state == stateRunning && rec.leaseUntil < now.UnixMilli() {
+	if stopped(rec) {
 		l.tick(ctx, time.Unix(rec.tick, 0)) // its worker stopped mid-run; claim decides on Redis's clock
 	}
 	return now
 }
 
-// tick claims tick and, when this scheduler won it, runs it.
-func (l *loop) tick(ctx context.Context, tick time.Time) {
+// The answers of claimScript.
+const (
+	claimRefused = 0  // another worker's tick, or a later one is claimed
+	claimWon     = 1  // this worker's to run
+	claimAhead   = -1 // the tick is ahead of Redis's clock by more than MaxClockSkew
+)
+
+// tick claims tick and, when this scheduler won it, runs it; it reports
+// whether it ran it.
+func (l *loop) tick(ctx context.Context, tick time.Time) bool {
 	log := l.s.log().With("sweep", l.sw.Name, "tick", tick.UTC().Format(time.RFC3339))
-	won, err := claimScript.Run(ctx, l.s.Redis, []string{l.key}, tick.Unix(), l.holder, l.s.lease().Milliseconds()).Int()
-	if err != nil {
+	won, err := claimScript.Run(ctx, l.s.Redis, []string{l.key}, tick.Unix(), l.holder, l.s.lease().Milliseconds(),
+		MaxClockSkew.Milliseconds()).Int()
+	switch {
+	case err != nil:
 		if ctx.Err() == nil {
 			log.Error("sweep: cannot claim the tick: not run here", "error", err)
 		}
-		return
-	}
-	if won == 1 {
+		return false
+	case won == claimAhead:
+		log.Error("sweep: this worker's clock runs ahead of Redis's by more than "+MaxClockSkew.String()+": tick skipped here",
+			"worker_time", l.s.now().UTC().Format(time.RFC3339))
+	case won == claimWon:
 		l.runTick(ctx, tick, log)
 	}
 	if rec, err := l.read(ctx); err == nil {
 		l.gauge(rec)
 	}
+	return won == claimWon
 }
 
 // runTick runs the claimed tick, renewing the lease while it runs, and
@@ -212,9 +265,11 @@ func (l *loop) runTick(ctx context.Context, tick time.Time, log *slog.Logger) {
 	cancel()
 	<-renewed
 	if ctx.Err() != nil {
-		// Shut down mid-run: the lease runs out, and the next worker to
-		// start runs the tick again into the same batch.
+		// Shut down mid-run: recorded as abandoned, so that another
+		// worker runs the tick again into the same batch without waiting
+		// for the lease.
 		log.Warn("sweep: stopped mid-run by shutdown", "batch", batch, "listed", res.Listed, "matched", res.Matched)
+		l.finish(context.WithoutCancel(ctx), tick, stateAbandoned, batch, log)
 		return
 	}
 	state, result := stateSuccess, ResultSuccess
@@ -224,13 +279,24 @@ func (l *loop) runTick(ctx context.Context, tick time.Time, log *slog.Logger) {
 			"enqueued", res.Enqueued, "error", err)
 	} else {
 		log.Info("sweep run", "batch", batch, "cutoff", res.Cutoff.Format(time.RFC3339), "listed", res.Listed, "matched", res.Matched,
-			"enqueued", res.Enqueued, "duplicate", res.Duplicate, "duration", time.Since(start).Round(time.Millisecond))
+			"enqueued", res.Enqueued, "duplicate", res.Duplicate, "undated", res.Undated, "duration", time.Since(start).Round(time.Millisecond))
 	}
 	if l.s.Metrics != nil {
 		l.s.Metrics.Runs.WithLabelValues(l.sw.Name, result).Inc()
 	}
+	l.finish(ctx, tick, state, batch, log)
+}
+
+// finishTimeout bounds the write of an abandoned run's record at
+// shutdown, when the run's context is over.
+const finishTimeout = 5 * time.Second
+
+// finish records state as the result of this worker's run of tick.
+func (l *loop) finish(ctx context.Context, tick time.Time, state, batch string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, finishTimeout)
+	defer cancel()
 	if err := finishScript.Run(ctx, l.s.Redis, []string{l.key}, tick.Unix(), l.holder, state, batch, l.s.now().Unix()).Err(); err != nil {
-		log.Error("sweep: cannot record the run's result", "error", err)
+		log.Error("sweep: cannot record the run's result", "state", state, "error", err)
 	}
 }
 
@@ -304,20 +370,23 @@ func sleepUntil(ctx context.Context, d time.Duration) bool {
 }
 
 // claimScript claims tick for holder (ARGV[1], ARGV[2]) with a lease of
-// ARGV[3] ms: when the record's last tick is earlier, or is this tick and
-// its run was abandoned (still running, lease over). Leases are on
-// Redis's clock, which every worker shares.
+// ARGV[3] ms. It answers -1 (claimAhead) when the tick is more than
+// ARGV[4] ms ahead of Redis's clock. It claims when no run is under way
+// (none running with its lease alive: ticks never overlap) and the
+// record's last tick is earlier, or is this tick and its run stopped
+// (abandoned, or running with its lease over). Leases are on Redis's
+// clock, which every worker shares.
 var claimScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local cur = tonumber(redis.call('HGET', KEYS[1], 'tick') or '0')
 local tick = tonumber(ARGV[1])
+if tick * 1000 > now + tonumber(ARGV[4]) then return -1 end
+local cur = tonumber(redis.call('HGET', KEYS[1], 'tick') or '0')
 if cur > tick then return 0 end
-if cur == tick then
-  local state = redis.call('HGET', KEYS[1], 'state')
-  local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
-  if state ~= 'running' or lease > now then return 0 end
-end
+local state = redis.call('HGET', KEYS[1], 'state')
+local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
+if state == 'running' and lease > now then return 0 end
+if cur == tick and state ~= 'running' and state ~= 'abandoned' then return 0 end
 redis.call('HSET', KEYS[1], 'tick', ARGV[1], 'state', 'running', 'holder', ARGV[2], 'lease_until', now + tonumber(ARGV[3]))
 return 1
 `)
@@ -334,10 +403,11 @@ redis.call('HSET', KEYS[1], 'lease_until', tonumber(t[1]) * 1000 + math.floor(to
 return 1
 `)
 
-// finishScript records the result (ARGV[3]) and batch (ARGV[4]) of
-// holder's run of tick, and on success its time (ARGV[5]). A run whose
-// lease was taken over records only its success time: the other run
-// records its own result.
+// finishScript records the result (ARGV[3]: success, failure or
+// abandoned) and batch (ARGV[4]) of holder's run of tick, and on success
+// its time (ARGV[5]), and ends the lease. A run whose lease was taken
+// over records only its success time: the other run records its own
+// result.
 var finishScript = redis.NewScript(`
 if ARGV[3] == 'success' then
   local last = tonumber(redis.call('HGET', KEYS[1], 'last_success') or '0')

@@ -51,11 +51,20 @@ func newFleet(t *testing.T, b *bundle, schedule string, spec sweep.Spec) *fleet 
 // start starts a scheduler; stop stops it and waits for it.
 func (f *fleet) start(t *testing.T) (stop func()) {
 	t.Helper()
+	return f.startWith(t, nil)
+}
+
+// startWith starts a scheduler that edit, when set, changes first.
+func (f *fleet) startWith(t *testing.T, edit func(*sweep.Scheduler)) (stop func()) {
+	t.Helper()
 	m := sweep.NewMetrics(prometheus.NewRegistry())
 	f.metrics = append(f.metrics, m)
 	ctx, cancel := context.WithCancel(f.b.ctx)
 	s := &sweep.Scheduler{Redis: f.b.rdb, Sweeps: []sweep.Scheduled{f.sched}, Metrics: m,
 		Sweepers: map[string]*sweep.Sweeper{"default": f.b.sweeper}, Lease: 3 * time.Second}
+	if edit != nil {
+		edit(s)
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		if err := s.Run(ctx); err != nil {

@@ -358,3 +358,47 @@ func TestSpecValidate(t *testing.T) {
 		t.Errorf("batch name %q", got)
 	}
 }
+
+// pageLister answers one fixed page, whatever the query: a double for an
+// API that answers created_at or updated_at 0.
+type pageLister []coze.Conversation
+
+func (p pageLister) ListConversations(context.Context, coze.ListQuery) (coze.Page, coze.Result, error) {
+	return coze.Page{Conversations: p}, coze.Result{}, nil
+}
+
+// TestSweepKeepsUndatedConversations: a conversation whose compared time
+// is missing or 0 (read as 1970) is never matched, by creation or by
+// update, and is counted as undated; the walk by creation goes past it.
+func TestSweepKeepsUndatedConversations(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	epoch := time.Unix(0, 0).UTC() // what coze makes of created_at 0 or missing
+	old := now.Add(-48 * time.Hour)
+	b.sweeper.Lister = pageLister{
+		{ID: id(1), CreatedAt: epoch, UpdatedAt: epoch},
+		{ID: id(2), CreatedAt: epoch, UpdatedAt: old},
+		{ID: id(3), CreatedAt: old, UpdatedAt: epoch},
+		{ID: id(4), CreatedAt: old, UpdatedAt: old},
+		{ID: id(5), CreatedAt: now, UpdatedAt: now},
+	}
+	for _, tc := range []struct {
+		by   sweep.By
+		want []string
+	}{
+		{sweep.ByCreated, []string{id(3), id(4)}},
+		{sweep.ByUpdated, []string{id(2), id(4)}},
+	} {
+		var got []string
+		res, err := b.sweeper.Run(b.ctx, sweep.Spec{BotIDs: []string{botA}, OlderThan: time.Hour, By: tc.by},
+			sweep.Options{DryRun: true, OnMatch: func(m sweep.Match) { got = append(got, m.ID) }})
+		if err != nil || !slices.Equal(got, tc.want) || res.Matched != 2 || res.Undated != 2 || res.Listed != 5 {
+			t.Errorf("by %s: matched %v (%d), undated %d, listed %d, err %v; want %v, 2 undated",
+				tc.by, got, res.Matched, res.Undated, res.Listed, err, tc.want)
+		}
+	}
+	res, err := b.sweeper.Run(b.ctx, sweep.Spec{BotIDs: []string{botA}, OlderThan: time.Hour}, sweep.Options{Batch: "undated"})
+	if got := b.queued(t, "default"); err != nil || res.Undated != 2 || !slices.Equal(got, []string{id(3), id(4)}) {
+		t.Errorf("queued %v, undated %d, err %v; want only the dated old ones", got, res.Undated, err)
+	}
+}

@@ -120,9 +120,13 @@ func (v *verifier) listAgain(ctx context.Context, b ledger.Batch, round int, w *
 		return roundResult{}, err
 	}
 	var res roundResult
+	targets := verifyTargets(b, listings)
+	if len(targets) == 0 {
+		return res, errNoTargets
+	}
 	last := round >= tasks.MaxVerifyRounds
 	hold := []enqueue.Option{enqueue.Batch(b.Name), enqueue.Hold(), enqueue.Profile(profile), enqueue.Session(session)}
-	for _, target := range discoveredTargets(listings) {
+	for _, target := range targets {
 		q := coze.ListQuery{BotID: target.BotID, ConnectorID: target.ConnectorID, PageSize: coze.MaxPageSize}
 		listing, walkErr := w.WalkPages(ctx, q, func(page discovery.PageRead) error {
 			ids := make([]string, len(page.Conversations))
@@ -180,10 +184,20 @@ func (v *verifier) listAgain(ctx context.Context, b ledger.Batch, round int, w *
 // target is a bot and connector the discovery listed.
 type target struct{ BotID, ConnectorID string }
 
-// discoveredTargets is each bot and connector of the batch's discovery
-// listings, once, in the order listed.
-func discoveredTargets(listings []ledger.Listing) []target {
+// errNoTargets is a batch to verify that names no bot: its discovery
+// recorded neither its targets nor a listing. Verifying nothing would
+// prove too much.
+var errNoTargets = errors.New("the batch records no bot to list: its discovery did not record what it set out to list")
+
+// verifyTargets is each bot and connector the batch's discovery set out to
+// list or listed, once, in that order.
+func verifyTargets(b ledger.Batch, listings []ledger.Listing) []target {
 	var out []target
+	for _, t := range b.Targets {
+		if t := (target{t.BotID, t.ConnectorID}); !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
 	for _, li := range listings {
 		t := target{li.BotID, li.ConnectorID}
 		if li.Phase == ledger.ListingDiscovery && !slices.Contains(out, t) {
@@ -201,15 +215,16 @@ func (v *verifier) finish(ctx context.Context, p tasks.VerifyPayload, unverified
 	if err != nil {
 		return retryFailed(reasonTransient, err)
 	}
-	b, _, err := v.ledger.Batch(ctx, p.Batch)
-	if err == nil {
+	if !completed {
+		// A duplicate round, or ids pending that the next round verifies.
+		return nil
+	}
+	if b, ok, err := v.ledger.Batch(ctx, p.Batch); err == nil && ok {
 		v.metrics.Verifications.WithLabelValues(string(b.Verification.State)).Inc()
 		v.log.Info("verification done", "batch", p.Batch, "round", p.Round, "state", b.Verification.State,
 			"still_listed", b.Verification.StillListed, "unverified", b.Verification.Unverified, "reason", b.Verification.Reason)
 	}
-	if completed {
-		v.onComplete(ctx, []string{p.Batch})
-	}
+	v.onComplete(ctx, []string{p.Batch})
 	return nil
 }
 
@@ -225,13 +240,18 @@ func (v *verifier) failedListing(ctx context.Context, p tasks.VerifyPayload, err
 		class = walkErr.Result.Class
 	}
 	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		// The round outlived tasks.VerifyTimeout: a counted failure, not
+		// a wait, or a round always too long would run forever.
+		return retryFailed(reasonTransient, err)
 	case ctx.Err() != nil:
-		return retryLater(reasonWaiting, 0, err)
+		return retryLater(reasonWaiting, 0, err) // shutdown: the round runs again elsewhere
 	case class == coze.ClassAuth:
 		// A rejected key is waited out, as deletions wait it out: the
 		// verification is not failed by an outage of the key.
 		v.metrics.Retries.WithLabelValues(reasonAuth).Inc()
 		return retryLater(reasonAuth, unknownIdentityRetry, err)
+	case errors.Is(err, errNoTargets):
 	case retried < maxRetry && class != coze.ClassPermanent:
 		v.log.Warn("verification: listing failed; trying again", "batch", p.Batch, "round", p.Round, "error", err)
 		return retryFailed(reasonTransient, err)

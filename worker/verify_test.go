@@ -15,6 +15,7 @@ import (
 	"github.com/coze-eraser/coze-eraser/coze"
 	"github.com/coze-eraser/coze-eraser/coze/cozetest"
 	"github.com/coze-eraser/coze-eraser/discovery"
+	"github.com/coze-eraser/coze-eraser/enqueue"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/report"
 	"github.com/coze-eraser/coze-eraser/subject"
@@ -220,22 +221,32 @@ func TestStillListedIsNotErased(t *testing.T) {
 }
 
 // TestVerificationFindsNewConversations is acceptance 3: a conversation the
-// subject created after the discovery is found by the verification,
-// deleted, and verified in turn.
+// subject creates while the batch's deletions run is found by the
+// verification, deleted, and verified in turn.
 func TestVerificationFindsNewConversations(t *testing.T) {
 	t.Parallel()
 	sb := setupSubject(t, 10, 10)
-	sb.erase(t, "dsr-late") // no worker yet: nothing is deleted before the new one exists
+	sb.fake.SetLatency(40 * time.Millisecond) // 30 deletions two at a time: about 600 ms to add one during them
+	cfg := sb.appConfig(t, sb.app, sb.kid, sb.keyFile)
+	cfg.Concurrency = 2
+	sb.startWorker(t, cfg)
+	sb.erase(t, "dsr-late")
+	waitFor(t, 30*time.Second, "some deletions", func() bool {
+		b, ok, err := sb.ledger.Batch(sb.ctx, "dsr-late")
+		return err == nil && ok && b.Deleted >= 4
+	})
 	late := "7379996104799999999"
 	sb.fake.AddConversations(cozetest.Conversation{ID: late, BotID: sb.bots[1], Owner: cozetest.Identity{App: sb.app, Session: subjectSession}})
-	sb.startWorker(t, sb.appConfig(t, sb.app, sb.kid, sb.keyFile))
+	if b, _, _ := sb.ledger.Batch(sb.ctx, "dsr-late"); b.Pending() == 0 {
+		t.Fatal("the deletions were over before the new conversation was made: the test proves nothing")
+	}
 	b := sb.waitComplete(t, "dsr-late")
 	if b.Total != 31 || b.Deleted != 31 || b.Verification.State != ledger.VerificationPassed || b.Verification.Round != 2 {
 		t.Errorf("batch: total %d deleted %d verification %+v; want 31 deleted, passed in round 2",
 			b.Total, b.Deleted, b.Verification)
 	}
 	if len(sb.stillThere([]string{late})) != 0 {
-		t.Error("the conversation created after discovery is still there")
+		t.Error("the conversation created during the run is still there")
 	}
 	listings, err := sb.ledger.Listings(sb.ctx, "dsr-late")
 	if err != nil {
@@ -249,6 +260,68 @@ func TestVerificationFindsNewConversations(t *testing.T) {
 	}
 	if verifications != 6 {
 		t.Errorf("%d verification listings, want 6 (3 bots × 2 rounds)", verifications)
+	}
+}
+
+// TestVerificationOfADiscoveryThatDied: a producer that died after its
+// first page left held ids and its targets, no listing. Once the held ids
+// are released (the janitor does it for a stalled batch) and deleted, the
+// verification lists every target and erases the rest.
+func TestVerificationOfADiscoveryThatDied(t *testing.T) {
+	t.Parallel()
+	sb := setupSubject(t, 20, 10)
+	opts := []enqueue.Option{enqueue.Batch("dsr-died"), enqueue.Profile("app-cn"), enqueue.Session(subjectSession), enqueue.Verify()}
+	if _, err := sb.enqueue.EnqueueAll(sb.ctx, slices.Values(sb.mine[:5]), append(opts, enqueue.Hold())...); err != nil {
+		t.Fatal(err)
+	}
+	var targets []ledger.Target
+	for _, bot := range sb.bots {
+		targets = append(targets, ledger.Target{BotID: bot, ConnectorID: coze.ConnectorAPI})
+	}
+	if ok, err := sb.ledger.RecordTargets(sb.ctx, "dsr-died", targets); !ok || err != nil {
+		t.Fatalf("targets: %v %v", ok, err)
+	}
+	if _, err := sb.enqueue.Release(sb.ctx, "dsr-died"); err != nil {
+		t.Fatal(err)
+	}
+	sb.startWorker(t, sb.appConfig(t, sb.app, sb.kid, sb.keyFile))
+	b := sb.waitComplete(t, "dsr-died")
+	if b.Deleted != 60 || b.Verification.State != ledger.VerificationPassed {
+		t.Errorf("deleted %d, verification %+v; want the subject's 60 and passed", b.Deleted, b.Verification)
+	}
+	if left := sb.stillThere(sb.others); len(left) != 10 {
+		t.Errorf("%d of the other users' conversations are gone", 10-len(left))
+	}
+}
+
+// TestVerificationWithoutTargetsFails: a verified batch that records no
+// bot to list (a producer of its own that recorded nothing) is not passed.
+func TestVerificationWithoutTargetsFails(t *testing.T) {
+	t.Parallel()
+	sb := setupSubject(t, 2, 0)
+	if _, err := sb.enqueue.EnqueueAll(sb.ctx, slices.Values(sb.mine), enqueue.Batch("dsr-blind"), enqueue.Profile("app-cn"),
+		enqueue.Session(subjectSession), enqueue.Verify()); err != nil {
+		t.Fatal(err)
+	}
+	sb.startWorker(t, sb.appConfig(t, sb.app, sb.kid, sb.keyFile))
+	b := sb.waitComplete(t, "dsr-blind")
+	if b.Verification.State != ledger.VerificationFailed || !strings.Contains(b.Verification.Reason, "no bot to list") {
+		t.Errorf("verification %+v, want failed: no bot to list", b.Verification)
+	}
+}
+
+// TestVerificationListingRefused: a verification listing the API refuses
+// for good fails the verification with the API's answer as its reason,
+// and the batch completes, not verified.
+func TestVerificationListingRefused(t *testing.T) {
+	t.Parallel()
+	sb := setupSubject(t, 5, 0)
+	sb.erase(t, "dsr-refused-list")
+	sb.fake.ScriptList(cozetest.BadParameter)
+	sb.startWorker(t, sb.appConfig(t, sb.app, sb.kid, sb.keyFile))
+	b := sb.waitComplete(t, "dsr-refused-list")
+	if b.Deleted != 15 || b.Verification.State != ledger.VerificationFailed || !strings.Contains(b.Verification.Reason, "listing failed") {
+		t.Errorf("deleted %d, verification %+v; want 15 and failed: listing failed", b.Deleted, b.Verification)
 	}
 }
 

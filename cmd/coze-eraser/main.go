@@ -35,12 +35,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/coze-eraser/coze-eraser/internal/cpuprofile"
+	"github.com/coze-eraser/coze-eraser/report"
 )
 
 // Exit codes.
@@ -58,6 +60,18 @@ func main() {
 	stop()
 	stopProfile()
 	os.Exit(code)
+}
+
+// printableLines makes each line of an error printable: it may carry text
+// from the API (a message, a log id) or from a file, which must not reach
+// the terminal as escapes. An error of several problems keeps one line
+// each.
+func printableLines(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = report.Printable(l)
+	}
+	return strings.Join(lines, "\n")
 }
 
 // app carries what a subcommand needs from the process: its streams and
@@ -84,7 +98,7 @@ func run(ctx context.Context, args []string, e env, stdin io.Reader, stdout, std
 	var exit *exitError
 	if errors.As(err, &exit) {
 		if exit.err != nil {
-			fmt.Fprintf(stderr, "coze-eraser: %v\n", exit.err)
+			fmt.Fprintf(stderr, "coze-eraser: %s\n", printableLines(exit.err.Error()))
 		}
 		return exit.code
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -116,7 +117,9 @@ func (a *app) runRun(ctx context.Context, f *runFlags, args []string) error {
 		if f.file != "" || len(args) > 0 {
 			return setupError("give ids (arguments or --file) or a subject (--session and --bot-id), not both")
 		}
-		f.subject.profile = f.profile
+		// --profile may be left out, as for ids: the run's profile is
+		// resolved with the profiles file below.
+		f.subject.profile = cmp.Or(f.profile, tasks.DefaultProfile)
 		req, err := f.subject.request(f.batch.batch)
 		if err != nil {
 			return err
@@ -169,6 +172,9 @@ func (a *app) runRun(ctx context.Context, f *runFlags, args []string) error {
 	}
 	if profile != tasks.DefaultProfile {
 		opts = append(opts, enqueue.Profile(profile))
+	}
+	if subjectReq != nil {
+		subjectReq.Profile = profile
 	}
 	rdb, embedded, closeRedis, err := a.runRedis(ctx, &f.redis)
 	if err != nil {

@@ -204,11 +204,20 @@ func (a *app) runEraseSubject(ctx context.Context, f *subjectFlags) error {
 // (connector C): N conversations on P pages". The error, text from the
 // API, is made printable.
 func listingLine(li ledger.Listing) string {
-	line := fmt.Sprintf("listed bot %s (connector %s): %d conversations on %d pages", li.BotID, li.ConnectorID, li.Found, li.Pages)
+	line := fmt.Sprintf("listed bot %s (connector %s): %s on %s", li.BotID, li.ConnectorID,
+		plural(li.Found, "conversation"), plural(li.Pages, "page"))
 	if li.Error != "" {
 		line += ": stopped: " + report.Printable(li.Error)
 	}
 	return line
+}
+
+// plural is "1 page", "2 pages".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // profileLister is a profile made able to list, as itself or as one of

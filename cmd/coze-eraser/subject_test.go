@@ -114,7 +114,16 @@ func TestRunErasesASubject(t *testing.T) {
 	fake, profilesFile, mine := subjectFake(t, 30)
 	report := filepath.Join(t.TempDir(), "proof.csv")
 	c := cli{env: map[string]string{"COZE_ERASER_RUN_SESSION": subjectSession}}
-	r := c.run(context.Background(), append([]string{"run", "--profiles", profilesFile, "--profile", "app-cn", "--bot-id", subjectBot1,
+	// --profile left out: the run picks the file's profile as it does for ids.
+	onlyApp := filepath.Join(t.TempDir(), "app-only.yaml")
+	whole, err := os.ReadFile(profilesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(onlyApp, []byte(strings.Split(string(whole), "  bot:\n")[0]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := c.run(context.Background(), append([]string{"run", "--profiles", onlyApp, "--bot-id", subjectBot1,
 		"--bot-id", subjectBot2, "--report", report}, fastRun...)...)
 	if r.code != 0 || !strings.HasPrefix(lastLine(r.stdout), "total=60 deleted=60 not_found=0 failed=0 pending=0 invalid=0 verification=passed ") {
 		t.Fatalf("exit %d, stdout %q, stderr:\n%s", r.code, r.stdout, r.stderr)
@@ -181,5 +190,15 @@ func TestEraseSubjectDiscoveryFails(t *testing.T) {
 	if r.code != exitSetup || lastLine(r.stdout) != "found=0 enqueued=0 duplicate=0 batch=dsr-fail" ||
 		!strings.Contains(r.stderr, "discovery incomplete") || !strings.Contains(r.stderr, "running the same command again is safe") {
 		t.Errorf("exit %d, stdout %q, stderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestErrorsFromTheAPIArePrintable: a listing error whose text comes from
+// the API (its msg) reaches the terminal without escapes.
+func TestErrorsFromTheAPIArePrintable(t *testing.T) {
+	t.Parallel()
+	if got := printableLines("listing: code 4000: \x1b[2Jpwned\nsecond \x07line"); strings.ContainsAny(got, "\x1b\x07") ||
+		strings.Count(got, "\n") != 1 {
+		t.Errorf("printableLines = %q", got)
 	}
 }

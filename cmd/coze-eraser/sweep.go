@@ -187,6 +187,9 @@ func (a *app) runSweep(ctx context.Context, f *sweepFlags) error {
 		}
 	}
 	res, err := sweeper.Run(ctx, spec, o)
+	if res.Undated > 0 {
+		fmt.Fprintf(a.stderr, "%d conversations have no %s_at time: kept (a conversation of unknown age is never swept)\n", res.Undated, spec.By)
+	}
 	if err == nil && res.Matched == 0 && !o.DryRun {
 		fmt.Fprintln(a.stderr, "no conversation matched: no batch was created")
 	}

@@ -20,7 +20,8 @@
 //	                                 verify_requested (the last round put in P
 //	                                 verify), verify_finished (the last round that
 //	                                 ended), still_listed, unverified,
-//	                                 verification_reason, verified_at (ms)
+//	                                 verification_reason, verified_at (ms),
+//	                                 targets ("bot:connector …" to list)
 //	P batch:{b}:ids:{k}      hash    ids of b whose bucket is k ([Bucket]) -> "p",      retention
 //	                                 "r" or "outcome|code|logid|attempts|finished"
 //	P batch:{b}:adders       zset    producers adding ids to b -> until (ms)            retention

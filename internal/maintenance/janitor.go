@@ -116,6 +116,47 @@ func (j *Janitor) Sweep(ctx context.Context) {
 	j.requeueOrphans(ctx)
 	if err == nil {
 		j.requeueStalled(ctx, names)
+		j.requeueLostVerifications(ctx, names)
+	}
+}
+
+// requeueLostVerifications queues again the verification round a stalled
+// data subject's batch waits for when its task is gone: archived (its
+// retries spent on a Redis that kept failing, or taken by a worker that
+// did not know the task type) or never written. Without it the batch would
+// never complete, and would keep the session name.
+func (j *Janitor) requeueLostVerifications(ctx context.Context, names []string) {
+	now := j.cfg.Now()
+	for _, name := range names {
+		b, ok, err := j.cfg.Ledger.Batch(ctx, name)
+		if err != nil || !ok || now.Sub(b.ProgressAt()) < j.cfg.StallAfter {
+			continue
+		}
+		round, waiting := b.AwaitedRound()
+		if !waiting || len(b.Queues) == 0 {
+			continue
+		}
+		queue, id := b.Queues[0], tasks.VerifyTaskID(name, round)
+		info, err := j.inspector.GetTaskInfo(queue, id)
+		switch {
+		case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+		case err != nil || info.State != asynq.TaskStateArchived:
+			continue // live, or done: its handler ends the round or the next one is asked for
+		default:
+			if err := j.inspector.DeleteTask(queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+				continue
+			}
+		}
+		task, err := tasks.NewVerifyTask(name, round, queue)
+		if err != nil {
+			continue
+		}
+		if _, err := j.client.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+			j.cfg.Logger.Warn("janitor: queueing a lost verification", "batch", name, "round", round, "error", err)
+			continue
+		}
+		j.cfg.Logger.Warn("janitor: queued again the verification round of a stalled batch whose task was gone",
+			"batch", name, "round", round)
 	}
 }
 
