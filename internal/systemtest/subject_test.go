@@ -3,8 +3,10 @@ package systemtest
 import (
 	"crypto/rsa"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
-	"syscall"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,6 +38,7 @@ func listingScenario(t *testing.T, n int, rate float64) (peakRSS int64, took tim
 	began := time.Now()
 	p := start(t, map[string]string{"REDIS_URL": b.redis.URL, "COZE_ERASER_ERASE_SUBJECT_SESSION": session},
 		"erase-subject", "--profiles", profiles, "--profile", "app-cn", "--bot-id", bot, "--batch", "big-subject")
+	hwm := watchPeakRSS(p)
 	code, _ := p.wait(10 * time.Minute)
 	took = time.Since(began)
 	out := p.out.String()
@@ -53,11 +56,45 @@ func listingScenario(t *testing.T, n int, rate float64) (peakRSS int64, took tim
 	if queued, err := b.rdb.LLen(b.ctx, asynqwire.StateKey("default", "pending")).Result(); err != nil || queued != int64(n) {
 		t.Errorf("%d tasks queued (%v), want %d", queued, err, n)
 	}
-	usage, _ := p.cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if usage != nil {
-		peakRSS = usage.Maxrss * 1024 // kilobytes on Linux
+	return hwm(), took, b.fake.ListCalls()
+}
+
+// watchPeakRSS follows the process's peak resident set (VmHWM) until it
+// exits, and returns the last value read. (The rusage of a waited child is
+// no good here: its peak counts the test process's memory, copied at the
+// fork before the exec.)
+func watchPeakRSS(p *proc) func() int64 {
+	var peak atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if kb := vmHWM(p.cmd.Process.Pid); kb > 0 {
+				peak.Store(kb * 1024)
+			}
+			select {
+			case <-p.exited:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	return func() int64 { <-done; return peak.Load() }
+}
+
+// vmHWM reads a process's peak resident set in kB, 0 when it cannot.
+func vmHWM(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
 	}
-	return peakRSS, took, b.fake.ListCalls()
+	for line := range strings.Lines(string(data)) {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb
+		}
+	}
+	return 0
 }
 
 // TestListingIntoABatch is acceptance 6 at CI size: 5,000 conversations of
