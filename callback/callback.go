@@ -62,6 +62,9 @@ type Summary struct {
 	Deleted    int `json:"deleted"`
 	NotFound   int `json:"not_found"`
 	Failed     int `json:"failed"`
+	// Cancelled counts the ids a cancel of the batch ended before they had
+	// an outcome (left out when none).
+	Cancelled int `json:"cancelled,omitempty"`
 	// Invalid counts the input lines the batch refused as not
 	// conversation ids, as the batch holds it when the callback is queued:
 	// a batch of Total 0 had only those, and nothing to erase.
@@ -90,6 +93,7 @@ func SummaryOf(b ledger.Batch, c ledger.Completion) Summary {
 		Deleted:     c.Deleted,
 		NotFound:    c.NotFound,
 		Failed:      c.Failed,
+		Cancelled:   c.Cancelled,
 		Invalid:     b.Invalid,
 		OnTime:      !c.CompletedAt.After(b.DueAt),
 	}

@@ -84,6 +84,9 @@ const (
 	// invalid, so there was nothing to erase. Batch.Invalid counts the
 	// refused lines.
 	StateEmpty State = "empty"
+	// StatePaused: ids pending, due time ahead, and its tasks held
+	// ([Ledger.Pause]). A paused batch past its due time is overdue.
+	StatePaused State = "paused"
 	// StateLost: Redis lost the batch (it restarted empty, or was
 	// flushed). Its records are gone; what it proved must be proved again
 	// by enqueueing its input again.
@@ -108,6 +111,18 @@ type Batch struct {
 	Deleted  int
 	NotFound int
 	Failed   int
+	// Cancelled counts the ids a cancel ended ([Ledger.Cancel]).
+	Cancelled int
+	// Control is the batch's control state: paused, cancelled, or
+	// [ControlRunning].
+	Control ControlState
+	// OriginalDue is the due time before any extension ([Ledger.Extend]);
+	// it equals DueAt for a batch never extended.
+	OriginalDue time.Time
+	// History is the batch's control actions, oldest first, when the
+	// reader asked for them ([Ledger.History]); [Ledger.Batch] leaves it
+	// empty.
+	History []Action
 	// Invalid counts the input lines the producers refused as not
 	// conversation ids, recorded when each enqueue seals the batch.
 	Invalid int
@@ -196,10 +211,10 @@ func (b Batch) TaskIdentity() (profile, session string, err error) {
 
 // Pending is the number of ids without a terminal outcome: queued,
 // scheduled or retrying.
-func (b Batch) Pending() int { return b.Total - b.Deleted - b.NotFound - b.Failed }
+func (b Batch) Pending() int { return b.Total - b.Deleted - b.NotFound - b.Failed - b.Cancelled }
 
 // Finished is the number of ids with a terminal outcome.
-func (b Batch) Finished() int { return b.Deleted + b.NotFound + b.Failed }
+func (b Batch) Finished() int { return b.Deleted + b.NotFound + b.Failed + b.Cancelled }
 
 // State returns the batch's state at now. A batch with no id is empty
 // (nothing to erase; the metrics count it as complete); one with no id
@@ -210,6 +225,8 @@ func (b Batch) State(now time.Time) State {
 	switch {
 	case !b.LostAt.IsZero():
 		return StateLost
+	case b.Control == ControlCancelled && b.Pending() == 0:
+		return StateComplete // not verified: a cancelled erasure proves nothing more
 	case b.verifying() && now.After(b.DueAt):
 		return StateOverdue
 	case b.verifying():
@@ -222,6 +239,8 @@ func (b Batch) State(now time.Time) State {
 		return StateComplete
 	case now.After(b.DueAt):
 		return StateOverdue
+	case b.Control == ControlPaused:
+		return StatePaused
 	}
 	return StateOpen
 }
@@ -417,6 +436,9 @@ func (l *Ledger) OpenBatch(ctx context.Context, spec BatchSpec) (*Adder, error) 
 	if reply.created {
 		a.Created = true
 		return a, nil
+	}
+	if err := l.refuseCancelled(ctx, a); err != nil {
+		return nil, err
 	}
 	if err := identityConflict(spec, reply); err != nil {
 		return nil, err // open.lua registered no adder
@@ -673,12 +695,18 @@ func decodeBatch(name string, h map[string]string) Batch {
 		NotFound:    int(num("not_found")),
 		Failed:      int(num("failed")),
 		Invalid:     int(num("invalid")),
+		Cancelled:   int(num("cancelled")),
+		Control:     ControlState(h["control"]),
 		Queues:      strings.Fields(h["queues"]),
 		done:        map[int64]int{},
 		nbuckets:    int(num("buckets")),
 		progressAt:  ms("progress_at"),
 		Profile:     h["profile"],
 		SessionHash: h["session_hash"],
+	}
+	b.OriginalDue = b.DueAt
+	if h["due_original"] != "" {
+		b.OriginalDue = ms("due_original")
 	}
 	if h["verify"] == "1" {
 		b.Verification, b.verifyRequested = decodeVerification(h), int(num("verify_requested"))
@@ -734,12 +762,14 @@ func (l *Ledger) OpenStats(ctx context.Context, now time.Time) (OpenStats, error
 // reopened id finishes.) The ledger puts each in the callback outbox,
 // which internal/maintenance empties.
 type Completion struct {
-	Batch       string
-	N           int
-	Total       int
-	Deleted     int
-	NotFound    int
-	Failed      int
+	Batch    string
+	N        int
+	Total    int
+	Deleted  int
+	NotFound int
+	Failed   int
+	// Cancelled counts the ids a cancel ended ([Ledger.Cancel]).
+	Cancelled   int
 	CompletedAt time.Time
 }
 

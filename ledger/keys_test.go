@@ -33,7 +33,7 @@ var keyQueues = []string{"default", "q", "q1", "a", "a b", "q@x", "q/1", "q:1", 
 // the test follows the scripts if their formats change.
 var keysOf = script(`
 return {metaKey(ARGV[2]), idsKey(ARGV[2], ARGV[3]), addersKey(ARGV[2]), failKey(ARGV[2], ARGV[4]),
-  failMember(ARGV[2], ARGV[4]), listingsKey(ARGV[2]), verifyMember(ARGV[2], ARGV[3])}`)
+  failMember(ARGV[2], ARGV[4]), listingsKey(ARGV[2]), verifyMember(ARGV[2], ARGV[3]), historyKey(ARGV[2])}`)
 
 // TestKeysCannotCollide: for every key the ledger writes (batch hash, id
 // buckets, adders, listings, failure records) and every index member that
@@ -84,6 +84,10 @@ func TestKeysCannotCollide(t *testing.T) {
 				claim(got[5], "listings of "+strconv.Quote(b))
 				if got[5] != l.ks.BatchListings(b) {
 					t.Fatalf("Go and Lua disagree on the listings of %q: %q", b, got[5])
+				}
+				claim(got[7], "history of "+strconv.Quote(b))
+				if got[7] != l.ks.BatchHistory(b) {
+					t.Fatalf("Go and Lua disagree on the history of %q: %q", b, got[7])
 				}
 				checkVerifyMember(t, b, k, got[6], verifyMembers)
 				claim(got[3], "failure of "+strconv.Quote(b)+" id "+strconv.Quote(id))

@@ -61,7 +61,7 @@ import (
 // Outcome is where a conversation stands in a batch.
 type Outcome string
 
-// The outcomes. Deleted, NotFound and Failed are terminal; Pending is every
+// The outcomes. Deleted, NotFound, Failed and Cancelled are terminal; Pending is every
 // id not finished yet; Retrying is the failure record's word for a pending id
 // whose last attempt failed.
 const (
@@ -70,18 +70,23 @@ const (
 	NotFound Outcome = "not_found"
 	Failed   Outcome = "failed"
 	Retrying Outcome = "retrying"
+	// Cancelled: the id was pending when its batch was cancelled
+	// ([Ledger.Cancel]); it was not (or not provably) deleted.
+	Cancelled Outcome = "cancelled"
 )
 
 // Terminal reports whether o is a final outcome.
-func (o Outcome) Terminal() bool { return o == Deleted || o == NotFound || o == Failed }
+func (o Outcome) Terminal() bool {
+	return o == Deleted || o == NotFound || o == Failed || o == Cancelled
+}
 
 // ParseOutcome reads an outcome name.
 func ParseOutcome(s string) (Outcome, error) {
 	switch o := Outcome(s); o {
-	case Pending, Deleted, NotFound, Failed, Retrying:
+	case Pending, Deleted, NotFound, Failed, Retrying, Cancelled:
 		return o, nil
 	}
-	return "", fmt.Errorf("unknown outcome %q: use pending, deleted, not_found, failed or retrying", s)
+	return "", fmt.Errorf("unknown outcome %q: use pending, deleted, not_found, failed, retrying or cancelled", s)
 }
 
 var outcomeLetters = map[Outcome]string{Deleted: "d", NotFound: "n", Failed: "f", Retrying: "r"}
@@ -94,6 +99,8 @@ func outcomeFromLetter(l byte) Outcome {
 		return NotFound
 	case 'f':
 		return Failed
+	case 'c':
+		return Cancelled
 	}
 	return Pending
 }

@@ -36,7 +36,10 @@ type Summary struct {
 	Deleted     int        `json:"deleted"`
 	NotFound    int        `json:"not_found"`
 	Failed      int        `json:"failed"`
-	Pending     int        `json:"pending"`
+	// Cancelled counts the ids a cancel of the batch ended (left out when
+	// none).
+	Cancelled int `json:"cancelled,omitempty"`
+	Pending   int `json:"pending"`
 	// Invalid counts the input lines refused as not conversation ids: a
 	// batch in state "empty" had only those, and nothing to erase.
 	Invalid     int       `json:"invalid"`
@@ -56,6 +59,9 @@ type Summary struct {
 	// completed), its keyed hash (ledger.SessionHash): whoever holds the
 	// key and the name can check which user the batch acted for.
 	SessionHash string `json:"session_hash,omitempty"`
+	// History is the batch's control actions (cancel, pause, resume,
+	// extend), oldest first, when the reader read them.
+	History []ledger.Action `json:"history,omitempty"`
 }
 
 // SessionHeld is what [Summary.Session] says while the ledger holds the
@@ -69,7 +75,7 @@ func SummaryOf(b ledger.Batch, now time.Time) Summary {
 		CreatedAt: b.CreatedAt, DueAt: b.DueAt,
 		Total: b.Total, Deleted: b.Deleted, NotFound: b.NotFound, Failed: b.Failed, Pending: b.Pending(),
 		Invalid: b.Invalid, GeneratedAt: now.UTC().Truncate(time.Second),
-		Profile: b.Profile, SessionHash: b.SessionHash,
+		Profile: b.Profile, SessionHash: b.SessionHash, Cancelled: b.Cancelled, History: b.History,
 	}
 	if b.HasSession {
 		s.Session = SessionHeld
@@ -132,6 +138,9 @@ func WriteProof(ctx context.Context, led *ledger.Ledger, batch, format string, w
 	if err != nil {
 		return err
 	}
+	if b.History, err = led.History(ctx, batch); err != nil {
+		return err
+	}
 	sum := proofSummary{Summary: SummaryOf(b, now)}
 	sum.Discovery, sum.Verification = verificationOf(b, listings)
 	bw := bufio.NewWriterSize(w, 64<<10)
@@ -187,12 +196,34 @@ func summaryLines(s Summary) [][2]string {
 	if s.SessionHash != "" {
 		lines = append(lines, [2]string{"session_hash", s.SessionHash})
 	}
-	return append(lines, [][2]string{
+	lines = append(lines, [][2]string{
 		{"state", s.State}, {"created_at", rfc3339(s.CreatedAt)}, {"due_at", rfc3339(s.DueAt)}, {"completed_at", completed},
 		{"total", strconv.Itoa(s.Total)}, {"deleted", strconv.Itoa(s.Deleted)}, {"not_found", strconv.Itoa(s.NotFound)},
-		{"failed", strconv.Itoa(s.Failed)}, {"pending", strconv.Itoa(s.Pending)}, {"invalid", strconv.Itoa(s.Invalid)},
-		{"generated_at", rfc3339(s.GeneratedAt)},
+		{"failed", strconv.Itoa(s.Failed)},
 	}...)
+	if s.Cancelled > 0 {
+		lines = append(lines, [2]string{"cancelled", strconv.Itoa(s.Cancelled)})
+	}
+	lines = append(lines, [][2]string{
+		{"pending", strconv.Itoa(s.Pending)}, {"invalid", strconv.Itoa(s.Invalid)}, {"generated_at", rfc3339(s.GeneratedAt)},
+	}...)
+	for _, a := range s.History {
+		lines = append(lines, [2]string{"history", historyText(a)})
+	}
+	return lines
+}
+
+// historyText is one control action as a CSV comment line states it:
+// "2026-12-01T10:00:00Z extend due=… old_due=… note="…"".
+func historyText(a ledger.Action) string {
+	t := rfc3339(a.At) + " " + a.Action
+	if !a.Due.IsZero() {
+		t += " due=" + rfc3339(a.Due) + " old_due=" + rfc3339(a.OldDue)
+	}
+	if a.Note != "" {
+		t += " note=" + strconv.Quote(a.Note)
+	}
+	return t
 }
 
 func writeJSONLProof(ctx context.Context, led *ledger.Ledger, s proofSummary, w *bufio.Writer) error {

@@ -61,21 +61,31 @@ func WriteStatus(w io.Writer, batches []ledger.Batch, now time.Time, format stri
 		return enc.Encode(out)
 	case "table", "":
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "BATCH\tSTATE\tCREATED\tDUE\tTOTAL\tDELETED\tNOT_FOUND\tFAILED\tPENDING\tRATE/S\tETA\tNOTE")
+		fmt.Fprintln(tw, "BATCH\tSTATE\tCREATED\tDUE\tTOTAL\tDELETED\tNOT_FOUND\tFAILED\tPENDING\tCANCELLED\tRATE/S\tETA\tNOTE")
 		for _, b := range batches {
 			s := StatusOf(b, now)
 			if s.LostAt != nil {
-				fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\tRedis lost it at %s (%d outcomes kept since): enqueue its input again\n",
+				fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\tRedis lost it at %s (%d outcomes kept since): enqueue its input again\n",
 					Printable(b.Name), s.State, shortTime(b.LostAt), b.LostOutcomes)
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%.1f\t%s\t%s\n", Printable(b.Name), stateText(b, s.State),
-				shortTime(b.CreatedAt), shortTime(b.DueAt), b.Total, b.Deleted, b.NotFound, b.Failed, b.Pending(),
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%s\t%s\n", Printable(b.Name), controlText(b, stateText(b, s.State)),
+				shortTime(b.CreatedAt), shortTime(b.DueAt), b.Total, b.Deleted, b.NotFound, b.Failed, b.Pending(), b.Cancelled,
 				s.RatePerSecond, etaText(b, now), Printable(b.Note))
 		}
 		return tw.Flush()
 	}
 	return fmt.Errorf("unknown format %q: use table or json", format)
+}
+
+// controlText adds "cancelled" to the state of a cancelled batch, and
+// "paused" to that of a paused one whose state does not say it (past its
+// due time it is overdue).
+func controlText(b ledger.Batch, state string) string {
+	if b.Control == ledger.ControlRunning || state == string(b.Control) {
+		return state
+	}
+	return state + " (" + string(b.Control) + ")"
 }
 
 // ProgressLine is one plain line about a batch, for logs and for --watch
@@ -120,6 +130,9 @@ func percent(b ledger.Batch) float64 {
 func etaText(b ledger.Batch, now time.Time) string {
 	if b.Pending() == 0 {
 		return "-"
+	}
+	if b.Control == ledger.ControlPaused {
+		return "paused" // held on purpose: neither an ETA nor a stall
 	}
 	eta, ok := b.ETA(now)
 	if len(b.UnservedQueues) > 0 && (!ok || len(b.UnservedQueues) >= len(b.Queues)) {

@@ -49,6 +49,9 @@ type Handler struct {
 	stopped context.Context
 	// onComplete is called with the batches an attempt completed.
 	onComplete func(ctx context.Context, batches []string)
+	// pausedRetry is how long a paused batch's task waits before it asks
+	// again.
+	pausedRetry time.Duration
 }
 
 // ProcessTask handles one task. What it returns tells asynq what to do next:
@@ -100,6 +103,9 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		h.metrics.Retries.WithLabelValues(reasonWaiting).Inc()
 		return retryLater(reasonWaiting, 0, err)
 	}
+	if skip, err := h.controlled(ctx, p, l, probe, done); skip {
+		return err
+	}
 	res, callErr := h.call(ctx, l, api, p.ConversationID, probe)
 	pause := done(res)
 	h.metrics.observeCall(l.profile, res)
@@ -135,6 +141,39 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		h.metrics.Retries.WithLabelValues(r.reason).Inc()
 	}
 	return next
+}
+
+// defaultPausedRetry is how long a paused batch's task waits before it
+// asks again: a resume takes effect within it (Config.PausedRetry).
+const defaultPausedRetry = 30 * time.Second
+
+// controlled reads the control state of p's batch right before the call,
+// after the wait for a turn (which may be long): one HGET per task, next
+// to the HTTP call and the record. skip is true when the task must not
+// call: its batch is paused (err hands the task back, not failed) or
+// cancelled (err is nil: its id ended cancelled in the ledger, and the
+// task is done). The turn it waited for is given back.
+func (h *Handler) controlled(ctx context.Context, p tasks.Payload, l *lane, probe bool,
+	done func(coze.Result) time.Duration) (skip bool, err error) {
+	state, err := h.ledger.Control(ctx, p.Batch)
+	if err == nil && state == ledger.ControlRunning {
+		return false, nil
+	}
+	done(coze.Result{Class: coze.ClassTransient}) // not used: hand the slot back
+	if probe {
+		l.auth.report(true, coze.Result{Class: coze.ClassTransient}) // and the probe turn
+	}
+	switch {
+	case err != nil:
+		h.metrics.LedgerErrors.Inc()
+		h.metrics.Retries.WithLabelValues(reasonLedger).Inc()
+		return true, retryLater(reasonLedger, time.Second, err)
+	case state == ledger.ControlPaused:
+		h.metrics.Retries.WithLabelValues(reasonBatchPaused).Inc()
+		return true, retryLater(reasonBatchPaused, h.pausedRetry, fmt.Errorf("batch %s is paused", p.Batch))
+	}
+	h.log.Info("task of a cancelled batch: no call", "conversation_id", p.ConversationID, "batch", p.Batch)
+	return true, nil
 }
 
 // refuse archives a task whose payload is not a deletion this worker can

@@ -105,7 +105,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, o := range []ledger.Outcome{ledger.Deleted, ledger.NotFound, ledger.Failed} {
 		m.Deletions.WithLabelValues(string(o))
 	}
-	for _, r := range []string{reasonRateLimited, reasonAuth, reasonTransient, reasonUnknown, reasonWaiting, reasonLedger, reasonProfileBusy} {
+	for _, r := range []string{reasonRateLimited, reasonAuth, reasonTransient, reasonUnknown, reasonWaiting, reasonLedger, reasonProfileBusy, reasonBatchPaused} {
 		m.Retries.WithLabelValues(r)
 	}
 	m.CallbackDeliveries = prometheus.NewCounterVec(prometheus.CounterOpts{

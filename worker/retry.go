@@ -54,6 +54,9 @@ const (
 	// to free the slot for another profile's task.
 	reasonProfileBusy = "profile_busy"
 	reasonLedger      = "ledger" // the outcome could not be recorded
+	// reasonBatchPaused: its batch is paused (ledger.Ledger.Pause); the
+	// task is held, not failed.
+	reasonBatchPaused = "batch_paused"
 )
 
 // retryError is what the handler returns for an attempt that must be tried

@@ -104,6 +104,9 @@ type Config struct {
 	// StallAfter is how long an open batch may go without progress before
 	// the janitor looks for pending ids that have no task (default 15 min).
 	StallAfter time.Duration
+	// PausedRetry is how long a paused batch's task waits in its queue
+	// before it asks again (default 30 s): how soon a resume takes effect.
+	PausedRetry time.Duration
 	// IntegrityInterval is how often the worker checks that Redis still
 	// holds the ledger's data (default [DefaultIntegrityInterval]).
 	IntegrityInterval time.Duration
@@ -142,6 +145,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.JanitorInterval <= 0 {
 		c.JanitorInterval = DefaultJanitorInterval
+	}
+	if c.PausedRetry <= 0 {
+		c.PausedRetry = defaultPausedRetry
 	}
 	if c.StallAfter <= 0 {
 		c.StallAfter = maintenance.DefaultStallAfter
@@ -255,14 +261,15 @@ func New(cfg Config) (*Server, error) {
 	log := cfg.Logger
 	s.integrity = newIntegrityWatch(cfg.Ledger, s.metrics, log, cfg.Now)
 	s.handler = &Handler{
-		ledger:     cfg.Ledger,
-		writer:     ledger.NewWriter(cfg.Ledger, 64, time.Millisecond),
-		metrics:    s.metrics,
-		identities: newIdentityGate(s.lanes, log, cfg.Now),
-		log:        log,
-		now:        cfg.Now,
-		stopped:    s.stopped,
-		onComplete: s.completed,
+		ledger:      cfg.Ledger,
+		writer:      ledger.NewWriter(cfg.Ledger, 64, time.Millisecond),
+		metrics:     s.metrics,
+		identities:  newIdentityGate(s.lanes, log, cfg.Now),
+		log:         log,
+		now:         cfg.Now,
+		stopped:     s.stopped,
+		onComplete:  s.completed,
+		pausedRetry: cfg.PausedRetry,
 	}
 	s.verifier = &verifier{
 		ledger:     cfg.Ledger,

@@ -5,7 +5,11 @@
 //	coze-eraser run [ID...] [--file FILE|-]      delete a set of ids from start to finish in one process
 //	coze-eraser worker                           work the deletion queues until SIGTERM or SIGINT
 //	coze-eraser enqueue [ID...] [--file FILE|-]  queue deletions as a batch
+//	coze-eraser erase-subject --profile P ...    erase a data subject's conversations as their session, verified
 //	coze-eraser sweep --bot-id B --older-than D  delete a bot's conversations older than a cutoff, as a batch
+//	coze-eraser batch cancel|pause|resume|extend steer a batch
+//	coze-eraser serve --api-keys FILE            the HTTP API for erasure requests
+//	coze-eraser api-key new NAME                 make an API key
 //	coze-eraser status [BATCH]                   how far batches are: tallies, rate, ETA, state
 //	coze-eraser report BATCH                     a batch's proof of erasure, one row per id
 //	coze-eraser failures list                    the ids that did not end deleted, with the API's log ids
@@ -128,7 +132,7 @@ from the file named by COZE_API_TOKEN_FILE; it is never a flag.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(a.demoCommand(), a.runCommand(), a.workerCommand(), a.enqueueCommand(), a.eraseSubjectCommand(), a.statusCommand(), a.reportCommand(), a.failuresCommand(), a.fakeAPICommand(),
-		a.healthcheckCommand(), a.versionCommand(), a.profilesCommand(), a.sweepCommand())
+		a.healthcheckCommand(), a.versionCommand(), a.profilesCommand(), a.apiKeyCommand(), a.serveCommand(), a.sweepCommand(), a.batchCommand())
 	bindEnv(root, a.env)
 	return root
 }

@@ -77,7 +77,7 @@ func (a *app) runStatus(ctx context.Context, f *statusFlags, args []string) erro
 	if f.dismissLost {
 		return a.dismissLost(ctx, led, args[0])
 	}
-	read := func() ([]ledger.Batch, error) {
+	readStatus := func() ([]ledger.Batch, error) {
 		if len(args) == 0 {
 			batches, err := batchesAndLost(ctx, led, f.limit)
 			markUnserved(ctx, rdb, batches)
@@ -94,6 +94,13 @@ func (a *app) runStatus(ctx context.Context, f *statusFlags, args []string) erro
 		markUnserved(ctx, rdb, batches)
 		return batches, nil
 	}
+	read := func() ([]ledger.Batch, error) {
+		batches, err := readStatus()
+		if err == nil && f.format == "json" {
+			err = withHistory(ctx, led, batches)
+		}
+		return batches, err
+	}
 	if !f.watch {
 		batches, err := read()
 		if err != nil {
@@ -102,6 +109,22 @@ func (a *app) runStatus(ctx context.Context, f *statusFlags, args []string) erro
 		return report.WriteStatus(a.stdout, batches, time.Now(), f.format)
 	}
 	return a.watchStatus(ctx, read, len(args) == 1, f.format)
+}
+
+// withHistory reads each batch's control actions (cancel, pause, resume,
+// extend) for --format json, which shows them.
+func withHistory(ctx context.Context, led *ledger.Ledger, batches []ledger.Batch) error {
+	for i, b := range batches {
+		if !b.LostAt.IsZero() {
+			continue
+		}
+		h, err := led.History(ctx, b.Name)
+		if err != nil {
+			return err
+		}
+		batches[i].History = h
+	}
+	return nil
 }
 
 // markUnserved notes, on each batch with ids pending, the queues of the

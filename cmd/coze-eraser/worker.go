@@ -19,6 +19,7 @@ type workerFlags struct {
 	ledgerTTL          time.Duration
 	requirePersistence bool
 	sweeps             sweepsFlags
+	api                apiFlags
 }
 
 func (a *app) workerCommand() *cobra.Command {
@@ -67,6 +68,7 @@ tick missed while none was up runs once when one starts (docs/sweeps.md).`,
 	fl.DurationVar(&f.ledgerTTL, "ledger-ttl", ledger.DefaultTTL, "retention of batches the worker creates for tasks of other producers (1h to 87600h)")
 	fl.BoolVar(&f.requirePersistence, "require-persistence", false, "refuse to start when Redis has neither AOF nor RDB snapshots (or the check is refused)")
 	f.sweeps.register(cmd)
+	f.api.register(cmd, "") // off unless given: a worker serves the API only when asked
 	return cmd
 }
 
@@ -89,6 +91,10 @@ func (a *app) runWorker(ctx context.Context, f *workerFlags) error {
 		return err
 	}
 	sweeps, err := f.sweeps.load(ws)
+	if err != nil {
+		return err
+	}
+	api, err := f.api.load()
 	if err != nil {
 		return err
 	}
@@ -124,6 +130,13 @@ func (a *app) runWorker(ctx context.Context, f *workerFlags) error {
 		"profiles", describeIdentities(ws.ids), "metrics", f.work.metricsAddr, "redis", redactURL(f.redis.url),
 		"rate", f.work.rate.String(), "burst", f.work.burst, "max_inflight", f.work.maxInflight)
 	stopSweeps := sweeps.start(ctx)
+	if api != nil {
+		go func() {
+			if err := api.serve(ctx, a, rdb); err != nil {
+				log.Error("api server stopped", "error", err)
+			}
+		}()
+	}
 	<-ctx.Done()
 	stopSweeps()
 	log.Info("shutting down", "timeout", f.work.shutdownTimeout)

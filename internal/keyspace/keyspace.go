@@ -27,6 +27,8 @@
 //	P batch:{b}:adders       zset    producers adding ids to b -> until (ms)            retention
 //	P batch:{b}:listings     list    walks of the list endpoint recorded for b, as      retention
 //	                                 JSON (ledger.Listing), in order; 10,000 at most
+//	P batch:{b}:history      list    control actions on b (cancel, pause, resume,       retention
+//	                                 extend) as JSON (ledger.Action), in order
 //	P failure:{b}:{id}       hash    last failure of id in b: code, msg, http_status,   retention
 //	                                 logid, attempts, first_at, last_at, queue, outcome
 //	P failures               zset    "{b}/{id}" ([FailureMember]) -> last attempt (ms)  none
@@ -51,6 +53,8 @@
 //	P sweep:{s}              hash    scheduled sweep s: tick (the last tick claimed,    none
 //	                                 unix s), state, holder, lease_until (ms), batch,
 //	                                 last_success, since (package sweep)
+//	P request:{r}            hash    HTTP API erasure request r: body (SHA-256 of   retention
+//	                                 the request), batch, created (ms) (httpapi)
 //	P budget:{h}             hash    a rate budget ({h}: a hash of the API's base URL   none
 //	                                 and token, or of the base URL and an OAuth
 //	                                 app's id): tokens, rate, window, pushback
@@ -98,6 +102,10 @@ func (k Keyspace) BatchAdders(b string) string { return k.prefix + "batch:" + b 
 // BatchListings is the list of the walks of the list endpoint recorded for
 // batch b (its discovery and verification listings).
 func (k Keyspace) BatchListings(b string) string { return k.prefix + "batch:" + b + ":listings" }
+
+// BatchHistory is the list of the control actions taken on batch b
+// (cancel, pause, resume, extend), oldest first.
+func (k Keyspace) BatchHistory(b string) string { return k.prefix + "batch:" + b + ":history" }
 
 // Failure is the hash of the last failure of id in batch b.
 func (k Keyspace) Failure(b, id string) string { return k.prefix + "failure:" + b + ":" + id }
@@ -154,6 +162,10 @@ func (k Keyspace) Lock(name string) string { return k.prefix + "lock:" + name }
 // lease of the worker running it, the last success.
 func (k Keyspace) Sweep(name string) string { return k.prefix + "sweep:" + name }
 
+// Request is the record of the HTTP API's erasure request id: the hash of
+// the body it was created with, for idempotent replays.
+func (k Keyspace) Request(id string) string { return k.prefix + "request:" + id }
+
 // Budget is the hash of the rate budget identified by hash (see
 // ratelimit.BudgetKey).
 func (k Keyspace) Budget(hash string) string { return k.prefix + "budget:" + hash }
@@ -199,6 +211,7 @@ var layout = []luaKey{
 	{"idsKey", "P batch:{b}:ids:{k}"},
 	{"addersKey", "P batch:{b}:adders"},
 	{"listingsKey", "P batch:{b}:listings"},
+	{"historyKey", "P batch:{b}:history"},
 	{"failKey", "P failure:{b}:{id}"},
 	{"failMember", "{b}/{id}"},
 	{"failuresKey", "P failures"},

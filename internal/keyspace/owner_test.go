@@ -22,7 +22,7 @@ var owners = []string{"internal/keyspace/", "internal/asynqwire/"}
 // the project's keys that hold a colon, where no space follows it (a
 // "batch: NAME" line of a report is text, not a key).
 var keyText = regexp.MustCompile(`asynq:[{a-z]|coze-eraser:[a-z]|` +
-	`(^|[^a-z])(batch|failure|lost|lock|budget|sweep):([^ ]|$)|:(ids|adders|listings|open|inflight|freed|learned)($|[^a-z])`)
+	`(^|[^a-z])(batch|failure|lost|lock|budget|sweep):([^ ]|$)|:(ids|adders|listings|history|open|inflight|freed|learned)($|[^a-z])`)
 
 // testKeyText is what tests may not spell: a key under the default prefix
 // or asynq's. (They do spell fragments: attack corpora hold names like

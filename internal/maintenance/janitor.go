@@ -197,7 +197,8 @@ func (j *Janitor) requeueStalled(ctx context.Context, names []string) {
 			continue // named before the rule: the worker refuses its tasks (docs/commands.md: enqueue it again)
 		}
 		b, ok, err := j.cfg.Ledger.Batch(ctx, name)
-		if err != nil || !ok || now.Sub(b.ProgressAt()) < j.cfg.StallAfter {
+		// A paused batch makes no progress on purpose: its tasks are held.
+		if err != nil || !ok || now.Sub(b.ProgressAt()) < j.cfg.StallAfter || b.Control == ledger.ControlPaused {
 			delete(j.cursors, name)
 			continue
 		}

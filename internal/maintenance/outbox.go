@@ -35,11 +35,20 @@ func (s *Store) PendingCallbacks(ctx context.Context) ([]PendingCallback, error)
 
 // parseCompletion reads an outbox entry as the ledger writes it (see
 // tryComplete in the ledger's prelude):
-// "batch/completion/total/deleted/not_found/failed/completed_ms".
+// "batch/completion/total/deleted/not_found/failed/completed_ms", and
+// "/cancelled" after them when a cancel ended ids.
 func parseCompletion(m string) (ledger.Completion, bool) {
 	f := strings.Split(m, "/")
-	if len(f) != 7 {
+	if len(f) != 7 && len(f) != 8 {
 		return ledger.Completion{}, false
+	}
+	cancelled := 0
+	if len(f) == 8 {
+		v, err := strconv.Atoi(f[7])
+		if err != nil {
+			return ledger.Completion{}, false
+		}
+		cancelled = v
 	}
 	n := make([]int64, 6)
 	for i := range n {
@@ -50,7 +59,7 @@ func parseCompletion(m string) (ledger.Completion, bool) {
 		n[i] = v
 	}
 	return ledger.Completion{Batch: f[0], N: int(n[0]), Total: int(n[1]), Deleted: int(n[2]), NotFound: int(n[3]),
-		Failed: int(n[4]), CompletedAt: time.UnixMilli(n[5]).UTC()}, true
+		Failed: int(n[4]), Cancelled: cancelled, CompletedAt: time.UnixMilli(n[5]).UTC()}, true
 }
 
 // CallbackQueued removes a completion from the outbox.

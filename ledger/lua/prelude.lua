@@ -73,11 +73,12 @@ end
 local function tryComplete(b, nowMs)
   local meta = metaKey(b)
   local t = redis.call('HMGET', meta, 'total', 'deleted', 'not_found', 'failed', 'callback', 'complete', 'ttl', 'buckets',
-    'invalid', 'verify', 'verification', 'verify_round', 'verify_requested')
+    'invalid', 'verify', 'verification', 'verify_round', 'verify_requested', 'cancelled', 'control')
   local total = tonumber(t[1]) or 0
   local verify = t[10] == '1'
   local empty = total == 0 and (tonumber(t[9]) or 0) == 0 and not verify
-  if empty or t[6] == '1' or total ~= tonumber(t[2]) + tonumber(t[3]) + tonumber(t[4]) then
+  -- Cancelled ids (ledger.Ledger.Cancel) are finished too.
+  if empty or t[6] == '1' or total ~= tonumber(t[2]) + tonumber(t[3]) + tonumber(t[4]) + (tonumber(t[14]) or 0) then
     return false
   end
   if redis.call('ZCOUNT', addersKey(b), '(' .. nowMs, '+inf') > 0 then
@@ -86,7 +87,7 @@ local function tryComplete(b, nowMs)
   if stillLost(b) then
     return false -- what is left is not the batch: no completion, no callback
   end
-  if verify and t[11] == 'pending' then
+  if verify and t[11] == 'pending' and t[15] ~= 'cancelled' then -- a cancelled erasure is not verified
     requestVerification(b, meta, tonumber(t[12]) or 0, tonumber(t[13]) or 0)
     return false
   end
@@ -94,7 +95,11 @@ local function tryComplete(b, nowMs)
   local c = redis.call('HINCRBY', meta, 'completions', 1)
   redis.call('ZREM', openBatchesKey, b)
   if t[5] and t[5] ~= '' then
-    redis.call('SADD', callbacksKey, table.concat({b, c, t[1], t[2], t[3], t[4], nowMs}, '/'))
+    local member = {b, c, t[1], t[2], t[3], t[4], nowMs}
+    if (tonumber(t[14]) or 0) > 0 then
+      member[8] = t[14] -- cancelled ids, only when there are (older readers take 7 fields)
+    end
+    redis.call('SADD', callbacksKey, table.concat(member, '/'))
   end
   local ttl = tonumber(t[7])
   redis.call('EXPIRE', meta, ttl)
@@ -102,5 +107,6 @@ local function tryComplete(b, nowMs)
     redis.call('EXPIRE', idsKey(b, k), ttl)
   end
   redis.call('EXPIRE', listingsKey(b), ttl)
+  redis.call('EXPIRE', historyKey(b), ttl)
   return true
 end

@@ -58,7 +58,7 @@ local function batchOf(b, now, nowMs, queue, id)
   local slot = math.floor(now / 10000)
   local slotIndex = slot % 6
   local rs, rc = format('rs%d', slotIndex), format('rc%d', slotIndex) -- the rate's fields for the slot
-  local m = call('HMGET', meta, 'buckets', 'ttl', 'total', 'deleted', 'not_found', 'failed', rs, rc)
+  local m = call('HMGET', meta, 'buckets', 'ttl', 'total', 'deleted', 'not_found', 'failed', rs, rc, 'cancelled')
   local due -- read when needed: only when ids join the batch
   if not m[1] then
     if call('EXISTS', asynqTaskPrefix(queue) .. ARGV[5] .. id) == 0 or stillLost(b) then
@@ -70,7 +70,7 @@ local function batchOf(b, now, nowMs, queue, id)
       'ttl', ARGV[2], 'buckets', ARGV[4], 'total', 0, 'deleted', 0, 'not_found', 0, 'failed', 0,
       'completions', 0, 'complete', 0, 'queues', queue, 'progress_at', now, 'instance', 'task:' .. id .. ':' .. nowMs)
     call('ZADD', batchesKey, now, b)
-    m = {ARGV[4], ARGV[2], '0', '0', '0', '0', false, false}
+    m = {ARGV[4], ARGV[2], '0', '0', '0', '0', false, false, false}
     due = now + tonumber(ARGV[3])
   end
   -- The tallies (m[3] to m[6]) stay text until the end of the call.
@@ -327,7 +327,8 @@ for b, info in pairs(batches) do
     if added > 0 then
       reverify(info.meta) -- a data subject's batch verifies its new ids too
     end
-    allFinished = finished > 0 and deleted + notFound + failed >= total
+    -- (m[9]: the ids a cancel ended, ledger.Ledger.Cancel.)
+    allFinished = finished > 0 and deleted + notFound + failed + (m[9] and m[9] + 0 or 0) >= total
   end
   if not info.sameSlot then
     call('EXPIRE', info.meta, info.ttl)
