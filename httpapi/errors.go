@@ -44,7 +44,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v) // the client went away: nothing to do
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // JSON, not HTML: "<secret>" reads as written
+	_ = enc.Encode(v)        // the client went away: nothing to do
 }
 
 // decodeStrict reads one JSON object into v, refusing unknown fields and

@@ -94,6 +94,9 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /v1/erasure-requests/{id}", s.with(ScopeRead, s.status))
 	mux.Handle("GET /v1/erasure-requests/{id}/report", s.with(ScopeRead, s.report))
 	mux.Handle("GET /v1/failures", s.with(ScopeRead, s.failures))
+	mux.Handle("POST /v1/erasure-requests/{id}/cancel", s.with(ScopeWrite, s.cancel))
+	mux.Handle("POST /v1/erasure-requests/{id}/extend", s.with(ScopeWrite, s.extend))
+	mux.Handle("POST /v1/erasure-requests/{id}/retry-failed", s.with(ScopeWrite, s.retryFailed))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, codeNotFound, "", fmt.Sprintf("no route %s %s: see /openapi.json", r.Method, report.Printable(r.URL.Path)))
 	})
@@ -415,6 +418,111 @@ func (s *Server) failures(w http.ResponseWriter, r *http.Request, _ Key) {
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	_, _ = buf.WriteTo(w)
+}
+
+// ControlRequest is the body of the cancel and extend calls: why, and for
+// extend the new due time.
+type ControlRequest struct {
+	Note  string `json:"note"`
+	DueAt string `json:"due_at,omitempty"`
+}
+
+// controlBody reads an optional ControlRequest body.
+func (s *Server) controlBody(w http.ResponseWriter, r *http.Request) (ControlRequest, bool) {
+	var req ControlRequest
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return req, false
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return req, true
+	}
+	if code, field, err := decodeStrict(body, &req); err != nil {
+		writeError(w, http.StatusBadRequest, code, field, err.Error())
+		return req, false
+	}
+	return req, true
+}
+
+// cancel answers POST /v1/erasure-requests/{id}/cancel: its pending ids
+// end cancelled; finished ones keep their outcome.
+func (s *Server) cancel(w http.ResponseWriter, r *http.Request, _ Key) {
+	req, ok := s.controlBody(w, r)
+	if !ok {
+		return
+	}
+	id := r.PathValue("id")
+	if _, err := s.enqueue.Cancel(r.Context(), id, req.Note); err != nil {
+		s.controlError(w, id, err)
+		return
+	}
+	s.status(w, r, Key{})
+}
+
+// extend answers POST /v1/erasure-requests/{id}/extend: a later due time,
+// with the reason kept in the request's history.
+func (s *Server) extend(w http.ResponseWriter, r *http.Request, _ Key) {
+	req, ok := s.controlBody(w, r)
+	if !ok {
+		return
+	}
+	due, err := time.Parse(time.RFC3339, req.DueAt)
+	switch {
+	case req.DueAt == "":
+		writeError(w, http.StatusBadRequest, codeMissingField, "due_at", "due_at is required: the new due time (RFC 3339)")
+		return
+	case err != nil:
+		writeError(w, http.StatusBadRequest, codeInvalidField, "due_at", fmt.Sprintf("due_at %.40q: not an RFC 3339 time", req.DueAt))
+		return
+	case req.Note == "":
+		writeError(w, http.StatusBadRequest, codeMissingField, "note", "note is required: the reason for the extension, kept in the history")
+		return
+	}
+	id := r.PathValue("id")
+	if _, err := s.enqueue.Extend(r.Context(), id, due, req.Note); err != nil {
+		s.controlError(w, id, err)
+		return
+	}
+	s.status(w, r, Key{})
+}
+
+// retryFailed answers POST /v1/erasure-requests/{id}/retry-failed: the
+// request's failed ids get a new task.
+func (s *Server) retryFailed(w http.ResponseWriter, r *http.Request, _ Key) {
+	id := r.PathValue("id")
+	if _, found, err := s.requestStatus(r.Context(), id); err != nil || !found {
+		if err != nil {
+			s.internal(w, "reading the request", err)
+			return
+		}
+		writeError(w, http.StatusNotFound, codeNotFound, "", fmt.Sprintf("no erasure request %s", report.Printable(truncate(id, 140))))
+		return
+	}
+	if _, err := s.enqueue.RetryFailures(r.Context(), ledger.Filter{Batch: id, Outcome: ledger.Failed}, false); err != nil {
+		s.controlError(w, id, err)
+		return
+	}
+	s.status(w, r, Key{})
+}
+
+// controlError answers a refused control action.
+func (s *Server) controlError(w http.ResponseWriter, id string, err error) {
+	name := report.Printable(truncate(id, 140))
+	switch {
+	case errors.Is(err, ledger.ErrNoBatch):
+		writeError(w, http.StatusNotFound, codeNotFound, "", fmt.Sprintf("no erasure request %s", name))
+	case errors.Is(err, ledger.ErrBadExtension):
+		writeError(w, http.StatusBadRequest, codeInvalidField, "due_at", err.Error())
+	case errors.Is(err, ledger.ErrBatchComplete), errors.Is(err, ledger.ErrBatchCancelled), errors.Is(err, ledger.ErrBatchState):
+		writeError(w, http.StatusConflict, codeConflict, "", err.Error())
+	default:
+		var oe *enqueue.OptionError
+		if errors.As(err, &oe) {
+			writeError(w, http.StatusBadRequest, codeInvalidField, "note", err.Error())
+			return
+		}
+		s.internal(w, "changing the request", err)
+	}
 }
 
 // readBody reads a body up to the limit; a longer one is answered 413.

@@ -274,3 +274,54 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("/openapi.json: %d", code)
 	}
 }
+
+// TestControl: a read key cannot cancel; extend checks its fields; cancel
+// ends the pending ids cancelled; actions on a missing request are 404.
+func TestControl(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	body := requestBody(t, map[string]any{"request_id": "ctl-1", "ids": ids(20, 7379996104798150001)})
+	if code, got := b.do("POST", "/v1/erasure-requests", b.write, body); code != http.StatusCreated {
+		t.Fatalf("create: %d %s", code, got)
+	}
+	if code, _ := b.do("POST", "/v1/erasure-requests/ctl-1/cancel", b.read, `{"note":"no"}`); code != http.StatusForbidden {
+		t.Errorf("cancel with a read key: %d", code)
+	}
+	later := time.Now().Add(40 * 24 * time.Hour).UTC().Truncate(time.Second)
+	for _, tc := range []struct {
+		body, code, field string
+	}{
+		{`{"due_at":"` + later.Format(time.RFC3339) + `"}`, "missing_field", "note"},
+		{`{"note":"DPA art. 12(3)"}`, "missing_field", "due_at"},
+		{`{"note":"x","due_at":"soon"}`, "invalid_field", "due_at"},
+		{`{"note":"x","due_at":"2020-01-01T00:00:00Z"}`, "invalid_field", "due_at"},
+		{`{"note":"x","due_at":"` + time.Now().Add(200*24*time.Hour).UTC().Format(time.RFC3339) + `"}`, "invalid_field", "due_at"},
+		{`{"note":"x","nope":1}`, "unknown_field", "nope"},
+	} {
+		code, got := b.do("POST", "/v1/erasure-requests/ctl-1/extend", b.write, tc.body)
+		var e httpapi.ErrorBody
+		if err := json.Unmarshal(got, &e); err != nil || code != http.StatusBadRequest || e.Error.Code != tc.code || e.Error.Field != tc.field {
+			t.Errorf("extend %s: %d %s; want %s on %s", tc.body, code, got, tc.code, tc.field)
+		}
+	}
+	code, got := b.do("POST", "/v1/erasure-requests/ctl-1/extend", b.write, `{"note":"DPA art. 12(3)","due_at":"`+later.Format(time.RFC3339)+`"}`)
+	var st httpapi.RequestStatus
+	if err := json.Unmarshal(got, &st); err != nil || code != http.StatusOK || !st.ExpectedCompletionTime.Equal(later) {
+		t.Errorf("extend: %d %s", code, got)
+	}
+	code, got = b.do("POST", "/v1/erasure-requests/ctl-1/cancel", b.write, `{"note":"subject withdrew"}`)
+	if err := json.Unmarshal(got, &st); err != nil || code != http.StatusOK || st.Status != "cancelled" || st.Cancelled != 20 || st.Pending != 0 {
+		t.Errorf("cancel: %d %s", code, got)
+	}
+	if code, got := b.do("POST", "/v1/erasure-requests/ctl-1/extend", b.write, `{"note":"x","due_at":"`+later.Add(time.Hour).Format(time.RFC3339)+`"}`); code != http.StatusConflict {
+		t.Errorf("extend a cancelled request: %d %s", code, got)
+	}
+	for _, path := range []string{"/v1/erasure-requests/none/cancel", "/v1/erasure-requests/none/retry-failed"} {
+		if code, got := b.do("POST", path, b.write, ""); code != http.StatusNotFound {
+			t.Errorf("POST %s: %d %s", path, code, got)
+		}
+	}
+	if code, got := b.do("POST", "/v1/erasure-requests/ctl-1/retry-failed", b.write, ""); code != http.StatusOK {
+		t.Errorf("retry-failed: %d %s", code, got)
+	}
+}
