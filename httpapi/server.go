@@ -333,7 +333,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request, _ Key) {
 	case err != nil:
 		s.internal(w, "reading the request", err)
 	case !found:
-		writeError(w, http.StatusNotFound, codeNotFound, "", fmt.Sprintf("no erasure request %s", report.Printable(truncate(id, 140))))
+		notFound(w, id)
 	default:
 		writeJSON(w, http.StatusOK, st)
 	}
@@ -375,16 +375,29 @@ func (s *Server) requestStatus(ctx context.Context, id string) (RequestStatus, b
 	return st, true, nil
 }
 
+// exists reports whether request id exists, and answers 404 or 500 when
+// it does not.
+func (s *Server) exists(w http.ResponseWriter, r *http.Request, id string) bool {
+	_, found, err := s.requestStatus(r.Context(), id)
+	switch {
+	case err != nil:
+		s.internal(w, "reading the request", err)
+	case !found:
+		notFound(w, id)
+	}
+	return err == nil && found
+}
+
+// notFound answers 404 for request id.
+func notFound(w http.ResponseWriter, id string) {
+	writeError(w, http.StatusNotFound, codeNotFound, "", fmt.Sprintf("no erasure request %s", report.Printable(truncate(id, 140))))
+}
+
 // report answers GET /v1/erasure-requests/{id}/report: the proof of
 // erasure, CSV unless Accept asks for JSON lines.
 func (s *Server) report(w http.ResponseWriter, r *http.Request, _ Key) {
 	id := r.PathValue("id")
-	if _, found, err := s.requestStatus(r.Context(), id); err != nil || !found {
-		if err != nil {
-			s.internal(w, "reading the request", err)
-			return
-		}
-		writeError(w, http.StatusNotFound, codeNotFound, "", fmt.Sprintf("no erasure request %s", report.Printable(truncate(id, 140))))
+	if !s.exists(w, r, id) {
 		return
 	}
 	format, contentType := "csv", "text/csv; charset=utf-8"
@@ -490,12 +503,7 @@ func (s *Server) extend(w http.ResponseWriter, r *http.Request, _ Key) {
 // request's failed ids get a new task.
 func (s *Server) retryFailed(w http.ResponseWriter, r *http.Request, _ Key) {
 	id := r.PathValue("id")
-	if _, found, err := s.requestStatus(r.Context(), id); err != nil || !found {
-		if err != nil {
-			s.internal(w, "reading the request", err)
-			return
-		}
-		writeError(w, http.StatusNotFound, codeNotFound, "", fmt.Sprintf("no erasure request %s", report.Printable(truncate(id, 140))))
+	if !s.exists(w, r, id) {
 		return
 	}
 	if _, err := s.enqueue.RetryFailures(r.Context(), ledger.Filter{Batch: id, Outcome: ledger.Failed}, false); err != nil {

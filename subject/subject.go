@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"time"
 
 	"github.com/coze-eraser/coze-eraser/coze"
@@ -255,7 +256,7 @@ func (r Request) targets() ([]target, error) {
 				return nil, fmt.Errorf("subject: connector id %d: %w", j+1, err)
 			}
 			t := target{bot, c}
-			if !containsTarget(out, t) {
+			if !slices.Contains(out, t) {
 				out = append(out, t)
 			}
 		}
@@ -264,13 +265,4 @@ func (r Request) targets() ([]target, error) {
 		return nil, fmt.Errorf("subject: %d bots × connectors: at most %d per request", len(out), MaxTargets)
 	}
 	return out, nil
-}
-
-func containsTarget(ts []target, t target) bool {
-	for _, x := range ts {
-		if x == t {
-			return true
-		}
-	}
-	return false
 }

@@ -180,16 +180,5 @@ func checkIDs(ids []string, field string, valid func(string) bool, want string) 
 	return nil
 }
 
-// numericID reports whether s is a plausible Coze id: 1 to 32 digits (the
-// rule of coze.ListQuery's bot id).
-func numericID(s string) bool {
-	if s == "" || len(s) > 32 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
+// numericID reports whether s is a bot id the list endpoint takes.
+func numericID(s string) bool { return coze.ValidateBotID(s) == nil }
