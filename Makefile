@@ -1,7 +1,8 @@
 # make test: what CI runs (.ci/run). It installs redis-server first when it
 # is missing; the tests start their own on free loopback ports. promtool
 # (the deploy tests check the alert rules and the dashboard with it) is taken
-# into .bin/ from Debian's prometheus package when it is missing.
+# into .bin/ from Debian's prometheus package when it is missing, and
+# Debian's chromium (the web console's browser test drives it headless).
 GO ?= go
 # Use at least the toolchain go.mod names (go1.26.10: it fixes the standard
 # library vulnerabilities govulncheck reports in earlier 1.26 releases); the
@@ -13,6 +14,7 @@ export GOTOOLCHAIN := auto
 test:
 	@./scripts/ensure-redis-server
 	@./scripts/ensure-promtool
+	@./scripts/ensure-chromium
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 

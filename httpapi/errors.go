@@ -16,11 +16,15 @@ const (
 	codeNotFound        = "not_found"
 	codeConflict        = "conflict"
 	codeBodyTooLarge    = "body_too_large"
+	codeTooManyIDs      = "too_many_ids"
 	codeInvalidJSON     = "invalid_json"
 	codeUnknownField    = "unknown_field"
 	codeMissingField    = "missing_field"
 	codeInvalidField    = "invalid_field"
 	codeInternal        = "internal"
+	// codeSubjectsUnavailable is a subject request to a server without
+	// Config.Subjects (501).
+	codeSubjectsUnavailable = "subjects_unavailable"
 )
 
 // ErrorBody is every error answer: a stable code, a message for a person,
@@ -55,6 +59,10 @@ func decodeStrict(body []byte, v any) (code, field string, err error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		var fe *fieldError
+		if errors.As(err, &fe) {
+			return fe.code, fe.field, fe.err
+		}
 		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 			name = strings.Trim(name, `"`)
 			return codeUnknownField, name, fmt.Errorf("unknown field %.64q: see /openapi.json for the fields", name)

@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base32"
 	"encoding/hex"
 	"errors"
@@ -194,17 +193,7 @@ func (ks *Keys) Authenticate(r *http.Request) (Key, error) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") || secret == "" {
 		return Key{}, ErrUnauthenticated
 	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(secret)))
-	found := -1
-	for i := range ks.keys {
-		if subtle.ConstantTimeCompare(sum[:], ks.keys[i].hash[:]) == 1 {
-			found = i
-		}
-	}
-	if found < 0 {
-		return Key{}, ErrUnauthenticated
-	}
-	return ks.keys[found], nil
+	return ks.Check(secret)
 }
 
 // Names lists the keys' names, in file order.

@@ -29,7 +29,10 @@ import (
 // requests are refused with 413, and a hint to split them.
 const DefaultMaxBody = 8 << 20
 
-// MaxIDs bounds the ids of one erasure request.
+// MaxIDs bounds the ids of one erasure request: more (short ids fit many
+// more in the body) are refused with 413 too_many_ids, and a hint to split
+// them. It keeps one request within what one enqueue call and one answer
+// should hold.
 const MaxIDs = 400_000
 
 // Config configures a [Server].
@@ -47,6 +50,15 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Subjects lists as end users' sessions, for requests that name a
+	// data subject instead of ids; nil refuses them with 501
+	// subjects_unavailable.
+	Subjects Subjects
+	// SessionKey keys the hash of a subject request's body (it holds a
+	// session name) in the request's idempotency record: the workers'
+	// COZE_ERASER_SESSION_KEY_FILE key (ledger.SessionHash). Required with
+	// Subjects.
+	SessionKey []byte
 }
 
 // Server serves the HTTP API for erasure requests.
@@ -60,6 +72,9 @@ type Server struct {
 func New(cfg Config) (*Server, error) {
 	if cfg.Redis == nil || cfg.Keys == nil {
 		return nil, errors.New("httpapi: Config.Redis and Config.Keys are required")
+	}
+	if cfg.Subjects != nil && len(cfg.SessionKey) == 0 {
+		return nil, errors.New("httpapi: Config.SessionKey is required with Config.Subjects: a subject request's record keeps a keyed hash")
 	}
 	if cfg.Ledger == nil {
 		cfg.Ledger = ledger.New(cfg.Redis)
@@ -127,12 +142,17 @@ type CreateRequest struct {
 	// again returns the existing request; the same id with another body
 	// is a conflict. It names the batch, so it follows the batch name
 	// rule (tasks.ValidateBatch).
-	RequestID   string   `json:"request_id"`
+	RequestID string `json:"request_id"`
+	// IDs are the conversation ids to erase; or Subject names a data
+	// subject whose conversations the server lists. One of the two.
 	IDs         []string `json:"ids"`
 	DueAt       string   `json:"due_at,omitempty"`
 	Note        string   `json:"note,omitempty"`
 	CallbackURL string   `json:"callback_url,omitempty"`
 	Queue       string   `json:"queue,omitempty"`
+	// Subject is last and left out when nil, so that the canonical form of
+	// an ids request (its idempotency hash) is what it was before subjects.
+	Subject *SubjectRequest `json:"subject,omitempty"`
 }
 
 // Rejected is an id of a request that is not a conversation id.
@@ -166,6 +186,8 @@ type RequestStatus struct {
 	Pending                int        `json:"pending"`
 	Invalid                int        `json:"invalid"`
 	Rejected               []Rejected `json:"rejected,omitempty"`
+	// Discovery is set in the answer of the POST that listed a subject.
+	Discovery *Discovery `json:"discovery,omitempty"`
 }
 
 // create answers POST /v1/erasure-requests.
@@ -180,6 +202,10 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, _ Key) {
 		return
 	}
 	opts, field, err := s.options(req)
+	if errors.Is(err, errTooManyIDs) {
+		writeError(w, http.StatusRequestEntityTooLarge, codeTooManyIDs, field, err.Error())
+		return
+	}
 	if err != nil {
 		code := codeInvalidField
 		if field == "request_id" && req.RequestID == "" || field == "ids" && req.IDs == nil {
@@ -188,15 +214,13 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, _ Key) {
 		writeError(w, http.StatusBadRequest, code, field, err.Error())
 		return
 	}
-	sum := sha256.Sum256(canonical(req))
-	existing, err := s.claim(r.Context(), req.RequestID, hex.EncodeToString(sum[:]))
-	switch {
-	case err != nil:
-		s.internal(w, "recording the request", err)
+	if req.Subject != nil {
+		s.createSubject(w, r, req, opts)
 		return
-	case existing == claimOther:
-		writeError(w, http.StatusConflict, codeConflict, "request_id",
-			fmt.Sprintf("request %s exists with another body: give a new request_id", req.RequestID))
+	}
+	sum := sha256.Sum256(canonical(req))
+	existing, ok := s.claimed(w, r.Context(), req.RequestID, hex.EncodeToString(sum[:]))
+	if !ok {
 		return
 	}
 	rejected, valid := rejectedIDs(req.IDs)
@@ -234,10 +258,13 @@ func (s *Server) options(req CreateRequest) (opts []enqueue.Option, field string
 		return nil, "request_id", err
 	}
 	switch {
-	case req.IDs == nil:
-		return nil, "ids", errors.New("ids is required: the conversation ids to erase, as strings")
+	case req.IDs == nil && req.Subject == nil:
+		return nil, "ids", errors.New("ids or subject is required: the conversation ids to erase, as strings, or the data subject whose conversations to list")
+	case req.IDs != nil && req.Subject != nil:
+		return nil, "subject", errors.New("ids and subject: give one of them, the ids to erase or the data subject, not both")
 	case len(req.IDs) > MaxIDs:
-		return nil, "ids", fmt.Errorf("%d ids: at most %d per request; split them into several requests", len(req.IDs), MaxIDs)
+		return nil, "ids", fmt.Errorf("%w: %d ids, at most %d per request: split them into requests of at most %d ids each (request ids such as dsr-4711.1, dsr-4711.2)",
+			errTooManyIDs, len(req.IDs), MaxIDs, MaxIDs)
 	}
 	opts = []enqueue.Option{enqueue.Batch(req.RequestID)}
 	if req.Queue != "" {
@@ -261,6 +288,10 @@ func (s *Server) options(req CreateRequest) (opts []enqueue.Option, field string
 	}
 	return opts, "", nil
 }
+
+// errTooManyIDs is wrapped by the error of a request of more than MaxIDs
+// ids, answered 413.
+var errTooManyIDs = errors.New("too many ids")
 
 // optionField is the request field of an enqueue option's error.
 func optionField(err error) string {
@@ -292,6 +323,23 @@ const (
 	claimSame  = 1 // created before with the same body: a replay
 	claimOther = 2 // created before with another body
 )
+
+// claimed claims request id for its body's hash as claim does, and
+// answers the request itself (500, or 409 for another body) when the
+// request may not go on.
+func (s *Server) claimed(w http.ResponseWriter, ctx context.Context, id, bodyHash string) (int, bool) {
+	existing, err := s.claim(ctx, id, bodyHash)
+	switch {
+	case err != nil:
+		s.internal(w, "recording the request", err)
+		return 0, false
+	case existing == claimOther:
+		writeError(w, http.StatusConflict, codeConflict, "request_id",
+			fmt.Sprintf("request %s exists with another body: give a new request_id", id))
+		return 0, false
+	}
+	return existing, true
+}
 
 // claim records request id with its body's hash, or says how it was
 // recorded before.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -34,14 +35,15 @@ type bundle struct {
 	url           string
 	router        routers.Router
 	read, write   string
-	bodyLimit     int64
 	checkedAnswer int
 }
 
-func setup(t *testing.T) *bundle {
+// setup starts a server with a body limit of 1 MiB, unless an option
+// changes its configuration (MaxBody 0 is the default limit).
+func setup(t *testing.T, opts ...func(*httpapi.Config)) *bundle {
 	t.Helper()
 	srv := redistest.Start(t)
-	b := &bundle{t: t, rdb: srv.Client(), bodyLimit: 1 << 20}
+	b := &bundle{t: t, rdb: srv.Client()}
 	b.ledger = ledger.New(b.rdb)
 	var lines []string
 	for _, k := range []struct {
@@ -60,7 +62,11 @@ func setup(t *testing.T) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := httpapi.New(httpapi.Config{Redis: b.rdb, Keys: keys, MaxBody: b.bodyLimit})
+	cfg := httpapi.Config{Redis: b.rdb, Keys: keys, MaxBody: 1 << 20}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	s, err := httpapi.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,11 +241,21 @@ func TestAuth(t *testing.T) {
 	}
 }
 
-// TestBadInput: each bad body gets a JSON error with a stable code and the
-// field, and nothing is created.
+// TestBadInput is acceptance 3: each bad body gets a JSON error with a
+// stable code and the field, and nothing is created. The server has the
+// default body limit (8 MiB): a 10 MB body is refused as too large, and 2
+// million short ids, which fit in it, as too many.
 func TestBadInput(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	b := setup(t, func(c *httpapi.Config) { c.MaxBody = 0 })
+	short := make([]string, 2_000_000)
+	for i := range short {
+		short[i] = strconv.Itoa(i%9 + 1)
+	}
+	tooMany := requestBody(t, map[string]any{"request_id": "x", "ids": short})
+	if len(tooMany) >= httpapi.DefaultMaxBody {
+		t.Fatalf("the 2 million ids take %d bytes: over the body limit", len(tooMany))
+	}
 	for _, tc := range []struct {
 		name, body, code, field string
 		status                  int
@@ -249,18 +265,23 @@ func TestBadInput(t *testing.T) {
 		{"unknown field", `{"request_id":"x","ids":[],"idz":[]}`, "unknown_field", "idz", 400},
 		{"no request id", `{"ids":["1"]}`, "missing_field", "request_id", 400},
 		{"no ids", `{"request_id":"x"}`, "missing_field", "ids", 400},
+		{"ids and subject", `{"request_id":"x","ids":["1"],"subject":{"profile":"app","session":"s","bot_ids":["1"]}}`, "invalid_field", "subject", 400},
 		{"ids not strings", `{"request_id":"x","ids":[1,2]}`, "invalid_field", "ids", 400},
 		{"bad request id", `{"request_id":"a:b","ids":["1"]}`, "invalid_field", "request_id", 400},
 		{"bad due", `{"request_id":"x","ids":["1"],"due_at":"tomorrow"}`, "invalid_field", "due_at", 400},
 		{"due in the past", `{"request_id":"x","ids":["1"],"due_at":"2020-01-01T00:00:00Z"}`, "invalid_field", "due_at", 400},
 		{"bad callback", `{"request_id":"x","ids":["1"],"callback_url":"ftp://x"}`, "invalid_field", "callback_url", 400},
 		{"bad queue", `{"request_id":"x","ids":["1"],"queue":"callbacks"}`, "invalid_field", "queue", 400},
-		{"too large", `{"request_id":"x","ids":["` + strings.Repeat("1", 2<<20) + `"]}`, "body_too_large", "", 413},
+		{"10 MB", `{"request_id":"x","ids":["` + strings.Repeat("1", 10_000_000) + `"]}`, "body_too_large", "", 413},
+		{"2 million ids", tooMany, "too_many_ids", "ids", 413},
 	} {
 		code, got := b.do("POST", "/v1/erasure-requests", b.write, tc.body)
 		var e httpapi.ErrorBody
 		if err := json.Unmarshal(got, &e); err != nil || code != tc.status || e.Error.Code != tc.code || e.Error.Field != tc.field || e.Error.Message == "" {
 			t.Errorf("%s: %d %.300s; want %d %s field %q", tc.name, code, got, tc.status, tc.code, tc.field)
+		}
+		if tc.status == http.StatusRequestEntityTooLarge && !strings.Contains(e.Error.Message, "split") {
+			t.Errorf("%s: the message %q gives no hint to split the ids", tc.name, e.Error.Message)
 		}
 	}
 	if n, _ := b.rdb.DBSize(context.Background()).Result(); n != 0 {

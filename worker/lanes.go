@@ -45,6 +45,9 @@ type lane struct {
 	limiter  *ratelimit.Limiter
 	// lastPushback is when the API last answered "slow down" (Unix ns).
 	lastPushback atomic.Int64
+	// authPausedSince is when the API began rejecting the profile's
+	// token (Unix ns), for the fleet report; 0 while it accepts it.
+	authPausedSince atomic.Int64
 
 	// shared is true when the worker has other lanes: then a lane's
 	// tasks may not fill the worker's slots while they wait for their

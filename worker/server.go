@@ -207,7 +207,9 @@ type Server struct {
 	verifier  *verifier
 	metrics   *Metrics
 	// lanes are the profiles', by name; fixed at New.
-	lanes     map[string]*lane
+	lanes map[string]*lane
+	// presence reports the worker to the fleet (package fleet).
+	presence  *presence
 	janitor   *maintenance.Janitor
 	integrity *integrityWatch
 	client    *asynq.Client
@@ -252,6 +254,7 @@ func New(cfg Config) (*Server, error) {
 	s.stopped, s.stop = context.WithCancel(context.Background())
 	s.metrics = NewMetrics(cfg.Registry)
 	s.lanes = s.newLanes(ids)
+	s.presence = newPresence(s)
 	s.gauges = newRedisGauges(asynq.NewInspectorFromRedisClient(cfg.Redis), cfg.Ledger, cfg.Now, cfg.RedisGaugesInterval)
 	cfg.Registry.MustRegister(s.gauges)
 	s.redisLog = newRedisWatch(cfg.Redis, cfg.Logger, cfg.Now, cfg.RedisCheckInterval)
@@ -338,6 +341,14 @@ func actsAsSessions(ids map[string]Identity) bool {
 }
 
 func (s *Server) authChanged(profile string, closed bool, res coze.Result) {
+	if l := s.lanes[profile]; l != nil {
+		since := int64(0)
+		if closed {
+			since = s.cfg.Now().UnixNano()
+		}
+		l.authPausedSince.Store(since)
+	}
+	s.presence.poke()
 	if closed {
 		s.metrics.AuthPaused.WithLabelValues(profile).Set(1)
 		s.metrics.AuthPauses.WithLabelValues(profile).Inc()
@@ -379,7 +390,8 @@ func (s *Server) Start() error {
 	// its task: the outbox is an empty set read once a second otherwise.
 	go every(ctx, verifyOutboxInterval, s.janitor.QueueVerifications)
 	go s.integrity.run(ctx, s.cfg.IntegrityInterval)
-	s.background.Add(2)
+	s.background.Add(3)
+	go func() { defer s.background.Done(); s.presence.run(ctx) }()
 	s.gauges.begin()
 	go func() { defer s.background.Done(); s.gauges.run(ctx) }()
 	go func() { defer s.background.Done(); s.redisLog.run(ctx) }()

@@ -5,14 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
-	"github.com/coze-eraser/coze-eraser/enqueue"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/report"
 )
@@ -79,25 +76,21 @@ func (a *app) runStatus(ctx context.Context, f *statusFlags, args []string) erro
 	}
 	readStatus := func() ([]ledger.Batch, error) {
 		if len(args) == 0 {
-			batches, err := batchesAndLost(ctx, led, f.limit)
-			markUnserved(ctx, rdb, batches)
-			return batches, err
+			return report.ReadBatches(ctx, rdb, led, f.limit)
 		}
-		b, ok, err := led.BatchOrLost(ctx, args[0])
+		b, ok, err := report.ReadBatch(ctx, rdb, led, args[0])
 		if err != nil {
 			return nil, err
 		}
 		if !ok {
 			return nil, setupError("%v", report.NoBatchError(args[0]))
 		}
-		batches := []ledger.Batch{b}
-		markUnserved(ctx, rdb, batches)
-		return batches, nil
+		return []ledger.Batch{b}, nil
 	}
 	read := func() ([]ledger.Batch, error) {
 		batches, err := readStatus()
-		if err == nil && f.format == "json" {
-			err = withHistory(ctx, led, batches)
+		if err == nil && f.format == "json" && len(args) == 0 {
+			err = report.WithHistory(ctx, led, batches)
 		}
 		return batches, err
 	}
@@ -111,41 +104,6 @@ func (a *app) runStatus(ctx context.Context, f *statusFlags, args []string) erro
 	return a.watchStatus(ctx, read, len(args) == 1, f.format)
 }
 
-// withHistory reads each batch's control actions (cancel, pause, resume,
-// extend) for --format json, which shows them.
-func withHistory(ctx context.Context, led *ledger.Ledger, batches []ledger.Batch) error {
-	for i, b := range batches {
-		if !b.LostAt.IsZero() {
-			continue
-		}
-		h, err := led.History(ctx, b.Name)
-		if err != nil {
-			return err
-		}
-		batches[i].History = h
-	}
-	return nil
-}
-
-// markUnserved notes, on each batch with ids pending, the queues of the
-// batch that no live worker serves, so that status says it is stalled
-// rather than show an ETA of "?". Without asynq's server records it
-// notes nothing: status then shows what the ledger alone says.
-func markUnserved(ctx context.Context, rdb redis.UniversalClient, batches []ledger.Batch) {
-	if !slices.ContainsFunc(batches, func(b ledger.Batch) bool { return b.LostAt.IsZero() && b.Pending() > 0 }) {
-		return
-	}
-	served, err := enqueue.ServedQueues(ctx, rdb)
-	if err != nil {
-		return
-	}
-	for i, b := range batches {
-		if b.LostAt.IsZero() && b.Pending() > 0 {
-			batches[i].UnservedQueues = enqueue.UnservedQueues(b.Queues, served)
-		}
-	}
-}
-
 // dismissLost takes a lost batch off the lost list.
 func (a *app) dismissLost(ctx context.Context, led *ledger.Ledger, batch string) error {
 	ok, err := led.DismissLost(ctx, batch)
@@ -157,24 +115,6 @@ func (a *app) dismissLost(ctx context.Context, led *ledger.Ledger, batch string)
 	}
 	fmt.Fprintf(a.stdout, "batch %s: loss dismissed; the outcomes kept since the loss stay until they expire\n", report.Printable(batch))
 	return nil
-}
-
-// batchesAndLost lists the batches Redis lost (whose input nobody enqueued
-// again) first, then the newest batches.
-func batchesAndLost(ctx context.Context, led *ledger.Ledger, limit int) ([]ledger.Batch, error) {
-	lost, err := led.LostBatches(ctx)
-	if err != nil {
-		return nil, err
-	}
-	batches, err := led.Batches(ctx, limit)
-	if err != nil {
-		return nil, err
-	}
-	// A batch Redis holds an older copy of is listed once, as lost.
-	batches = slices.DeleteFunc(batches, func(b ledger.Batch) bool {
-		return slices.ContainsFunc(lost, func(l ledger.Batch) bool { return l.Name == b.Name })
-	})
-	return append(lost, batches...), nil
 }
 
 // watchStatus redraws every second. One batch on a terminal is a progress

@@ -98,6 +98,9 @@ func (a *app) runWorker(ctx context.Context, f *workerFlags) error {
 	if err != nil {
 		return err
 	}
+	if api != nil {
+		api.sessions = newAPISessions(ws.ids, f.work, ws.sessionKey) // subject requests list as the worker's profiles
+	}
 	rdb, err := f.redis.connect(ctx)
 	if err != nil {
 		return err

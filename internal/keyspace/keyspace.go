@@ -55,6 +55,9 @@
 //	                                 last_success, since (package sweep)
 //	P request:{r}            hash    HTTP API erasure request r: body (SHA-256 of   retention
 //	                                 the request), batch, created (ms) (httpapi)
+//	P workers                zset    worker instance -> last report (ms) (fleet)        none
+//	P worker:{w}             string  worker w's last report, as JSON: its queues and    30 s
+//	                                 its profiles' auth pause and rate state (fleet)
 //	P budget:{h}             hash    a rate budget ({h}: a hash of the API's base URL   none
 //	                                 and token, or of the base URL and an OAuth
 //	                                 app's id): tokens, rate, window, pushback
@@ -165,6 +168,13 @@ func (k Keyspace) Sweep(name string) string { return k.prefix + "sweep:" + name 
 // Request is the record of the HTTP API's erasure request id: the hash of
 // the body it was created with, for idempotent replays.
 func (k Keyspace) Request(id string) string { return k.prefix + "request:" + id }
+
+// Workers is the index of the workers that reported to the fleet: instance
+// -> when it last did (ms).
+func (k Keyspace) Workers() string { return k.prefix + "workers" }
+
+// Worker is worker instance w's last report (package fleet).
+func (k Keyspace) Worker(w string) string { return k.prefix + "worker:" + w }
 
 // Budget is the hash of the rate budget identified by hash (see
 // ratelimit.BudgetKey).
