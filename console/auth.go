@@ -89,20 +89,24 @@ func (c *Console) csrfToken(cookie string) string { return c.sign("csrf", cookie
 // token, or from another site, is refused.
 func (c *Console) signedIn(scope httpapi.Scope, h func(http.ResponseWriter, *http.Request, viewer)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		safe := r.Method == http.MethodGet || r.Method == http.MethodHead
+		if !safe {
+			r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+		}
 		v, ok := c.viewer(r)
 		switch {
-		case !ok && r.Method == http.MethodGet:
+		case !ok && safe:
 			http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 			return
 		case !ok:
 			c.render(w, r, http.StatusUnauthorized, "error", nil, errorPage{Title: "Signed out",
 				Message: "Your sign-in ended (or the console restarted): sign in again, then repeat the action."})
 			return
-		case r.Method != http.MethodGet && !c.sameOrigin(r):
+		case !safe && !c.sameOrigin(r):
 			c.render(w, r, http.StatusForbidden, "error", nil, errorPage{Title: "Refused",
 				Message: "This form was sent from another site."})
 			return
-		case r.Method != http.MethodGet && v.CSRF != "" && !c.validCSRF(r, v):
+		case !safe && v.CSRF != "" && !c.validCSRF(r, v):
 			c.render(w, r, http.StatusForbidden, "error", nil, errorPage{Title: "Refused",
 				Message: "The form's token is missing or stale: reload the page and try again."})
 			return
@@ -131,7 +135,6 @@ func (c *Console) viewer(r *http.Request) (viewer, bool) {
 
 // validCSRF checks the form's token against the session's.
 func (c *Console) validCSRF(r *http.Request, v viewer) bool {
-	r.Body = http.MaxBytesReader(nil, r.Body, maxForm)
 	got := r.PostFormValue("csrf")
 	return subtle.ConstantTimeCompare([]byte(got), []byte(v.CSRF)) == 1
 }
@@ -178,8 +181,14 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, next, http.StatusSeeOther) //nolint:gosec // G710: next is a local path (localPath)
 }
 
-// logout ends the browser's session.
+// logout ends the browser's session: its cookie is cleared. (The cookie
+// is not recorded anywhere: a copy of it stays valid until it expires.)
+// Like every form, it must come from the console's own page.
 func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
+	if v, ok := c.viewer(r); !c.sameOrigin(r) || ok && v.CSRF != "" && !c.validCSRF(r, v) {
+		c.render(w, r, http.StatusForbidden, "error", nil, errorPage{Title: "Refused", Message: "This form was sent from another site."})
+		return
+	}
 	//nolint:gosec // G124: as login's
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
 		Secure: secureRequest(r), SameSite: http.SameSiteStrictMode})
@@ -194,9 +203,19 @@ func secureRequest(r *http.Request) bool {
 }
 
 // localPath is next when it is a path of this console, "/" otherwise: the
-// sign-in form must not send the browser to another site.
+// sign-in form must not send the browser to another site. Control bytes
+// are refused outright: a browser drops a tab from a URL, so "/\t/evil"
+// would reach it as "//evil", another site.
 func localPath(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.Contains(next, "\\") {
+		return "/"
+	}
+	for _, c := range []byte(next) {
+		if c < 0x20 || c == 0x7f {
+			return "/"
+		}
+	}
+	if u, err := url.Parse(next); err != nil || u.Scheme != "" || u.Host != "" || strings.HasPrefix(u.Path, "//") {
 		return "/"
 	}
 	return next

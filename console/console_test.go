@@ -199,7 +199,8 @@ func TestSignIn(t *testing.T) {
 		t.Errorf("a session past its lifetime: %d, want the sign-in form", code)
 	}
 
-	for next, want := range map[string]string{"//evil.example/x": "/", "https://evil.example": "/", "/\\evil": "/", "/batches/dsr-1": "/batches/dsr-1"} {
+	for next, want := range map[string]string{"//evil.example/x": "/", "https://evil.example": "/", "/\\evil": "/", "/\t/evil.example": "/",
+		"/\v/evil.example": "/", "/%09/evil.example": "/%09/evil.example", "/batches/dsr-1": "/batches/dsr-1"} {
 		code, loc, _ := b.post(b.browser(), "/login", url.Values{"secret": {b.read}, "next": {next}})
 		if code != http.StatusSeeOther || loc != want {
 			t.Errorf("next %q: %d to %q, want %q", next, code, loc, want)
@@ -207,6 +208,35 @@ func TestSignIn(t *testing.T) {
 	}
 	if code, _ := b.get(b.browser(), "/", "Authorization", "Bearer "+b.read); code != http.StatusOK {
 		t.Errorf("a bearer header: %d", code)
+	}
+	req, _ := http.NewRequest(http.MethodHead, b.url+"/", nil)
+	resp, err = b.browser().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("HEAD signed out: %d, want the sign-in redirect", resp.StatusCode)
+	}
+	if code, _ := b.get(b.browser(), "/static/"); code != http.StatusNotFound {
+		t.Errorf("/static/: %d, want no listing", code)
+	}
+
+	signedIn := b.browser()
+	b.signIn(signedIn, b.read)
+	if code, _, _ := b.post(signedIn, "/logout", nil, "Sec-Fetch-Site", "cross-site"); code != http.StatusForbidden {
+		t.Errorf("sign-out from another site: %d", code)
+	}
+	if code, _ := b.get(signedIn, "/"); code != http.StatusOK {
+		t.Errorf("after a refused sign-out: %d, want still signed in", code)
+	}
+	_, page = b.get(signedIn, "/")
+	token := csrfField.FindStringSubmatch(page)[1]
+	if code, loc, _ := b.post(signedIn, "/logout", url.Values{"csrf": {token}}); code != http.StatusSeeOther || loc != "/login" {
+		t.Errorf("sign-out: %d to %q", code, loc)
+	}
+	if code, _ := b.get(signedIn, "/"); code != http.StatusSeeOther {
+		t.Errorf("after sign-out: %d, want the sign-in form", code)
 	}
 }
 
@@ -346,5 +376,32 @@ func TestQueuesAndProfiles(t *testing.T) {
 	}
 	if _, page = b.get(client, "/profiles"); !strings.Contains(page, "No worker reported") {
 		t.Error("a withdrawn worker is still shown")
+	}
+}
+
+// TestListingsShown: a batch's discovery and verification listings are on
+// its page, with the API's error text escaped.
+func TestListingsShown(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.batch("dsr-9", 3)
+	for _, li := range []ledger.Listing{
+		{Phase: ledger.ListingDiscovery, BotID: "7300000000000000001", ConnectorID: "1024", Pages: 3, Found: 120, LogIDs: []string{"20261204A"}, At: b.now},
+		{Phase: ledger.ListingVerification, Round: 1, BotID: "7300000000000000001", ConnectorID: "1024", Pages: 1, Found: 0,
+			LogIDs: []string{"20261204B"}, At: b.now, Error: `<b>upstream</b> said "no"`},
+	} {
+		if err := b.ledger.RecordListing(context.Background(), "dsr-9", li); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client := b.browser()
+	b.signIn(client, b.read)
+	_, page := b.get(client, "/batches/dsr-9")
+	discovery := strings.Index(page, "<h2>Discovery</h2>")
+	if discovery < 0 || !strings.Contains(page[discovery:], "7300000000000000001") || !strings.Contains(page[discovery:], ">120<") {
+		t.Error("the discovery listing is not on the page")
+	}
+	if !strings.Contains(page, "&lt;b&gt;upstream&lt;/b&gt; said &#34;no&#34;") || strings.Contains(page, "<b>upstream") {
+		t.Error("the verification listing's error is not on the page, escaped")
 	}
 }

@@ -191,6 +191,19 @@ func (c *Console) batch(ctx context.Context, name string) (ledger.Batch, bool, e
 	return report.ReadBatch(ctx, c.cfg.Redis, c.cfg.Ledger, name)
 }
 
+// found reports whether batch name exists, and answers 404 (or 500 when
+// Redis fails) when it does not.
+func (c *Console) found(w http.ResponseWriter, r *http.Request, v *viewer, name string) bool {
+	_, ok, err := c.batch(r.Context(), name)
+	switch {
+	case err != nil:
+		c.failed(w, r, v, "reading the batch", err)
+	case !ok:
+		c.render(w, r, http.StatusNotFound, "error", v, errorPage{Title: "No such batch", Message: "There is no batch " + name + "."})
+	}
+	return err == nil && ok
+}
+
 // errEnough stops the failures' walk once the page has its fill.
 var errEnough = errors.New("enough failures")
 
@@ -250,8 +263,7 @@ const actionTimeout = 10 * time.Minute
 // act runs a write action from a batch's page, then shows the page again.
 func (c *Console) act(w http.ResponseWriter, r *http.Request, v viewer) {
 	name, action := r.PathValue("name"), r.PathValue("action")
-	if _, ok, err := c.batch(r.Context(), name); err != nil || !ok {
-		c.render(w, r, http.StatusNotFound, "error", &v, errorPage{Title: "No such batch", Message: "There is no batch " + name + "."})
+	if !c.found(w, r, &v, name) {
 		return
 	}
 	note := strings.TrimSpace(r.PostFormValue("note"))
@@ -316,8 +328,7 @@ func pathEscape(name string) string {
 func (c *Console) reportDownload(format string) func(http.ResponseWriter, *http.Request, viewer) {
 	return func(w http.ResponseWriter, r *http.Request, v viewer) {
 		name := r.PathValue("name")
-		if _, ok, err := c.batch(r.Context(), name); err != nil || !ok {
-			c.render(w, r, http.StatusNotFound, "error", &v, errorPage{Title: "No such batch", Message: "There is no batch " + name + "."})
+		if !c.found(w, r, &v, name) {
 			return
 		}
 		// Whole before it is sent: an error half-way must not leave a

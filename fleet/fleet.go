@@ -105,7 +105,10 @@ func Publish(ctx context.Context, rdb redis.UniversalClient, prefix string, r Re
 	_, err = rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, ks.Worker(r.Instance), body, TTL)
 		p.ZAdd(ctx, ks.Workers(), redis.Z{Score: float64(r.At.UnixMilli()), Member: r.Instance})
-		p.ZRemRangeByScore(ctx, ks.Workers(), "-inf", strconv.FormatInt(r.At.Add(-TTL).UnixMilli(), 10))
+		// The index is trimmed with a wide margin: the reports' own TTL
+		// says which are live, and a worker whose clock runs ahead must
+		// not drop the others from the index.
+		p.ZRemRangeByScore(ctx, ks.Workers(), "-inf", strconv.FormatInt(r.At.Add(-indexMargin).UnixMilli(), 10))
 		return nil
 	})
 	return err
@@ -122,11 +125,18 @@ func Withdraw(ctx context.Context, rdb redis.UniversalClient, prefix, instance s
 	return err
 }
 
-// Read returns the live reports under prefix, by instance name.
+// indexMargin is how long an instance stays in the index after its last
+// report. Only Redis's TTL on the report itself decides whether it is
+// live: hosts' clocks differ.
+const indexMargin = 10 * TTL
+
+// Read returns the live reports under prefix (those whose key has not
+// expired), by instance name. now bounds the index read with a wide
+// margin (see indexMargin), so a host's clock skew hides no worker.
 func Read(ctx context.Context, rdb redis.UniversalClient, prefix string, now time.Time) ([]Report, error) {
 	ks := keyspace.New(prefix)
 	names, err := rdb.ZRangeByScore(ctx, ks.Workers(), &redis.ZRangeBy{
-		Min: strconv.FormatInt(now.Add(-TTL).UnixMilli(), 10), Max: "+inf"}).Result()
+		Min: strconv.FormatInt(now.Add(-indexMargin).UnixMilli(), 10), Max: "+inf"}).Result()
 	if err != nil || len(names) == 0 {
 		return nil, err
 	}
@@ -142,7 +152,7 @@ func Read(ctx context.Context, rdb redis.UniversalClient, prefix string, now tim
 	for _, v := range vals {
 		s, ok := v.(string)
 		if !ok {
-			continue // expired between the two reads
+			continue // expired: the worker stopped reporting
 		}
 		var r Report
 		if json.Unmarshal([]byte(s), &r) == nil {
@@ -163,7 +173,7 @@ type ProfileState struct {
 	Paused      int
 	PausedSince time.Time
 	// ConfiguredRate is the budget's rate (the same in every worker that
-	// shares it); EffectiveRate the lowest a worker runs at.
+	// shares it); EffectiveRate the lowest a worker with a budget runs at.
 	ConfiguredRate float64
 	EffectiveRate  float64
 	// LastPushback is the latest "slow down" any worker got.
@@ -178,12 +188,17 @@ func Profiles(reports []Report) []ProfileState {
 		for _, p := range r.Profiles {
 			st := byName[p.Name]
 			if st == nil {
-				st = &ProfileState{Name: p.Name, ConfiguredRate: p.ConfiguredRate, EffectiveRate: p.EffectiveRate}
+				st = &ProfileState{Name: p.Name}
 				byName[p.Name] = st
 			}
 			st.Workers++
 			st.Waiting += p.Waiting
-			st.EffectiveRate = min(st.EffectiveRate, p.EffectiveRate)
+			// A worker without a budget (rate 0) says nothing of the
+			// budget the others share.
+			st.ConfiguredRate = max(st.ConfiguredRate, p.ConfiguredRate)
+			if p.EffectiveRate > 0 && (st.EffectiveRate == 0 || p.EffectiveRate < st.EffectiveRate) {
+				st.EffectiveRate = p.EffectiveRate
+			}
 			if p.AuthPaused {
 				st.Paused++
 				if p.AuthPausedSince != nil && (st.PausedSince.IsZero() || p.AuthPausedSince.Before(st.PausedSince)) {

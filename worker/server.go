@@ -218,6 +218,8 @@ type Server struct {
 	stopOnce  sync.Once
 	closeOnce sync.Once
 	stopJan   context.CancelFunc
+	// stopPresence ends the fleet report, once the tasks have drained.
+	stopPresence context.CancelFunc
 
 	// gauges reads the Redis-backed gauges, redisLog logs Redis outages;
 	// Shutdown waits for both (background).
@@ -391,7 +393,11 @@ func (s *Server) Start() error {
 	go every(ctx, verifyOutboxInterval, s.janitor.QueueVerifications)
 	go s.integrity.run(ctx, s.cfg.IntegrityInterval)
 	s.background.Add(3)
-	go func() { defer s.background.Done(); s.presence.run(ctx) }()
+	// The worker reports itself until its tasks have drained, not only
+	// until it stops fetching: it is still deleting until then.
+	presenceCtx, stopPresence := context.WithCancel(context.Background())
+	s.stopPresence = stopPresence
+	go func() { defer s.background.Done(); s.presence.run(presenceCtx) }()
 	s.gauges.begin()
 	go func() { defer s.background.Done(); s.gauges.run(ctx) }()
 	go func() { defer s.background.Done(); s.redisLog.run(ctx) }()
@@ -410,6 +416,9 @@ func (s *Server) Shutdown() {
 		}
 	})
 	s.asynq.Shutdown()
+	if s.stopPresence != nil {
+		s.stopPresence()
+	}
 	s.callbacks.Shutdown()
 	s.closeOnce.Do(s.handler.writer.Close) // after the handlers: their last records are written
 	s.background.Wait()
