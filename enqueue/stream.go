@@ -334,6 +334,12 @@ func (c *Client) enqueueChunk(ctx context.Context, adder *ledger.Adder, ids []st
 		}
 		w++
 	}
+	// The producer is told these ids are queued: with replicas required,
+	// only once they hold them (a failover would otherwise lose them
+	// silently). Enqueueing again is safe.
+	if err := c.ledger.AwaitReplicas(ctx); err != nil {
+		return fmt.Errorf("enqueue: %w (enqueueing again is safe)", err)
+	}
 	for _, status := range statuses {
 		switch status {
 		case Enqueued:

@@ -50,6 +50,7 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -155,6 +156,13 @@ type Ledger struct {
 	prefix string
 	ks     keyspace.Keyspace
 	ttl    time.Duration
+	// replicas and replicaTimeout: see WithReplicas.
+	replicas       int
+	replicaTimeout time.Duration
+	shortfalls     atomic.Int64
+	// fewReplicasUntil (Unix ns): until then the primary was found with
+	// fewer replicas than asked, and writes do not wait for them.
+	fewReplicasUntil atomic.Int64
 }
 
 // Option configures a [Ledger].

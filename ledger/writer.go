@@ -126,6 +126,13 @@ func (w *Writer) commit(batch []writeRequest) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	recs, err := w.ledger.RecordMany(ctx, attempts)
+	if err == nil {
+		// The outcomes are written; a shortfall of replicas is counted
+		// (ReplicationShortfalls), not failed: the deletions happened, and
+		// a failover that lost them leaves the ids pending, for the repair
+		// to queue again (their DELETE then answers not_found).
+		_ = w.ledger.AwaitReplicas(ctx)
+	}
 	cancel()
 	for i, req := range batch {
 		if err != nil {

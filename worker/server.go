@@ -132,6 +132,12 @@ func (c *Config) setDefaults() error {
 	if c.Redis == nil {
 		return errors.New("worker: Config.Redis is required")
 	}
+	if _, cluster := c.Redis.(*redis.ClusterClient); cluster {
+		// The ledger's scripts build key names from the prefix and touch
+		// keys of many slots: on a cluster, every record fails (see
+		// docs/reliability.md#redis-cluster).
+		return errors.New("worker: Redis Cluster is not supported: give a client of one primary (redis.NewClient, or redis.NewFailoverClient behind Sentinel)")
+	}
 	if c.Ledger == nil {
 		c.Ledger = ledger.New(c.Redis)
 	}
@@ -259,6 +265,12 @@ func New(cfg Config) (*Server, error) {
 	s.presence = newPresence(s)
 	s.gauges = newRedisGauges(asynq.NewInspectorFromRedisClient(cfg.Redis), cfg.Ledger, cfg.Now, cfg.RedisGaugesInterval)
 	cfg.Registry.MustRegister(s.gauges)
+	led := cfg.Ledger
+	cfg.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "coze_eraser_replication_shortfalls_total",
+		Help: "Writes of outcomes that fewer replicas than --redis-replicas acknowledged in time (or whose wait failed): " +
+			"a failover then could lose them, and their ids would be deleted again (answering not_found).",
+	}, func() float64 { return float64(led.ReplicationShortfalls()) }))
 	s.redisLog = newRedisWatch(cfg.Redis, cfg.Logger, cfg.Now, cfg.RedisCheckInterval)
 	s.client = asynq.NewClientFromRedisClient(cfg.Redis)
 	s.janitor = maintenance.NewJanitor(maintenance.JanitorConfig{Redis: cfg.Redis, Ledger: cfg.Ledger,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -19,7 +20,9 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/coze-eraser/coze-eraser/coze"
+	"github.com/coze-eraser/coze-eraser/enqueue"
 	"github.com/coze-eraser/coze-eraser/internal/logwriter"
+	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/worker"
 )
 
@@ -39,13 +42,17 @@ func (e env) get(name string) string {
 // environment serves a worker, enqueue, status and report alike. REDIS_URL
 // and COZE_BASE_URL keep the names operators already know.
 var globalEnv = map[string]string{
-	"redis-url":     "REDIS_URL",
-	"coze-base-url": "COZE_BASE_URL",
-	"redis-wait":    "COZE_ERASER_REDIS_WAIT",
-	"redis-tls-ca":  "COZE_ERASER_REDIS_TLS_CA",
-	"log-format":    "COZE_ERASER_LOG_FORMAT",
-	"log-level":     "COZE_ERASER_LOG_LEVEL",
-	"profiles":      "COZE_ERASER_PROFILES",
+	"redis-url":              "REDIS_URL",
+	"coze-base-url":          "COZE_BASE_URL",
+	"redis-wait":             "COZE_ERASER_REDIS_WAIT",
+	"redis-tls-ca":           "COZE_ERASER_REDIS_TLS_CA",
+	"redis-sentinel-addrs":   "REDIS_SENTINEL_ADDRS",
+	"redis-sentinel-master":  "REDIS_SENTINEL_MASTER",
+	"redis-replicas":         "COZE_ERASER_REDIS_REPLICAS",
+	"redis-replicas-timeout": "COZE_ERASER_REDIS_REPLICAS_TIMEOUT",
+	"log-format":             "COZE_ERASER_LOG_FORMAT",
+	"log-level":              "COZE_ERASER_LOG_LEVEL",
+	"profiles":               "COZE_ERASER_PROFILES",
 }
 
 // envName is the variable a flag of cmd reads. Every flag but the global
@@ -165,14 +172,28 @@ func tokenSource(e env, warn func(msg string, args ...any)) (coze.TokenSource, e
 
 // redisFlags are the flags of every command that talks to Redis.
 type redisFlags struct {
-	url   string
-	wait  time.Duration
-	tlsCA string
+	url        string
+	urlDefault string
+	wait       time.Duration
+	tlsCA      string
+	// sentinelAddrs and sentinelMaster name a Redis behind Sentinel, as a
+	// redis-sentinel:// URL does.
+	sentinelAddrs  string
+	sentinelMaster string
+	// replicas and replicaTimeout: wait for that many replicas to hold the
+	// writes that matter (ledger.WithReplicas).
+	replicas       int
+	replicaTimeout time.Duration
 }
 
+// defaultRedisURL is --redis-url's default.
+const defaultRedisURL = "redis://127.0.0.1:6379/0"
+
 func (f *redisFlags) register(cmd *cobra.Command, defaultWait time.Duration) {
-	cmd.Flags().StringVar(&f.url, "redis-url", "redis://127.0.0.1:6379/0",
-		"Redis to use: redis:// or rediss:// (TLS), with user:password@ and /db")
+	cmd.Flags().StringVar(&f.url, "redis-url", defaultRedisURL,
+		"Redis to use: redis:// or rediss:// (TLS), with user:password@ and /db; or a primary behind Sentinel, "+
+			"redis-sentinel://[:password@]host:26379,host:26379,host:26379/db?master=NAME (rediss-sentinel:// for TLS)")
+	f.urlDefault = defaultRedisURL
 	f.registerRest(cmd, defaultWait)
 }
 
@@ -181,6 +202,72 @@ func (f *redisFlags) registerRest(cmd *cobra.Command, defaultWait time.Duration)
 		"how long to keep trying to reach Redis at start before giving up")
 	cmd.Flags().StringVar(&f.tlsCA, "redis-tls-ca", "",
 		"PEM file of the CA that signed a rediss:// server's certificate (default: the system's CAs)")
+	cmd.Flags().StringVar(&f.sentinelAddrs, "redis-sentinel-addrs", "",
+		"the sentinels of a Redis behind Sentinel, host:port,host:port,… (with --redis-sentinel-master; a password goes in a redis-sentinel:// --redis-url instead)")
+	cmd.Flags().StringVar(&f.sentinelMaster, "redis-sentinel-master", "", "the name the sentinels monitor the primary under (with --redis-sentinel-addrs)")
+	cmd.Flags().IntVar(&f.replicas, "redis-replicas", 0,
+		"wait until this many replicas hold the writes that matter (the ids a producer is told are queued, the outcomes a worker records) "+
+			"before going on, so that a failover loses none of them; 0: do not wait")
+	cmd.Flags().DurationVar(&f.replicaTimeout, "redis-replicas-timeout", ledger.DefaultReplicaTimeout,
+		"how long a write waits for --redis-replicas: a producer then fails (enqueueing again is safe), a worker counts it in coze_eraser_replication_shortfalls_total")
+}
+
+// maxReplicas bounds --redis-replicas: more replicas than any deployment has.
+const maxReplicas = 64
+
+// ledgerOptions are the options of the ledger the commands that write
+// (enqueue, worker, serve, erase-subject, sweep) use.
+func (f *redisFlags) ledgerOptions() ([]ledger.Option, error) {
+	switch {
+	case f.replicas < 0 || f.replicas > maxReplicas:
+		return nil, setupError("--redis-replicas %d: must be 0 (do not wait) to %d", f.replicas, maxReplicas)
+	case f.replicas > 0 && (f.replicaTimeout < 10*time.Millisecond || f.replicaTimeout > time.Minute):
+		return nil, setupError("--redis-replicas-timeout %v: must be 10ms to 1m", f.replicaTimeout)
+	case f.replicas == 0:
+		return nil, nil
+	}
+	return []ledger.Option{ledger.WithReplicas(f.replicas, f.replicaTimeout)}, nil
+}
+
+// writer is the ledger, and the enqueue client over it, of a command that
+// writes ids or outcomes: with --redis-replicas, they wait for replicas.
+func (f *redisFlags) writer(rdb *redis.Client, extra ...ledger.Option) (*ledger.Ledger, *enqueue.Client, error) {
+	opts, err := f.ledgerOptions()
+	if err != nil {
+		return nil, nil, err
+	}
+	led := ledger.New(rdb, append(extra, opts...)...)
+	return led, enqueue.NewClient(rdb, enqueue.WithLedger(led)), nil
+}
+
+// given reports whether a Redis was named (run uses an embedded one
+// otherwise).
+func (f *redisFlags) given() bool {
+	return f.url != "" || f.sentinelAddrs != "" || f.sentinelMaster != ""
+}
+
+// shown is the Redis the flags name, for a log line: the password hidden.
+func (f *redisFlags) shown() string {
+	raw, err := f.target()
+	if err != nil {
+		return "(not valid)"
+	}
+	return redactURL(raw)
+}
+
+// target is the Redis URL the flags name: --redis-url, or the sentinel
+// flags' redis-sentinel:// URL.
+func (f *redisFlags) target() (string, error) {
+	if f.sentinelAddrs == "" && f.sentinelMaster == "" {
+		return f.url, nil
+	}
+	switch {
+	case f.sentinelAddrs == "" || f.sentinelMaster == "":
+		return "", setupError("--redis-sentinel-addrs and --redis-sentinel-master go together: give both")
+	case f.url != "" && f.url != f.urlDefault:
+		return "", setupError("--redis-url and --redis-sentinel-addrs both name a Redis: give one (a password goes in --redis-url as redis-sentinel://:PASSWORD@host:port,…/0?master=NAME)")
+	}
+	return sentinelURL(f.sentinelAddrs, f.sentinelMaster), nil
 }
 
 // maxRedisWait bounds --redis-wait: a day is longer than any deployment
@@ -193,34 +280,91 @@ func (f *redisFlags) connect(ctx context.Context) (*redis.Client, error) {
 	if f.wait < 0 || f.wait > maxRedisWait {
 		return nil, setupError("--redis-wait %v: must be 0s to %v", f.wait, maxRedisWait)
 	}
-	opt, err := redis.ParseURL(f.url)
+	raw, err := f.target()
+	if err != nil {
+		return nil, err
+	}
+	rdb, err := f.client(raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.ping(ctx, rdb); err != nil {
+		_ = rdb.Close()
+		if isSentinelURL(raw) {
+			return nil, setupError("cannot reach Redis at %s: %v (do the sentinels answer there, and monitor a primary of that master name?)",
+				redactURL(raw), err)
+		}
+		return nil, setupError("cannot reach Redis at %s: %v", redactURL(raw), err)
+	}
+	if clusterEnabled(ctx, rdb) {
+		_ = rdb.Close()
+		return nil, setupError("Redis at %s runs in cluster mode, which coze-eraser does not support: the ledger's scripts "+
+			"read and write keys of several slots at once. Use one primary (with replicas, behind Sentinel if you like: "+
+			"redis-sentinel://…); see docs/reliability.md#redis-cluster", redactURL(raw))
+	}
+	return rdb, nil
+}
+
+// clusterEnabled reports whether rdb is a node of a Redis Cluster. It is
+// asked at start, so that an unsupported Redis is refused with a reason
+// rather than failing at the first script. (A Redis that does not answer
+// INFO is left to fail later with its own error.)
+func clusterEnabled(ctx context.Context, rdb *redis.Client) bool {
+	ctx, cancel := context.WithTimeout(ctx, redisPingTimeout)
+	defer cancel()
+	info, err := rdb.Info(ctx, "cluster").Result()
+	return err == nil && strings.Contains(info, "cluster_enabled:1")
+}
+
+// client makes the client of raw: a single Redis (or a primary with
+// replicas), or a primary behind Sentinel, which the client follows
+// through a failover.
+func (f *redisFlags) client(raw string) (*redis.Client, error) {
+	if isSentinelURL(raw) {
+		opt, err := parseSentinelURL(raw)
+		if err != nil {
+			return nil, setupError("--redis-url %s: %v", redactURL(raw), err)
+		}
+		if err := f.trustCA(opt.TLSConfig); err != nil {
+			return nil, err
+		}
+		opt.ContextTimeoutEnabled = true
+		return redis.NewFailoverClient(opt), nil
+	}
+	opt, err := redis.ParseURL(raw)
 	if err != nil {
 		// The parser's message can quote the URL, password included.
-		return nil, setupError("--redis-url %s: not a Redis URL; use redis://[user:password@]host:port/db or rediss://…", redactURL(f.url))
+		return nil, setupError("--redis-url %s: not a Redis URL; use redis://[user:password@]host:port/db, rediss://…, "+
+			"or redis-sentinel://host:port,…/db?master=NAME", redactURL(raw))
 	}
-	if f.tlsCA != "" {
-		if opt.TLSConfig == nil {
-			return nil, setupError("--redis-tls-ca is for rediss:// URLs")
-		}
-		pem, err := os.ReadFile(f.tlsCA)
-		if err != nil {
-			return nil, setupError("--redis-tls-ca: %v", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, setupError("--redis-tls-ca %s: no PEM certificate in it", f.tlsCA)
-		}
-		opt.TLSConfig.RootCAs = pool
+	if err := f.trustCA(opt.TLSConfig); err != nil {
+		return nil, err
 	}
 	// A context's deadline then bounds each command, reads from a Redis
 	// that hangs included, not only go-redis's own 3 s read timeout.
 	opt.ContextTimeoutEnabled = true
-	rdb := redis.NewClient(opt)
-	if err := f.ping(ctx, rdb); err != nil {
-		_ = rdb.Close()
-		return nil, setupError("cannot reach Redis at %s: %v", redactURL(f.url), err)
+	return redis.NewClient(opt), nil
+}
+
+// trustCA makes a TLS connection trust --redis-tls-ca; cfg is nil without
+// TLS.
+func (f *redisFlags) trustCA(cfg *tls.Config) error {
+	if f.tlsCA == "" {
+		return nil
 	}
-	return rdb, nil
+	if cfg == nil {
+		return setupError("--redis-tls-ca is for rediss:// (and rediss-sentinel://) URLs")
+	}
+	pem, err := os.ReadFile(f.tlsCA)
+	if err != nil {
+		return setupError("--redis-tls-ca: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return setupError("--redis-tls-ca %s: no PEM certificate in it", f.tlsCA)
+	}
+	cfg.RootCAs = pool
+	return nil
 }
 
 // redisPingTimeout bounds one attempt to reach Redis at start.

@@ -159,7 +159,10 @@ func (a *app) runEnqueue(ctx context.Context, f *enqueueFlags, args []string) er
 		return err
 	}
 	defer rdb.Close()
-	client := enqueue.NewClient(rdb)
+	_, client, err := f.redis.writer(rdb)
+	if err != nil {
+		return err
+	}
 	defer client.Close()
 
 	opts = append(opts, sizeHint(input, args)...)

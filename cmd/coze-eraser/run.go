@@ -126,7 +126,7 @@ func (a *app) runRun(ctx context.Context, f *runFlags, args []string) error {
 		}
 		subjectReq = &req
 		f.work.runSessions = true
-		f.work.ephemeralSessionKey = f.redis.url == ""
+		f.work.ephemeralSessionKey = !f.redis.given()
 	}
 	var (
 		in         runner.Input
@@ -272,7 +272,7 @@ func defaultRunBatch(source string) string {
 
 // runRedis connects to the Redis of --redis-url, or starts an embedded one.
 func (a *app) runRedis(ctx context.Context, f *redisFlags) (rdb *redis.Client, embedded bool, closeFn func(), err error) {
-	if f.url != "" {
+	if f.given() {
 		rdb, err := f.connect(ctx)
 		if err != nil {
 			return nil, false, nil, err

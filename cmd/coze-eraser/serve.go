@@ -14,6 +14,7 @@ import (
 
 	"github.com/coze-eraser/coze-eraser/console"
 	"github.com/coze-eraser/coze-eraser/httpapi"
+	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/worker"
 )
 
@@ -65,6 +66,9 @@ type apiListener struct {
 	keys    *httpapi.Keys
 	ln      net.Listener
 	refresh time.Duration // the console's
+	// ledger is the one the API writes to (with --redis-replicas, its
+	// writes wait for them); nil: ledger.New.
+	ledger *ledger.Ledger
 	// sessions list as the profiles' sessions for subject requests; nil
 	// refuses them (apisubjects.go).
 	sessions *apiSessions
@@ -72,7 +76,7 @@ type apiListener struct {
 
 // serve serves the API on Redis rdb until ctx ends.
 func (l *apiListener) serve(ctx context.Context, a *app, rdb redis.UniversalClient) error {
-	cfg := httpapi.Config{Redis: rdb, Keys: l.keys}
+	cfg := httpapi.Config{Redis: rdb, Keys: l.keys, Ledger: l.ledger}
 	l.sessions.config(&cfg, rdb)
 	srv, err := httpapi.New(cfg)
 	if err != nil {
@@ -135,6 +139,9 @@ erase-subject does, and queues them as a verified batch.`,
 				return err
 			}
 			defer rdb.Close()
+			if api.ledger, _, err = rf.writer(rdb); err != nil {
+				return err
+			}
 			if err := api.serve(cmd.Context(), a, rdb); err != nil {
 				return &exitError{code: exitSetup, err: fmt.Errorf("api: %w", err)}
 			}

@@ -173,7 +173,10 @@ func (a *app) runEraseSubject(ctx context.Context, f *subjectFlags) error {
 		return err
 	}
 	defer closeBudget()
-	client := enqueue.NewClient(rdb)
+	led, client, err := f.redis.writer(rdb)
+	if err != nil {
+		return err
+	}
 	if req.Batch == "" {
 		req.Batch = client.DefaultBatch()
 	}
@@ -182,7 +185,7 @@ func (a *app) runEraseSubject(ctx context.Context, f *subjectFlags) error {
 	if w := unservedWarning(ctx, rdb, f.batch.queue); w != "" {
 		fmt.Fprintln(a.stderr, w)
 	}
-	eraser := &subject.Eraser{Enqueue: client, Ledger: ledger.New(rdb), Walker: walker}
+	eraser := &subject.Eraser{Enqueue: client, Ledger: led, Walker: walker}
 	res, err := eraser.Erase(ctx, req, opts...)
 	for _, li := range res.Listings {
 		fmt.Fprintln(a.stderr, listingLine(li))

@@ -170,7 +170,11 @@ func (a *app) runSweep(ctx context.Context, f *sweepFlags) error {
 	if err != nil {
 		return err
 	}
-	sweeper := &sweep.Sweeper{Lister: id.client, Enqueue: enqueue.NewClient(rdb)}
+	_, enq, err := f.redis.writer(rdb)
+	if err != nil {
+		return err
+	}
+	sweeper := &sweep.Sweeper{Lister: id.client, Enqueue: enq}
 	if limiter != nil {
 		defer limiter.Close()
 		sweeper.Budget = limiter
@@ -275,7 +279,8 @@ func (s *scheduledSweeps) prepare(cfg *worker.Config, rdb redis.UniversalClient,
 		cfg.Registry = prometheus.NewRegistry()
 		cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	enq := enqueue.NewClient(rdb)
+	// The worker's ledger: with --redis-replicas, its writes wait for them.
+	enq := enqueue.NewClient(rdb, enqueue.WithLedger(cfg.Ledger))
 	sweepers := make(map[string]*sweep.Sweeper, len(s.ids))
 	for _, id := range s.ids {
 		sw := &sweep.Sweeper{Lister: id.client, Enqueue: enq}

@@ -115,7 +115,9 @@ func (a *app) runWorker(ctx context.Context, f *workerFlags) error {
 	}
 	defer closeLimiters()
 	cfg.Queues = queues
-	cfg.Ledger = ledger.New(rdb, ledger.WithTTL(f.ledgerTTL))
+	if cfg.Ledger, _, err = f.redis.writer(rdb, ledger.WithTTL(f.ledgerTTL)); err != nil {
+		return err
+	}
 	sweeps.prepare(&cfg, rdb, log)
 	srv, err := worker.New(cfg)
 	if err != nil {
@@ -130,10 +132,11 @@ func (a *app) runWorker(ctx context.Context, f *workerFlags) error {
 		return setupError("%v", err)
 	}
 	log.Info("worker started", "queues", f.queues, "concurrency", f.work.concurrency,
-		"profiles", describeIdentities(ws.ids), "metrics", f.work.metricsAddr, "redis", redactURL(f.redis.url),
+		"profiles", describeIdentities(ws.ids), "metrics", f.work.metricsAddr, "redis", f.redis.shown(),
 		"rate", f.work.rate.String(), "burst", f.work.burst, "max_inflight", f.work.maxInflight)
 	stopSweeps := sweeps.start(ctx)
 	if api != nil {
+		api.ledger = cfg.Ledger
 		go func() {
 			if err := api.serve(ctx, a, rdb); err != nil {
 				log.Error("api server stopped", "error", err)

@@ -55,6 +55,8 @@
 //	                                 last_success, since (package sweep)
 //	P request:{r}            hash    HTTP API erasure request r: body (SHA-256 of   retention
 //	                                 the request), batch, created (ms) (httpapi)
+//	P replicated             string  a marker written before WAIT (ledger.Ledger.    none
+//	                                 AwaitReplicas): when it was last written (ms)
 //	P workers                zset    worker instance -> last report (ms) (fleet)        none
 //	P worker:{w}             string  worker w's last report, as JSON: its queues and    30 s
 //	                                 its profiles' auth pause and rate state (fleet)
@@ -168,6 +170,10 @@ func (k Keyspace) Sweep(name string) string { return k.prefix + "sweep:" + name 
 // Request is the record of the HTTP API's erasure request id: the hash of
 // the body it was created with, for idempotent replays.
 func (k Keyspace) Request(id string) string { return k.prefix + "request:" + id }
+
+// Replicated is the marker the ledger writes on the connection it WAITs
+// on for replicas (ledger.Ledger.AwaitReplicas).
+func (k Keyspace) Replicated() string { return k.prefix + "replicated" }
 
 // Workers is the index of the workers that reported to the fleet: instance
 // -> when it last did (ms).
