@@ -17,7 +17,8 @@ import (
 // extends its due time. Each action is one script that changes the batch's
 // control state (the hash's "control" field: "paused", "cancelled" or
 // none) and appends the action to the batch's history, so the two never
-// disagree. The worker reads the state before each call ([Ledger.Control]).
+// disagree. The worker reads the state before each call ([Ledger.Control],
+// through a [ControlWatch]), and each action announces its change.
 
 // MaxExtension is how far past its original due time a batch's due time
 // may be extended: GDPR (Art. 12(3)) allows two more months.
@@ -142,6 +143,9 @@ func (l *Ledger) control(ctx context.Context, batch, action, note string, now, d
 	old, err := l.run(ctx, controlScript, batch, action, now.UnixMilli(), note, due.UnixMilli(),
 		MaxExtension.Milliseconds(), ttlSeconds(l.ttl)).Int64()
 	if err == nil {
+		if action != "extend" {
+			l.announceControl(ctx, batch)
+		}
 		return time.UnixMilli(old).UTC(), nil
 	}
 	msg := strings.TrimPrefix(err.Error(), "ERR ") // Redis 7 prefixes a script's error_reply

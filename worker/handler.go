@@ -36,9 +36,13 @@ const ledgerWriteTimeout = 10 * time.Minute
 // Handler turns a conversation:delete task into an API call and a recorded
 // outcome. It implements asynq.Handler.
 type Handler struct {
-	ledger  *ledger.Ledger
-	writer  *ledger.Writer
-	metrics *Metrics
+	ledger *ledger.Ledger
+	// controls reads the batches' control states through a cache that
+	// control actions invalidate (set by Server.Start); nil: each task
+	// reads its batch's state from Redis.
+	controls *ledger.ControlWatch
+	writer   *ledger.Writer
+	metrics  *Metrics
 	// identities finds each task's lane (its profile's pacer and auth
 	// gate) and API, and holds back tasks whose identity the worker does
 	// not have.
@@ -155,7 +159,12 @@ const defaultPausedRetry = 30 * time.Second
 // task is done). The turn it waited for is given back.
 func (h *Handler) controlled(ctx context.Context, p tasks.Payload, l *lane, probe bool,
 	done func(coze.Result) time.Duration) (skip bool, err error) {
-	state, err := h.ledger.Control(ctx, p.Batch)
+	var state ledger.ControlState
+	if h.controls != nil {
+		state, err = h.controls.Control(ctx, p.Batch)
+	} else {
+		state, err = h.ledger.Control(ctx, p.Batch)
+	}
 	if err == nil && state == ledger.ControlRunning {
 		return false, nil
 	}

@@ -384,6 +384,9 @@ func (s *Server) Handler() *Handler { return s.handler }
 
 // Start starts processing tasks in the background.
 func (s *Server) Start() error {
+	// Before the first task: the handler reads control states through it
+	// from then on. It stops listening when the worker stops.
+	s.handler.controls = s.cfg.Ledger.WatchControl(s.stopped)
 	mux := asynq.NewServeMux()
 	mux.Handle(tasks.TypeDelete, s.handler)
 	mux.Handle(tasks.TypeVerify, s.verifier)

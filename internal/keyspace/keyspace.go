@@ -55,6 +55,8 @@
 //	                                 last_success, since (package sweep)
 //	P request:{r}            hash    HTTP API erasure request r: body (SHA-256 of   retention
 //	                                 the request), batch, created (ms) (httpapi)
+//	P control                channel (pub/sub) a batch whose control state          -
+//	                                 changed (ledger.ControlWatch)
 //	P replicated             string  a marker written before WAIT (ledger.Ledger.    none
 //	                                 AwaitReplicas): when it was last written (ms)
 //	P workers                zset    worker instance -> last report (ms) (fleet)        none
@@ -170,6 +172,10 @@ func (k Keyspace) Sweep(name string) string { return k.prefix + "sweep:" + name 
 // Request is the record of the HTTP API's erasure request id: the hash of
 // the body it was created with, for idempotent replays.
 func (k Keyspace) Request(id string) string { return k.prefix + "request:" + id }
+
+// ControlChannel is the pub/sub channel on which control actions announce
+// the batch whose state changed.
+func (k Keyspace) ControlChannel() string { return k.prefix + "control" }
 
 // Replicated is the marker the ledger writes on the connection it WAITs
 // on for replicas (ledger.Ledger.AwaitReplicas).

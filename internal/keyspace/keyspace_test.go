@@ -193,6 +193,7 @@ func TestLayoutIsStable(t *testing.T) {
 		{ks.Lock("janitor"), "coze-eraser:lock:janitor"},
 		{ks.Sweep("nightly"), "coze-eraser:sweep:nightly"},
 		{ks.Replicated(), "coze-eraser:replicated"},
+		{ks.ControlChannel(), "coze-eraser:control"},
 		{ks.Workers(), "coze-eraser:workers"},
 		{ks.Worker("h-1"), "coze-eraser:worker:h-1"},
 		{ks.Budget("ab12"), "coze-eraser:budget:ab12"},
