@@ -254,29 +254,6 @@ func (s *Sentinel) WaitFailover(t testing.TB, timeout time.Duration) (newPrimary
 	return newPrimary, took
 }
 
-// RestartKilled starts the node KillPrimary killed again, on its port and
-// with its data, and waits until the sentinels have made it a replica of the
-// current primary with its link up. It comes back as the master it was, so
-// this takes the sentinels' few seconds of caution before they convert it.
-func (s *Sentinel) RestartKilled() {
-	s.t.Helper()
-	s.mu.Lock()
-	killed := s.killed
-	s.killed = nil
-	s.mu.Unlock()
-	if killed == nil {
-		s.t.Fatal("redistest: RestartKilled before KillPrimary")
-	}
-	killed.Restart()
-	s.waitFor(s.t, 60*time.Second, "the restarted node to become a replica", func(ctx context.Context) error {
-		primary, err := s.agreedPrimary(ctx)
-		if err != nil {
-			return err
-		}
-		return s.isReplicaOf(ctx, killed, primary)
-	})
-}
-
 // FailoverClient returns a go-redis client that finds the primary through
 // the sentinels, closed at cleanup.
 func (s *Sentinel) FailoverClient() *redis.Client {
