@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -60,7 +61,7 @@ func newBatchView(b ledger.Batch, now time.Time) batchView {
 		v.Label = "lost"
 		return v
 	}
-	v.Percent = percent(b)
+	v.Percent = fmt.Sprintf("%.1f", report.Percent(b))
 	if s.CompletedAt != nil {
 		v.Completed = stamp(*s.CompletedAt)
 	}
@@ -74,22 +75,8 @@ func newBatchView(b ledger.Batch, now time.Time) batchView {
 	return v
 }
 
-// percent is the share finished, floored to a tenth as status does: a
-// batch with one id left never shows 100.0%.
-func percent(b ledger.Batch) string {
-	if b.Total <= 0 {
-		return "0.0"
-	}
-	return fmt.Sprintf("%.1f", float64(int64(b.Finished())*1000/int64(b.Total))/10)
-}
-
-// stamp is a time as the pages show it, in UTC to the minute.
-func stamp(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.UTC().Format("2006-01-02 15:04Z")
-}
+// stamp is a time as the pages show it: as status shows it.
+func stamp(t time.Time) string { return report.ShortTime(t) }
 
 // dueText says how far the due time is: "in 2d 4h", "3h 10m overdue".
 func dueText(left time.Duration, none bool) string {
@@ -159,14 +146,8 @@ type batchData struct {
 }
 
 func (c *Console) batchPage(w http.ResponseWriter, r *http.Request, v viewer) {
-	name := r.PathValue("name")
-	b, ok, err := c.batch(r.Context(), name)
-	switch {
-	case err != nil:
-		c.failed(w, r, &v, "reading the batch", err)
-		return
-	case !ok:
-		c.render(w, r, http.StatusNotFound, "error", &v, errorPage{Title: "No such batch", Message: "There is no batch " + name + "."})
+	b, ok := c.found(w, r, &v, r.PathValue("name"))
+	if !ok {
 		return
 	}
 	d := batchData{Batch: newBatchView(b, c.cfg.Now()), History: b.History}
@@ -191,17 +172,17 @@ func (c *Console) batch(ctx context.Context, name string) (ledger.Batch, bool, e
 	return report.ReadBatch(ctx, c.cfg.Redis, c.cfg.Ledger, name)
 }
 
-// found reports whether batch name exists, and answers 404 (or 500 when
-// Redis fails) when it does not.
-func (c *Console) found(w http.ResponseWriter, r *http.Request, v *viewer, name string) bool {
-	_, ok, err := c.batch(r.Context(), name)
+// found reads batch name as status does, and answers 404 (or 500 when
+// Redis fails) when there is none.
+func (c *Console) found(w http.ResponseWriter, r *http.Request, v *viewer, name string) (ledger.Batch, bool) {
+	b, ok, err := c.batch(r.Context(), name)
 	switch {
 	case err != nil:
 		c.failed(w, r, v, "reading the batch", err)
 	case !ok:
 		c.render(w, r, http.StatusNotFound, "error", v, errorPage{Title: "No such batch", Message: "There is no batch " + name + "."})
 	}
-	return err == nil && ok
+	return b, err == nil && ok
 }
 
 // errEnough stops the failures' walk once the page has its fill.
@@ -263,7 +244,7 @@ const actionTimeout = 10 * time.Minute
 // act runs a write action from a batch's page, then shows the page again.
 func (c *Console) act(w http.ResponseWriter, r *http.Request, v viewer) {
 	name, action := r.PathValue("name"), r.PathValue("action")
-	if !c.found(w, r, &v, name) {
+	if _, ok := c.found(w, r, &v, name); !ok {
 		return
 	}
 	note := strings.TrimSpace(r.PostFormValue("note"))
@@ -294,7 +275,7 @@ func (c *Console) act(w http.ResponseWriter, r *http.Request, v viewer) {
 		return
 	}
 	c.cfg.Logger.Info("console: batch action", "key", v.Key.Name, "action", action, "batch", name)
-	http.Redirect(w, r, "/batches/"+pathEscape(name)+"?done="+action, http.StatusSeeOther)
+	http.Redirect(w, r, "/batches/"+url.PathEscape(name)+"?done="+action, http.StatusSeeOther) //nolint:gosec // G710: a local path; the name is escaped and the action one of four
 }
 
 // refused answers an action the ledger refused (a complete batch cannot
@@ -304,31 +285,17 @@ func (c *Console) refused(w http.ResponseWriter, r *http.Request, v *viewer, nam
 	switch {
 	case errors.Is(err, ledger.ErrBatchComplete), errors.Is(err, ledger.ErrBatchCancelled), errors.Is(err, ledger.ErrBatchState),
 		errors.As(err, &oe):
-		c.render(w, r, http.StatusConflict, "error", v, errorPage{Title: "Not done", Message: err.Error(), Back: "/batches/" + pathEscape(name)})
+		c.render(w, r, http.StatusConflict, "error", v, errorPage{Title: "Not done", Message: err.Error(), Back: "/batches/" + url.PathEscape(name)})
 	default:
 		c.failed(w, r, v, action+" of a batch", err)
 	}
-}
-
-// pathEscape escapes a batch name for a link (names are letters, digits
-// and ".-_", but a link is built as if they were not).
-func pathEscape(name string) string {
-	var b strings.Builder
-	for _, r := range []byte(name) {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
-			b.WriteByte(r)
-		} else {
-			fmt.Fprintf(&b, "%%%02X", r)
-		}
-	}
-	return b.String()
 }
 
 // reportDownload serves a batch's proof of erasure as a file.
 func (c *Console) reportDownload(format string) func(http.ResponseWriter, *http.Request, viewer) {
 	return func(w http.ResponseWriter, r *http.Request, v viewer) {
 		name := r.PathValue("name")
-		if !c.found(w, r, &v, name) {
+		if _, ok := c.found(w, r, &v, name); !ok {
 			return
 		}
 		// Whole before it is sent: an error half-way must not leave a

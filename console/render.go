@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -36,7 +37,7 @@ var pageNames = []string{"batches", "batch", "queues", "profiles", "login", "err
 func parsePages() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
 		"stamp": stamp,
-		"path":  pathEscape,
+		"path":  url.PathEscape,
 	}
 	out := map[string]*template.Template{}
 	for _, name := range pageNames {

@@ -66,11 +66,11 @@ func WriteStatus(w io.Writer, batches []ledger.Batch, now time.Time, format stri
 			s := StatusOf(b, now)
 			if s.LostAt != nil {
 				fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\tRedis lost it at %s (%d outcomes kept since): enqueue its input again\n",
-					Printable(b.Name), s.State, shortTime(b.LostAt), b.LostOutcomes)
+					Printable(b.Name), s.State, ShortTime(b.LostAt), b.LostOutcomes)
 				continue
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%s\t%s\n", Printable(b.Name), controlText(b, stateText(b, s.State)),
-				shortTime(b.CreatedAt), shortTime(b.DueAt), b.Total, b.Deleted, b.NotFound, b.Failed, b.Pending(), b.Cancelled,
+				ShortTime(b.CreatedAt), ShortTime(b.DueAt), b.Total, b.Deleted, b.NotFound, b.Failed, b.Pending(), b.Cancelled,
 				s.RatePerSecond, etaText(b, now), Printable(b.Note))
 		}
 		return tw.Flush()
@@ -94,7 +94,7 @@ func controlText(b ledger.Batch, state string) string {
 // failed when it did.
 func ProgressLine(b ledger.Batch, now time.Time) string {
 	return fmt.Sprintf("%s %s: %d/%d done (%.1f%%) deleted=%d not_found=%d failed=%d pending=%d rate=%.1f/s eta=%s%s",
-		now.UTC().Format(time.TimeOnly), Printable(b.Name), b.Finished(), b.Total, percent(b), b.Deleted, b.NotFound, b.Failed,
+		now.UTC().Format(time.TimeOnly), Printable(b.Name), b.Finished(), b.Total, Percent(b), b.Deleted, b.NotFound, b.Failed,
 		b.Pending(), b.Rate(now), etaText(b, now), verificationFields(b))
 }
 
@@ -103,9 +103,9 @@ func ProgressLine(b ledger.Batch, now time.Time) string {
 // "verified", "verification failed").
 func ProgressBar(b ledger.Batch, now time.Time, width int) string {
 	bar := max(width-60, 10)
-	filled := int(float64(bar) * percent(b) / 100)
+	filled := int(float64(bar) * Percent(b) / 100)
 	line := fmt.Sprintf("%s [%s%s] %5.1f%% %d/%d failed=%d %.0f/s ETA %s",
-		Printable(b.Name), strings.Repeat("#", filled), strings.Repeat("-", bar-filled), percent(b), b.Finished(), b.Total,
+		Printable(b.Name), strings.Repeat("#", filled), strings.Repeat("-", bar-filled), Percent(b), b.Finished(), b.Total,
 		b.Failed, b.Rate(now), etaText(b, now))
 	if note := verificationNote(b); note != "" {
 		line += " " + note
@@ -113,10 +113,10 @@ func ProgressBar(b ledger.Batch, now time.Time, width int) string {
 	return line
 }
 
-// percent is the share of b finished, floored to a tenth of a percent:
+// Percent is the share of b finished, floored to a tenth of a percent:
 // rounding would show 100.0% with an id still pending (3999 of 4000).
 // Integer arithmetic, so no float error can lift 99.9 to 100.0 either.
-func percent(b ledger.Batch) float64 {
+func Percent(b ledger.Batch) float64 {
 	if b.Total <= 0 {
 		return 0
 	}
@@ -144,7 +144,8 @@ func etaText(b ledger.Batch, now time.Time) string {
 	return eta.Round(time.Second).String()
 }
 
-func shortTime(t time.Time) string {
+// ShortTime is a time as status shows it: UTC to the minute, "-" for none.
+func ShortTime(t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}

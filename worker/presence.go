@@ -77,11 +77,11 @@ func (p *presence) report() fleet.Report {
 // state is the lane's profile as the fleet report shows it.
 func (l *lane) state() fleet.Profile {
 	st := fleet.Profile{Name: l.profile, Waiting: int(l.waiting.Load())}
-	if since := l.authPausedSince.Load(); since != 0 && l.auth.isClosed() {
-		at := time.Unix(0, since)
-		st.AuthPaused, st.AuthPausedSince = true, &at
-	} else if l.auth.isClosed() {
-		st.AuthPaused = true
+	if st.AuthPaused = l.auth.isClosed(); st.AuthPaused {
+		if since := l.authPausedSince.Load(); since != 0 {
+			at := time.Unix(0, since)
+			st.AuthPausedSince = &at
+		}
 	}
 	if l.limiter != nil {
 		st.ConfiguredRate, st.EffectiveRate = l.limiter.Configured(), l.limiter.Effective()

@@ -75,18 +75,7 @@ func (s *apiSessions) config(cfg *httpapi.Config, rdb redis.UniversalClient) {
 			return nil, nil, &httpapi.ProfileError{Profile: profile,
 				Reason: "a static token, which has no sessions: give the OAuth JWT app profile the session belongs to"}
 		}
-		client := id.client.WithTokens(id.app.Session(session))
-		w := &discovery.Walker{Lister: client}
-		// The budget is the profile's fleet budget, which its deletions
-		// share; one per request, closed when the request is done.
-		limiter, err := s.flags.limiterFor(rdb, id)
-		if err != nil {
-			return nil, nil, err
-		}
-		if limiter == nil {
-			return w, func() {}, nil
-		}
-		w.Budget = limiter
-		return w, limiter.Close, nil
+		// One budget per request, closed when the request is done.
+		return budgetedWalker(id.client.WithTokens(id.app.Session(session)), rdb, &s.flags, id)
 	})
 }

@@ -266,9 +266,15 @@ func (a *app) sessionLister(pf profileFlags, lf listingFlags, profile, session s
 // walker returns a walker over the profile's fleet budget (the one the
 // workers' deletions draw on), and the budget's close.
 func (l *profileLister) walker(rdb redis.UniversalClient, lf listingFlags) (*discovery.Walker, func(), error) {
-	w := &discovery.Walker{Lister: l.lister}
 	wf := workFlags{rate: lf.rate, burst: 1, requestTimeout: lf.requestTimeout}
-	limiter, err := wf.limiterFor(rdb, l.id)
+	return budgetedWalker(l.lister, rdb, &wf, l.id)
+}
+
+// budgetedWalker is a walker of lister that draws on id's fleet budget
+// (the one the workers' deletions share), and the budget's close.
+func budgetedWalker(lister discovery.Lister, rdb redis.UniversalClient, wf *workFlags, id workIdentity) (*discovery.Walker, func(), error) {
+	w := &discovery.Walker{Lister: lister}
+	limiter, err := wf.limiterFor(rdb, id)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -68,18 +68,25 @@ func WithPassword(pw string) Option {
 	}
 }
 
-// Start starts a redis-server and registers its stop with t.Cleanup. It
-// fails the test, with an install hint, when redis-server is missing.
-func Start(t testing.TB, opts ...Option) *Server {
+// prepare finds redis-server, failing t with the install hint without
+// it, and applies opts.
+func prepare(t testing.TB, opts []Option) (bin string, cfg config) {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatal(InstallHint)
 	}
-	var cfg config
 	for _, opt := range opts {
 		opt(&cfg)
 	}
+	return bin, cfg
+}
+
+// Start starts a redis-server and registers its stop with t.Cleanup. It
+// fails the test, with an install hint, when redis-server is missing.
+func Start(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	bin, cfg := prepare(t, opts)
 	s := &Server{t: t, bin: bin, dir: t.TempDir(), tls: cfg.tls}
 	var lastErr error
 	for range 5 {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -49,14 +48,7 @@ type Sentinel struct {
 // hint, when redis-server is missing.
 func StartSentinel(t testing.TB, opts ...Option) *Sentinel {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatal(InstallHint)
-	}
-	var cfg config
-	for _, opt := range opts {
-		opt(&cfg)
-	}
+	bin, cfg := prepare(t, opts)
 	if cfg.tls != nil {
 		t.Fatal("redistest: StartSentinel does not support WithTLS")
 	}
