@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/coze-eraser/coze-eraser/enqueue"
 	"github.com/coze-eraser/coze-eraser/fleet"
 	"github.com/coze-eraser/coze-eraser/ledger"
@@ -315,11 +317,13 @@ func (c *Console) reportDownload(format string) func(http.ResponseWriter, *http.
 	}
 }
 
-// queueView is one asynq queue.
+// queueView is one queue: its asynq tasks, and the ids enqueued in it
+// that wait in the ledger for a worker to feed them as tasks.
 type queueView struct {
 	Name                                              string
 	Paused                                            bool
 	Pending, Active, Scheduled, Retry, Archived, Size int
+	Unfed                                             int // ids waiting to be fed as tasks; Size counts them too
 	Latency                                           string
 	Workers                                           []string
 	ProcessedToday, FailedToday                       int
@@ -358,14 +362,37 @@ func (c *Console) queuesPage(w http.ResponseWriter, r *http.Request, v viewer) {
 			servedBy[q] = append(servedBy[q], fmt.Sprintf("%s (pid %d)", s.Host, s.PID))
 		}
 	}
+	// A queue's ids wait in the ledger until a worker feeds them as
+	// tasks: a queue with nothing fed yet may be unknown to asynq.
+	unfed, err := c.cfg.Ledger.Unfed(r.Context())
+	if err != nil {
+		c.failed(w, r, &v, "reading the ids waiting to be fed", err)
+		return
+	}
+	known := map[string]bool{}
+	for _, name := range names {
+		known[name] = true
+	}
+	for q, n := range unfed {
+		if n > 0 && !known[q] {
+			names = append(names, q)
+		}
+	}
+	slices.Sort(names)
 	var d queuesData
 	for _, name := range names {
-		info, err := c.inspector.GetQueueInfo(name)
-		if err != nil {
-			continue // removed between the two reads
+		var info asynq.QueueInfo
+		if known[name] {
+			i, err := c.inspector.GetQueueInfo(name)
+			switch {
+			case err == nil:
+				info = *i
+			case unfed[name] == 0:
+				continue // removed between the two reads
+			}
 		}
 		d.Queues = append(d.Queues, queueView{Name: name, Paused: info.Paused, Pending: info.Pending, Active: info.Active,
-			Scheduled: info.Scheduled, Retry: info.Retry, Archived: info.Archived, Size: info.Size,
+			Scheduled: info.Scheduled, Retry: info.Retry, Archived: info.Archived, Size: info.Size + unfed[name], Unfed: unfed[name],
 			Latency: span(info.Latency), Workers: servedBy[name], Served: len(servedBy[name]) > 0,
 			ProcessedToday: info.Processed, FailedToday: info.Failed})
 	}

@@ -169,7 +169,7 @@ func exportedMetrics(t *testing.T) map[string]string {
 		text := scrape(t, srv.URL+"/metrics")
 		if strings.Contains(text, `coze_eraser_deletions_total{outcome="deleted"} 3`) &&
 			strings.Contains(text, "coze_eraser_oldest_open_batch_due_seconds ") &&
-			strings.Contains(text, `coze_eraser_queue_tasks{queue="unserved"`) {
+			strings.Contains(text, `coze_eraser_unfed_ids{queue="unserved"} 1`) {
 			return metricTypes(text)
 		}
 		if time.Now().After(deadline) {
@@ -266,7 +266,7 @@ func TestDashboardQueries(t *testing.T) {
 	// The panels the issue asks for, by the metric each one needs.
 	for _, name := range []string{"coze_eraser_deletions_total", "coze_eraser_api_requests_total",
 		"coze_eraser_api_request_duration_seconds_bucket", "coze_eraser_rate_limit_effective_requests_per_second",
-		"coze_eraser_rate_limit_configured_requests_per_second", "coze_eraser_queue_tasks", "coze_eraser_batches",
+		"coze_eraser_rate_limit_configured_requests_per_second", "coze_eraser_queue_tasks", "coze_eraser_unfed_ids", "coze_eraser_batches",
 		"coze_eraser_oldest_open_batch_due_seconds", "coze_eraser_auth_paused", "coze_eraser_sweep_runs_total",
 		"coze_eraser_verifications_total"} {
 		if !used[name] {

@@ -16,8 +16,8 @@ import (
 
 // Steer a running batch: pause it (workers hold its tasks without calling
 // the API), resume it, extend its due time by a month with the reason,
-// then cancel it: its pending ids end cancelled and its queued tasks are
-// removed. Each action is kept in the batch's history. (The example uses
+// then cancel it: its pending ids end cancelled and the tasks the workers
+// had made for them are removed (none here: no worker fed the batch). Each action is kept in the batch's history. (The example uses
 // an embedded Redis so that it runs anywhere; give NewClient your own.)
 func ExampleClient_Cancel() {
 	mini, err := miniredis.Run()
@@ -63,7 +63,7 @@ func ExampleClient_Cancel() {
 	}
 	// Output:
 	// refused: more than two months
-	// cancelled=2 tasks removed=2 complete=true
+	// cancelled=2 tasks removed=0 complete=true
 	// pause legal hold
 	// resume hold lifted
 	// extend complex request

@@ -62,6 +62,7 @@ type Client struct {
 	ledger       *ledger.Ledger
 	defaultBatch string
 	now          func() time.Time
+	templates    feedTemplates
 }
 
 // ClientOption configures a [Client].
@@ -386,11 +387,24 @@ func (o options) wireTask(id string, now time.Time) (asynqwire.Task, error) {
 func (c *Client) openBatch(ctx context.Context, o options) (*ledger.Adder, error) {
 	now := c.now()
 	spec := ledger.BatchSpec{Name: o.batch, Created: now, Due: o.due, Note: o.note, CallbackURL: o.callbackURL,
-		TTL: o.retention, Queue: o.queue, Now: c.now, ExpectedIDs: o.expectedIDs, Profile: o.profile, Session: o.session, Verify: o.verify}
+		TTL: o.retention, Queue: o.queue, Now: c.now, ExpectedIDs: o.expectedIDs, Profile: o.profile, Session: o.session, Verify: o.verify,
+		Hold: o.held, FeedAt: o.feedAt(now), AsynqMaxRetry: tasks.AsynqMaxRetry(o.maxRetry)}
 	if o.dueIn > 0 {
 		spec.Due = now.Add(o.dueIn)
 	}
 	return c.ledger.OpenBatch(ctx, spec)
+}
+
+// feedAt is when the options' ids may become tasks: their schedule (At,
+// In), or zero for as soon as their queue has room.
+func (o options) feedAt(now time.Time) time.Time {
+	switch {
+	case o.processIn != 0:
+		return now.Add(o.processIn)
+	case o.processAt.After(now):
+		return o.processAt
+	}
+	return time.Time{}
 }
 
 // Enqueue enqueues the deletion of one conversation. An invalid id is a
@@ -422,22 +436,22 @@ func (c *Client) EnqueueAll(ctx context.Context, ids iter.Seq[string], opts ...O
 	}, opts, nil)
 }
 
-// guard makes a task's write depend on id being pending in the adder's
-// batch: between Add and the write a worker may finish the id (with a task
-// from an earlier, interrupted enqueue of the batch), and a second task
+// guard makes a task's write depend on id being pending in its batch
+// (entryKey is the hash of its entry): a worker may finish the id at any
+// moment (with a task of another batch it is linked to), and a second task
 // would call the API again for an id already deleted.
-func guard(adder *ledger.Adder, id string) *asynqwire.Guard {
-	return &asynqwire.Guard{Key: adder.EntryKey(id), Field: id, Allow: ledger.PendingValues()}
+func guard(entryKey, id string) *asynqwire.Guard {
+	return &asynqwire.Guard{Key: entryKey, Field: id, Allow: ledger.PendingValues()}
 }
 
-// settleConflict handles a pending id whose task could not be written
-// because a task with its id is queued already. That task may be this
+// settleConflict handles a pending id whose task could not be made
+// because a task with its id exists already. That task may be this
 // batch's or another batch's: it is linked, so that its outcome is
 // recorded here too (a link to the task's own batch is harmless). If it is
 // gone by now, or archived after failing elsewhere, t is written after
-// all, guarded: only while the id is pending.
-func (c *Client) settleConflict(ctx context.Context, adder *ledger.Adder, id string, o options, t asynqwire.Task) (Status, error) {
-	t.Guard = guard(adder, id)
+// all, guarded: only while the id is pending (entryKey holds its entry).
+func (c *Client) settleConflict(ctx context.Context, entryKey, id string, o options, t asynqwire.Task) (Status, error) {
+	t.Guard = guard(entryKey, id)
 	for range 3 {
 		state, err := c.ledger.Link(ctx, o.batch, id, t.Queue, t.ID)
 		if err != nil {

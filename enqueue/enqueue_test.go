@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,13 +35,25 @@ func setup(t *testing.T) bundle {
 	return bundle{ctx: context.Background(), client: c, inspector: asynq.NewInspectorFromRedisClient(rdb), redis: srv}
 }
 
+// task feeds queue, as a worker would, and returns id's task.
 func (b bundle) task(t *testing.T, queue, id string) *asynq.TaskInfo {
 	t.Helper()
+	b.feed(t, queue)
 	info, err := b.inspector.GetTaskInfo(queue, tasks.TaskID(id))
 	if err != nil {
 		t.Fatalf("task for %s in %s: %v", id, queue, err)
 	}
 	return info
+}
+
+// feed makes the tasks of every ready id of queue's batches.
+func (b bundle) feed(t *testing.T, queue string) enqueue.Fed {
+	t.Helper()
+	fed, err := b.client.Feed(b.ctx, queue, 1<<30)
+	if err != nil {
+		t.Fatalf("feed %s: %v", queue, err)
+	}
+	return fed
 }
 
 func TestEnqueueOne(t *testing.T) {
@@ -62,9 +75,18 @@ func TestEnqueueOne(t *testing.T) {
 		t.Errorf("payload %+v, %v", p, err)
 	}
 
-	status, err = b.client.Enqueue(b.ctx, "7379996104798150001", enqueue.Queue("gdpr"))
+	status, err = b.client.Enqueue(b.ctx, "7379996104798150001", enqueue.Batch("gdpr-1"), enqueue.Queue("gdpr"))
 	if err != nil || status != enqueue.Duplicate {
-		t.Errorf("second Enqueue = %s, %v; want duplicate", status, err)
+		t.Errorf("second Enqueue into the batch = %s, %v; want duplicate", status, err)
+	}
+	// Into another batch, the id is new; its feed finds the task of
+	// gdpr-1 and links to it rather than calling the API twice.
+	status, err = b.client.Enqueue(b.ctx, "7379996104798150001", enqueue.Queue("gdpr"))
+	if err != nil || status != enqueue.Enqueued {
+		t.Errorf("Enqueue into another batch = %s, %v; want enqueued", status, err)
+	}
+	if fed := b.feed(t, "gdpr"); fed.Tasks != 0 || fed.Linked != 1 {
+		t.Errorf("feed of the second batch's id: %+v, want one link and no task", fed)
 	}
 	var invalid *tasks.InvalidIDError
 	if _, err := b.client.Enqueue(b.ctx, "12x"); !errors.As(err, &invalid) {
@@ -72,25 +94,38 @@ func TestEnqueueOne(t *testing.T) {
 	}
 }
 
+// TestEnqueueScheduled: the ids of a scheduled batch become tasks at their
+// time, not before.
 func TestEnqueueScheduled(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	if _, err := b.client.Enqueue(b.ctx, "1", enqueue.In(time.Hour)); err != nil {
+	srv := redistest.Start(t)
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
+	b := bundle{ctx: context.Background(), client: enqueue.NewClient(srv.Client(), enqueue.WithClock(clock)),
+		inspector: asynq.NewInspectorFromRedisClient(srv.Client()), redis: srv}
+	if _, err := b.client.Enqueue(b.ctx, "1", enqueue.Batch("in-1h"), enqueue.In(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	at := time.Now().Add(48 * time.Hour).Truncate(time.Second)
-	if _, err := b.client.Enqueue(b.ctx, "2", enqueue.At(at)); err != nil {
+	if _, err := b.client.Enqueue(b.ctx, "2", enqueue.Batch("at-48h"), enqueue.At(clock().Add(48*time.Hour))); err != nil {
 		t.Fatal(err)
 	}
-	for _, id := range []string{"1", "2"} {
-		if info := b.task(t, enqueue.DefaultQueue, id); info.State != asynq.TaskStateScheduled {
-			t.Errorf("id %s: state %s, want scheduled", id, info.State)
+	for _, step := range []struct {
+		advance time.Duration
+		fed     int
+	}{{0, 0}, {59 * time.Minute, 0}, {time.Minute, 1}, {46 * time.Hour, 0}, {time.Hour, 1}} {
+		advance(step.advance)
+		if fed := b.feed(t, enqueue.DefaultQueue); fed.Tasks != step.fed {
+			t.Fatalf("%v on: fed %d tasks, want %d", clock().Sub(now), fed.Tasks, step.fed)
 		}
 	}
-	if got := b.task(t, enqueue.DefaultQueue, "2").NextProcessAt; !got.Equal(at) {
-		t.Errorf("next process at %v, want %v", got, at)
+	for _, id := range []string{"1", "2"} {
+		if info := b.task(t, enqueue.DefaultQueue, id); info.State != asynq.TaskStatePending {
+			t.Errorf("id %s: state %s, want pending", id, info.State)
+		}
 	}
-	if _, err := b.client.Enqueue(b.ctx, "3", enqueue.At(at), enqueue.In(time.Hour)); err == nil {
+	if _, err := b.client.Enqueue(b.ctx, "3", enqueue.At(clock()), enqueue.In(time.Hour)); err == nil {
 		t.Error("At and In together accepted")
 	}
 }
@@ -163,6 +198,17 @@ func TestEnqueueFromIsStreaming(t *testing.T) {
 	}
 	if sum.Enqueued != 20_000 {
 		t.Errorf("enqueued %d, want 20000", sum.Enqueued)
+	}
+	// The ids wait in the ledger; a feed makes only the window's tasks.
+	fed, err := b.client.Feed(b.ctx, enqueue.DefaultQueue, 100)
+	if err != nil || fed.Tasks != 100 || fed.Waiting != 100 {
+		t.Fatalf("feed of a window of 100: %+v, %v", fed, err)
+	}
+	if fed, err = b.client.Feed(b.ctx, enqueue.DefaultQueue, 100); err != nil || fed.Tasks != 0 {
+		t.Errorf("feed of a full window: %+v, %v", fed, err)
+	}
+	if fed := b.feed(t, enqueue.DefaultQueue); fed.Tasks != 20_000-100 {
+		t.Errorf("fed %d tasks after the window, want %d", fed.Tasks, 20_000-100)
 	}
 	info, err := b.inspector.GetQueueInfo(enqueue.DefaultQueue)
 	if err != nil || info.Pending != 20_000 {

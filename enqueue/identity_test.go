@@ -127,6 +127,7 @@ func TestRetryFailuresRefusesAnErasedSession(t *testing.T) {
 // the test as well).
 func (b bundle) fail(t *testing.T, led *ledger.Ledger, batch, id string) {
 	t.Helper()
+	b.feed(t, enqueue.DefaultQueue)
 	if _, err := led.Record(b.ctx, ledger.Attempt{ConversationID: id, Batch: batch, Queue: enqueue.DefaultQueue,
 		Outcome: ledger.Failed, Code: 5000, HasCode: true, Msg: "boom", HTTPStatus: 200, LogID: "L", At: time.Now()}); err != nil {
 		t.Fatal(err)

@@ -2,22 +2,21 @@ package enqueue
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 
-	"github.com/coze-eraser/coze-eraser/ledger"
+	"github.com/coze-eraser/coze-eraser/tasks"
 )
 
-// errStopScan ends a scan of the batch's entries early.
-var errStopScan = errors.New("enqueue: scan stopped")
-
-// Release queues a task for every pending id of batch, as the batch's
-// identity and in its first queue: what [Hold] added, and any pending id
-// whose task is gone. An id whose task is already queued counts as a
-// duplicate and keeps it. The batch's ids are read a bucket at a time, so
-// memory does not grow with the batch. opts may set the retry budget and
-// the schedule; the batch, queue and identity are the batch's own.
+// Release lets the workers feed batch's held ids (the [Hold] option): they
+// become tasks, as the batch's identity and in the queue they were added
+// for, as the queue has room for them. opts may set the retry budget and the schedule
+// (At, In); the batch, queue and identity are the batch's own. The
+// summary counts the ids waiting for a task as Enqueued (an id another
+// batch's task finished since it was held among them: the feed passes it
+// over). A pending id
+// whose task was lost is the janitor's: it finds the ids of a stalled batch
+// that no task will finish and feeds them again.
 func (c *Client) Release(ctx context.Context, batch string, opts ...Option) (Summary, error) {
 	b, ok, err := c.ledger.Batch(ctx, batch)
 	switch {
@@ -26,35 +25,24 @@ func (c *Client) Release(ctx context.Context, batch string, opts ...Option) (Sum
 	case !ok:
 		return Summary{Batch: batch}, fmt.Errorf("enqueue: release %s: no such batch", batch)
 	}
-	profile, session, err := b.TaskIdentity()
-	if err != nil {
+	if _, _, err := b.TaskIdentity(); err != nil {
 		return Summary{Batch: batch}, err
 	}
 	queue := DefaultQueue
 	if len(b.Queues) > 0 {
 		queue = b.Queues[0]
 	}
-	all := append(slices.Clone(opts), Batch(batch), Queue(queue), Profile(profile))
-	if session != "" {
-		all = append(all, Session(session))
+	o, err := c.options(append(slices.Clone(opts), Batch(batch), Queue(queue)))
+	if err != nil {
+		return Summary{Batch: batch}, err
 	}
-	var scanErr error
-	pending := func(yield func(string) bool) {
-		scanErr = c.ledger.Entries(ctx, batch, func(e ledger.Entry) error {
-			if e.Outcome.Terminal() {
-				return nil
-			}
-			if !yield(e.ConversationID) {
-				return errStopScan
-			}
-			return nil
-		})
+	now := c.now()
+	feedAt := o.feedAt(now)
+	if feedAt.IsZero() {
+		feedAt = now
 	}
-	sum, err := c.EnqueueAll(ctx, pending, all...)
-	if err == nil && scanErr != nil && !errors.Is(scanErr, errStopScan) {
-		err = fmt.Errorf("enqueue: release %s: %w", batch, scanErr)
-	}
-	return sum, err
+	n, err := c.ledger.Release(ctx, batch, feedAt, tasks.AsynqMaxRetry(o.maxRetry))
+	return Summary{Batch: batch, Enqueued: n}, err
 }
 
 // OpenEmpty makes the batch of opts with no id in it (or opens it as it

@@ -7,6 +7,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/coze-eraser/coze-eraser/internal/asynqwire"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/tasks"
 )
@@ -146,9 +147,43 @@ func (c *Client) retryOne(ctx context.Context, led *ledger.Ledger, inspector *as
 		}
 		return reopened, nil
 	}
-	status, err := c.Enqueue(ctx, f.ConversationID, append([]Option{Queue(queue), Batch(f.Batch)}, opts...)...)
-	if err != nil {
-		return false, err
+	all := append([]Option{Queue(queue), Batch(f.Batch)}, opts...)
+	status, err := c.Enqueue(ctx, f.ConversationID, all...)
+	if err != nil || status != Duplicate {
+		return status == Enqueued, err
 	}
-	return status == Enqueued || status == Duplicate, nil
+	// Reopened: the id is in the batch, pending, and no feed will make its
+	// task (it is in no unfed list). It gets one now.
+	status, err = c.writeTask(ctx, f.ConversationID, all)
+	return status == Enqueued || status == Duplicate, err
+}
+
+// writeTask writes the task of an id pending in its batch now, rather than
+// leaving it to a feed, guarded on its entry: only while it is pending. A
+// task with its id already there is linked (settleConflict).
+func (c *Client) writeTask(ctx context.Context, id string, opts []Option) (Status, error) {
+	o, err := c.options(opts)
+	if err != nil {
+		return "", err
+	}
+	b, ok, err := c.ledger.Batch(ctx, o.batch)
+	if err != nil || !ok {
+		return "", err
+	}
+	t, err := o.wireTask(id, c.now())
+	if err != nil {
+		return "", err
+	}
+	entryKey := c.ledger.EntryKey(b, id)
+	t.Guard = guard(entryKey, id)
+	res, err := c.wire.EnqueueMany(ctx, []asynqwire.Task{t})
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("retry %s: %w", id, err)
+	case res[0] == asynqwire.Written:
+		return Enqueued, nil
+	case res[0] == asynqwire.Refused:
+		return Finished, nil
+	}
+	return c.settleConflict(ctx, entryKey, id, o, t)
 }

@@ -12,7 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/coze-eraser/coze-eraser/internal/asynqwire"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/tasks"
 )
@@ -258,81 +257,15 @@ func (c *Client) seal(ctx context.Context, adder *ledger.Adder, o options, sum S
 	return err
 }
 
-// countHeld counts a held chunk: a new member as held (in the Enqueued
-// tally: it is the batch's now, its task to come), others as duplicates.
-func countHeld(members []ledger.Membership, counts *[3]atomic.Int64, onStatus func(Status)) {
-	for _, m := range members {
-		status := Held
-		switch m {
-		case ledger.NewMember:
-			counts[0].Add(1)
-		case ledger.FinishedMember:
-			status = Finished
-			counts[1].Add(1)
-			counts[2].Add(1)
-		default:
-			status = Duplicate
-			counts[1].Add(1)
-		}
-		if onStatus != nil {
-			onStatus(status)
-		}
-	}
-}
-
-// enqueueChunk adds a chunk of ids to the batch in one round trip, then
-// writes a task for each id not finished in it in another. An id whose task
-// id is taken (another batch's task, or this batch's from an earlier run)
-// takes the one-by-one path that links the batch to that task.
+// enqueueChunk adds a chunk of ids to the batch in one round trip: a new
+// member waits in the batch's unfed list until a worker feeds it into the
+// queue as a task (ledger.Ledger.Feed), or, held, until Release. An id in
+// the batch already is a duplicate, or finished when it has its outcome.
 func (c *Client) enqueueChunk(ctx context.Context, adder *ledger.Adder, ids []string, o options,
 	counts *[3]atomic.Int64, onStatus func(Status)) error {
 	members, err := adder.Add(ctx, ids)
 	if err != nil {
 		return err
-	}
-	if o.held {
-		countHeld(members, counts, onStatus)
-		return nil
-	}
-	statuses := make([]Status, len(ids))
-	writes := make([]asynqwire.Task, 0, len(ids))
-	for i, id := range ids {
-		if members[i] == ledger.FinishedMember {
-			statuses[i] = Finished
-			continue
-		}
-		t, err := o.wireTask(id, c.now())
-		if err != nil {
-			return err
-		}
-		if members[i] == ledger.PendingMember {
-			// In the batch before this call: a task from an earlier enqueue
-			// may finish it at any moment. (A new member has no task that
-			// records into this batch, so it needs no guard.)
-			t.Guard = guard(adder, id)
-		}
-		writes = append(writes, t)
-	}
-	results, err := c.wire.EnqueueMany(ctx, writes)
-	if err != nil {
-		return err
-	}
-	w := 0
-	for i, id := range ids {
-		if statuses[i] == Finished {
-			continue
-		}
-		switch results[w] {
-		case asynqwire.Written:
-			statuses[i] = Enqueued
-		case asynqwire.Refused:
-			statuses[i] = Finished // a worker recorded its outcome since Add
-		default:
-			if statuses[i], err = c.settleConflict(ctx, adder, id, o, writes[w]); err != nil {
-				return err
-			}
-		}
-		w++
 	}
 	// The producer is told these ids are queued: with replicas required,
 	// only once they hold them (a failover would otherwise lose them
@@ -340,14 +273,21 @@ func (c *Client) enqueueChunk(ctx context.Context, adder *ledger.Adder, ids []st
 	if err := c.ledger.AwaitReplicas(ctx); err != nil {
 		return fmt.Errorf("enqueue: %w (enqueueing again is safe)", err)
 	}
-	for _, status := range statuses {
-		switch status {
-		case Enqueued:
+	for _, m := range members {
+		var status Status
+		switch m {
+		case ledger.NewMember:
+			status = Enqueued
+			if o.held {
+				status = Held // counted with Enqueued: it is the batch's now, its task to come
+			}
 			counts[0].Add(1)
-		case Finished:
+		case ledger.FinishedMember:
+			status = Finished
 			counts[1].Add(1)
 			counts[2].Add(1)
 		default:
+			status = Duplicate
 			counts[1].Add(1)
 		}
 		if onStatus != nil {

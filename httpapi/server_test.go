@@ -19,6 +19,7 @@ import (
 	"github.com/getkin/kin-openapi/routers/legacy"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/coze-eraser/coze-eraser/enqueue"
 	"github.com/coze-eraser/coze-eraser/httpapi"
 	"github.com/coze-eraser/coze-eraser/internal/asynqwire"
 	"github.com/coze-eraser/coze-eraser/internal/keyspace"
@@ -148,6 +149,26 @@ func (b *bundle) validate(req *http.Request, resp *http.Response, body []byte) {
 	b.checkedAnswer++
 }
 
+// work returns how many ids wait to be fed in queue, then feeds the
+// queue all of them, as a worker's feeder would, and returns how many
+// tasks its pending list holds.
+func (b *bundle) work(t *testing.T, queue string) (unfed int, tasks int64) {
+	t.Helper()
+	ctx := context.Background()
+	waiting, err := b.ledger.Unfed(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := enqueue.NewClient(b.rdb).Feed(ctx, queue, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	n, err := b.rdb.LLen(ctx, asynqwire.StateKey(queue, "pending")).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return waiting[queue], n
+}
+
 func ids(n int, base int64) []string {
 	out := make([]string, n)
 	for i := range out {
@@ -196,8 +217,8 @@ func TestCreateAndReplay(t *testing.T) {
 	if err := json.Unmarshal(got, &st); err != nil || code != http.StatusOK || st.Total != 4990 {
 		t.Errorf("replay: %d total %d (%v)", code, st.Total, err)
 	}
-	if n, _ := b.rdb.LLen(context.Background(), asynqwire.StateKey("default", "pending")).Result(); n != 4990 {
-		t.Errorf("%d tasks queued after the replay, want 4990", n)
+	if unfed, n := b.work(t, "default"); unfed != 4990 || n != 4990 {
+		t.Errorf("after the replay %d ids wait to be fed and feeding makes %d tasks, want 4990 and 4990", unfed, n)
 	}
 	other := requestBody(t, map[string]any{"request_id": "dsr-4711", "ids": all[:10]})
 	if code, got := b.do("POST", "/v1/erasure-requests", b.write, other); code != http.StatusConflict || !bytes.Contains(got, []byte(`"conflict"`)) {

@@ -21,7 +21,6 @@ import (
 	"github.com/coze-eraser/coze-eraser/coze/cozetest"
 	"github.com/coze-eraser/coze-eraser/discovery"
 	"github.com/coze-eraser/coze-eraser/httpapi"
-	"github.com/coze-eraser/coze-eraser/internal/asynqwire"
 	"github.com/coze-eraser/coze-eraser/internal/keyspace"
 	"github.com/coze-eraser/coze-eraser/internal/logbuf"
 	"github.com/coze-eraser/coze-eraser/ledger"
@@ -137,8 +136,8 @@ func TestSubjectRequest(t *testing.T) {
 		st.Discovery.Found != len(ss.mine) || st.Discovery.Enqueued != len(ss.mine) || st.Discovery.Listings != 2 || st.Discovery.Incomplete {
 		t.Errorf("created: %s", created)
 	}
-	if n, _ := ss.rdb.LLen(ctx, asynqwire.StateKey("gdpr", "pending")).Result(); n != int64(len(ss.mine)) {
-		t.Errorf("%d tasks pending in queue gdpr, want %d", n, len(ss.mine))
+	if unfed, n := ss.work(t, "gdpr"); unfed != len(ss.mine) || n != int64(len(ss.mine)) {
+		t.Errorf("%d ids wait to be fed in queue gdpr and feeding makes %d tasks, want %d", unfed, n, len(ss.mine))
 	}
 	b, ok, err := ss.ledger.Batch(ctx, "dsr-4711")
 	if err != nil || !ok || b.Profile != "app-cn" || !b.HasSession || b.Verification.State != ledger.VerificationPending {

@@ -38,6 +38,17 @@ type BatchSpec struct {
 	AdderLease time.Duration
 	// Now is the clock of the additions; default time.Now.
 	Now func() time.Time
+	// Hold keeps the ids the adder adds from being fed: their tasks wait
+	// for [Ledger.Release] (or the janitor's repair of a stalled batch).
+	Hold bool
+	// FeedAt is when the ids the adder adds may be fed into Queue
+	// (default now): a scheduled batch's ids become tasks at its time. A
+	// batch in the feed already keeps its place.
+	FeedAt time.Time
+	// AsynqMaxRetry is asynq's MaxRetry of the tasks made for the ids
+	// (tasks.AsynqMaxRetry of their retry budget; 0 means the default
+	// budget's); it becomes the batch's [Batch.AsynqMaxRetry].
+	AsynqMaxRetry int
 	// ExpectedIDs is how many ids the batch will hold, when the caller
 	// knows (the size of a file): it sizes a new batch's buckets with
 	// [BucketsFor]. 0 means unknown. It is a hint: more ids still fit.
@@ -128,6 +139,10 @@ type Batch struct {
 	Invalid int
 	// Queues are the asynq queues the batch's tasks were put in.
 	Queues []string
+	// AsynqMaxRetry is asynq's MaxRetry of the tasks made for the batch's
+	// ids (tasks.AsynqMaxRetry of the last enqueue's retry budget; of the
+	// default budget for a batch that never said).
+	AsynqMaxRetry int
 	// UnservedQueues are those of Queues that no live worker serves. The
 	// ledger never sets it: a caller that asked asynq which queues are
 	// served (see enqueue.ServedQueues) fills it in, and status then says
@@ -319,6 +334,11 @@ type Adder struct {
 	now   func() time.Time
 	// buckets is the batch's bucket count, for EntryKey.
 	buckets int
+	// The feed of the ids added: their queue, when they may be fed (0:
+	// held), and their tasks' retry budget.
+	queue    string
+	feedAt   func() int64
+	maxRetry int
 	// Created reports whether OpenBatch created the batch.
 	Created bool
 }
@@ -332,9 +352,10 @@ func (a *Adder) EntryKey(id string) string {
 	return a.l.ks.BatchIDs(a.batch, keyspace.Bucket(id, a.buckets))
 }
 
-// PendingValues returns the values of a pending id's entry: "p", or "r"
-// once an attempt failed and another is due.
-func PendingValues() []string { return []string{"p", "r"} }
+// PendingValues returns the values of a pending id's entry: "p" (its task
+// is to be made: [Ledger.Feed]), "q" (its task was made), or "r" once an
+// attempt failed and another is due.
+func PendingValues() []string { return []string{"p", "q", "r"} }
 
 // openReply is open.lua's reply: whether it created the batch, and the
 // existing batch's due time (ms), note, callback URL, bucket count,
@@ -416,7 +437,11 @@ func (l *Ledger) OpenBatch(ctx context.Context, spec BatchSpec) (*Adder, error) 
 	if spec.Queue == "" {
 		spec.Queue = "default"
 	}
-	a := &Adder{l: l, batch: spec.Name, id: newAdderID(), lease: spec.AdderLease, now: spec.Now}
+	if spec.AsynqMaxRetry <= 0 {
+		spec.AsynqMaxRetry = tasks.AsynqMaxRetry(tasks.DefaultMaxRetry)
+	}
+	a := &Adder{l: l, batch: spec.Name, id: newAdderID(), lease: spec.AdderLease, now: spec.Now,
+		queue: spec.Queue, maxRetry: spec.AsynqMaxRetry, feedAt: feedAt(spec)}
 	res, err := l.run(ctx, openScript, spec.Name, spec.Created.UnixMilli(), spec.Due.UnixMilli(),
 		spec.Note, spec.CallbackURL, ttlSeconds(spec.TTL), BucketsFor(spec.ExpectedIDs), a.id, spec.AdderLease.Milliseconds(),
 		spec.Queue, newAdderID(), newAdderID(), spec.Profile, spec.Session, boolArg(spec.Verify)).Slice()
@@ -513,12 +538,25 @@ const (
 	FinishedMember Membership = 't' // already in the batch, finished
 )
 
+// feedAt returns the clock of an adder's feed time (ms; 0 for held ids):
+// spec's FeedAt, or the time of each addition.
+func feedAt(spec BatchSpec) func() int64 {
+	switch {
+	case spec.Hold:
+		return func() int64 { return 0 }
+	case !spec.FeedAt.IsZero():
+		return func() int64 { return spec.FeedAt.UnixMilli() }
+	}
+	return func() int64 { return spec.Now().UnixMilli() }
+}
+
 // Add adds ids to the batch as pending and says, for each, what it found.
 // Ids already in the batch are not counted again. It renews the adder's
 // lease.
 func (a *Adder) Add(ctx context.Context, ids []string) ([]Membership, error) {
-	args := make([]any, 0, len(ids)+5)
-	args = append(args, a.batch, a.now().UnixMilli(), a.id, a.lease.Milliseconds(), ttlSeconds(a.l.ttl))
+	args := make([]any, 0, len(ids)+8)
+	args = append(args, a.batch, a.now().UnixMilli(), a.id, a.lease.Milliseconds(), ttlSeconds(a.l.ttl),
+		a.queue, a.feedAt(), a.maxRetry)
 	for _, id := range ids {
 		args = append(args, id)
 	}
@@ -681,30 +719,34 @@ func decodeBatch(name string, h map[string]string) Batch {
 		return time.UnixMilli(num(k)).UTC()
 	}
 	b := Batch{
-		Name:        name,
-		Note:        h["note"],
-		CallbackURL: h["callback"],
-		CreatedAt:   ms("created"),
-		DueAt:       ms("due"),
-		CompletedAt: ms("completed_at"),
-		Completions: int(num("completions")),
-		Instance:    h["instance"],
-		TTL:         time.Duration(num("ttl")) * time.Second,
-		Total:       int(num("total")),
-		Deleted:     int(num("deleted")),
-		NotFound:    int(num("not_found")),
-		Failed:      int(num("failed")),
-		Invalid:     int(num("invalid")),
-		Cancelled:   int(num("cancelled")),
-		Control:     ControlState(h["control"]),
-		Queues:      strings.Fields(h["queues"]),
-		done:        map[int64]int{},
-		nbuckets:    int(num("buckets")),
-		progressAt:  ms("progress_at"),
-		Profile:     h["profile"],
-		SessionHash: h["session_hash"],
+		Name:          name,
+		Note:          h["note"],
+		CallbackURL:   h["callback"],
+		CreatedAt:     ms("created"),
+		DueAt:         ms("due"),
+		CompletedAt:   ms("completed_at"),
+		Completions:   int(num("completions")),
+		Instance:      h["instance"],
+		TTL:           time.Duration(num("ttl")) * time.Second,
+		Total:         int(num("total")),
+		Deleted:       int(num("deleted")),
+		NotFound:      int(num("not_found")),
+		Failed:        int(num("failed")),
+		Invalid:       int(num("invalid")),
+		Cancelled:     int(num("cancelled")),
+		Control:       ControlState(h["control"]),
+		Queues:        strings.Fields(h["queues"]),
+		AsynqMaxRetry: tasks.AsynqMaxRetry(tasks.DefaultMaxRetry),
+		done:          map[int64]int{},
+		nbuckets:      int(num("buckets")),
+		progressAt:    ms("progress_at"),
+		Profile:       h["profile"],
+		SessionHash:   h["session_hash"],
 	}
 	b.OriginalDue = b.DueAt
+	if v, err := strconv.Atoi(h["max_retry"]); err == nil {
+		b.AsynqMaxRetry = v
+	}
 	if h["due_original"] != "" {
 		b.OriginalDue = ms("due_original")
 	}

@@ -81,8 +81,9 @@ var cancelScript = script(cancelSource)
 type CancelResult struct {
 	// Cancelled counts the ids it ended cancelled.
 	Cancelled int
-	// Completed is true when it completed the batch (its callback, if
-	// any, is queued).
+	// Completed is true when the batch is complete after the cancel (its
+	// callback, if any, is queued): the cancel completed it, or a task's
+	// outcome recorded between two of its steps did.
 	Completed bool
 }
 
@@ -112,6 +113,13 @@ func (l *Ledger) Cancel(ctx context.Context, batch, note string, now time.Time) 
 		}
 		r.Cancelled += int(res[0])
 		r.Completed = res[1] == 1
+	}
+	if !r.Completed {
+		after, ok, err := l.Batch(ctx, batch)
+		if err != nil {
+			return r, err
+		}
+		r.Completed = ok && after.Completions > b.Completions
 	}
 	return r, nil
 }

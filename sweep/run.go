@@ -75,10 +75,10 @@ type Result struct {
 	// matched, since such a conversation would count as older than any
 	// cutoff.
 	Undated int
-	// Enqueued counts the tasks queued at the release (held ids of an
-	// earlier, interrupted run of the same batch included); Duplicate
-	// the matches that got no new task: already in the batch, or already
-	// queued by another.
+	// Enqueued counts the matches new to the batch (their tasks are made
+	// once the batch is released, as the queue has room); Duplicate the
+	// matches already in it (an earlier, interrupted run's held ids are
+	// released with this run's).
 	Enqueued, Duplicate int
 	// Listings are the walks, one per bot × connector, in order.
 	Listings []discovery.Listing
@@ -245,7 +245,10 @@ func (r *run) hold(ctx context.Context, ids []string) error {
 	if r.o.DryRun || len(ids) == 0 {
 		return nil
 	}
-	if _, err := r.s.Enqueue.EnqueueAll(ctx, slices.Values(ids), append(r.batchOptions(), enqueue.Hold())...); err != nil {
+	sum, err := r.s.Enqueue.EnqueueAll(ctx, slices.Values(ids), append(r.batchOptions(), enqueue.Hold())...)
+	r.res.Enqueued += sum.Enqueued
+	r.res.Duplicate += sum.Duplicate
+	if err != nil {
 		return fmt.Errorf("sweep: holding the matches in batch %s: %w", r.o.Batch, err)
 	}
 	return nil
@@ -256,10 +259,7 @@ func (r *run) release(ctx context.Context) error {
 	if r.o.DryRun || r.res.Matched == 0 {
 		return nil
 	}
-	sum, err := r.s.Enqueue.Release(ctx, r.o.Batch, r.o.Enqueue...)
-	r.res.Enqueued = sum.Enqueued
-	r.res.Duplicate = max(r.res.Matched-sum.Enqueued, 0)
-	if err != nil {
+	if _, err := r.s.Enqueue.Release(ctx, r.o.Batch, r.o.Enqueue...); err != nil {
 		return fmt.Errorf("sweep: releasing batch %s: %w", r.o.Batch, err)
 	}
 	return nil

@@ -122,6 +122,27 @@ func (p Payload) Encode() ([]byte, error) {
 	return append(b, `"}`...), nil
 }
 
+// payloadHead is what every encoded payload starts with, up to its id.
+const payloadHead = `{"id":"`
+
+// PayloadTemplate returns the payload of p's batch and identity split
+// around its conversation id: the payload of id is prefix + id + suffix,
+// byte for byte what [Payload.Encode] writes (a conversation id holds
+// nothing JSON escapes). A script that writes the tasks of many ids of one
+// batch builds their payloads from it. p's ConversationID is not read.
+func (p Payload) PayloadTemplate() (prefix, suffix []byte, err error) {
+	p.ConversationID = "1" // any valid id: Encode validates
+	enc, err := p.Encode()
+	if err != nil {
+		return nil, nil, err
+	}
+	rest, ok := bytes.CutPrefix(enc, []byte(payloadHead+p.ConversationID))
+	if !ok {
+		return nil, nil, fmt.Errorf("tasks: payload %q does not start with its id", enc)
+	}
+	return []byte(payloadHead), rest, nil
+}
+
 // ParsePayload decodes and validates a task payload. A payload written by
 // another producer that is not JSON, or whose id is not a conversation id,
 // is an error that names the problem.

@@ -102,3 +102,29 @@ func TestParsePayloadFastPathAgrees(t *testing.T) {
 		t.Error("an escaped quote in the id was accepted")
 	}
 }
+
+// TestPayloadTemplate: prefix + id + suffix is the payload Encode writes,
+// for the compact form and for identities (a session JSON escapes).
+func TestPayloadTemplate(t *testing.T) {
+	t.Parallel()
+	for _, p := range []tasks.Payload{
+		{Batch: "b-1"},
+		{Batch: "gdpr-7", Profile: "app"},
+		{Batch: "s", Profile: "app", Session: `user "7" <a&b>`},
+	} {
+		prefix, suffix, err := p.PayloadTemplate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{"1", "7379996104798150001"} {
+			p.ConversationID = id
+			want, err := p.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := string(prefix) + id + string(suffix); got != string(want) {
+				t.Errorf("template of %+v: %s, Encode %s", p.Batch, got, want)
+			}
+		}
+	}
+}

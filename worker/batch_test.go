@@ -153,9 +153,18 @@ func TestDuplicateExecutionCountsOnce(t *testing.T) {
 		if sum.Enqueued+sum.Duplicate != 2 {
 			t.Errorf("batch %s: %+v", batch, sum)
 		}
+		// The ids wait in the ledger: feed them (the worker serves
+		// another queue). The first batch's id gets the task; the
+		// second's is linked to it.
+		if _, err := b.enqueue.Feed(b.ctx, "unused", 1<<30); err != nil {
+			t.Fatal(err)
+		}
 	}
 	runQueued := func() {
 		t.Helper()
+		if _, err := b.enqueue.Feed(b.ctx, "unused", 1<<30); err != nil {
+			t.Fatal(err)
+		}
 		info, err := b.inspector.GetTaskInfo("unused", tasks.TaskID(id))
 		if err != nil {
 			t.Fatal(err)
@@ -351,6 +360,10 @@ func TestRerunLinksPendingIDs(t *testing.T) {
 	if _, err := b.enqueue.Enqueue(b.ctx, id, enqueue.Batch("A"), enqueue.Queue("unused")); err != nil {
 		t.Fatal(err)
 	}
+	// A's id is fed (the worker serves another queue): its task waits.
+	if fed, err := b.enqueue.Feed(b.ctx, "unused", 1<<30); err != nil || fed.Tasks != 1 {
+		t.Fatalf("feed of A: %+v, %v", fed, err)
+	}
 	// The interrupted run: the id joined B, no task was queued for it.
 	adder, err := b.ledger.OpenBatch(b.ctx, ledger.BatchSpec{Name: "B", Queue: "unused"})
 	if err != nil {
@@ -362,6 +375,10 @@ func TestRerunLinksPendingIDs(t *testing.T) {
 	// The re-run.
 	if sum, err := b.enqueue.EnqueueAll(b.ctx, slices.Values([]string{id}), enqueue.Batch("B"), enqueue.Queue("unused")); err != nil || sum.Duplicate != 1 {
 		t.Fatalf("re-run: %+v, %v", sum, err)
+	}
+	// B's id is fed: it finds A's task waiting and is linked to it.
+	if fed, err := b.enqueue.Feed(b.ctx, "unused", 1<<30); err != nil || fed.Tasks != 0 || fed.Linked != 1 {
+		t.Fatalf("feed of B: %+v, %v", fed, err)
 	}
 	info, err := b.inspector.GetTaskInfo("unused", tasks.TaskID(id))
 	if err != nil {
@@ -377,13 +394,15 @@ func TestRerunLinksPendingIDs(t *testing.T) {
 	}
 }
 
-// TestStalledBatchIsRepaired: ids that joined a batch but never got a task
-// (their enqueue died in between, and nobody ran it again) are given tasks
-// by the janitor once the batch stalls.
+// TestStalledBatchIsRepaired: ids whose tasks were lost after they were
+// fed (their entries say a task was made, and none is in any queue), in a
+// batch nobody enqueues into any more, are given tasks by the janitor once
+// the batch stalls.
 func TestStalledBatchIsRepaired(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	adder, err := b.ledger.OpenBatch(b.ctx, ledger.BatchSpec{Name: "stalled", Queue: "default", AdderLease: time.Millisecond})
+	adder, err := b.ledger.OpenBatch(b.ctx, ledger.BatchSpec{Name: "stalled", Queue: "default", AdderLease: time.Millisecond,
+		ExpectedIDs: 40}) // few buckets: one janitor sweep reads them all
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,9 +410,14 @@ func TestStalledBatchIsRepaired(t *testing.T) {
 	if _, err := adder.Add(b.ctx, all); err != nil {
 		t.Fatal(err)
 	}
-	// A task for one of them was queued: it is left alone.
-	if _, err := b.enqueue.Enqueue(b.ctx, all[0], enqueue.Batch("stalled")); err != nil {
-		t.Fatal(err)
+	if fed, err := b.enqueue.Feed(b.ctx, "default", 1<<30); err != nil || fed.Tasks != len(all) {
+		t.Fatalf("feed: %+v, %v", fed, err)
+	}
+	// The tasks are lost, but for one of them: it is left alone.
+	for _, id := range all[1:] {
+		if err := b.inspector.DeleteTask("default", tasks.TaskID(id)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cfg := b.fastConfig(t, nil)
 	cfg.JanitorInterval = 50 * time.Millisecond

@@ -146,8 +146,11 @@ func TestRollbackMarksOpenBatchesLost(t *testing.T) {
 	// come back only after asynq's lease and recoverer, a minute).
 	deadline = time.Now().Add(time.Minute)
 	for {
+		// Read the ids waiting to be fed first: a feed between the two
+		// reads would otherwise hide them.
+		unfed, uerr := b.ledger.Unfed(b.ctx)
 		info, err := b.inspector.GetQueueInfo(enqueue.DefaultQueue)
-		if err == nil && info.Pending == 0 && info.Retry == 0 {
+		if err == nil && uerr == nil && info.Pending == 0 && info.Retry == 0 && unfed[enqueue.DefaultQueue] == 0 {
 			break
 		}
 		if time.Now().After(deadline) {

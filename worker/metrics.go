@@ -37,6 +37,9 @@ type Metrics struct {
 	// Verifications counts the data subjects' batches whose verification
 	// this worker ended, by state: passed or failed.
 	Verifications *prometheus.CounterVec
+	// TasksFed counts the tasks this worker's feeder made from the
+	// ledger's pending ids, by queue.
+	TasksFed *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg.
@@ -118,7 +121,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Data subjects' batches whose verification listing ended, by state: passed, or failed " +
 			"(an id still listed, conversations left unverified, or a listing that could not be read).",
 	}, []string{"state"})
-	reg.MustRegister(m.CallbackDeliveries, m.Verifications)
+	m.TasksFed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "coze_eraser_tasks_fed_total",
+		Help: "Tasks this worker made from the ledger's pending ids as its queues had room for them, by queue.",
+	}, []string{"queue"})
+	reg.MustRegister(m.CallbackDeliveries, m.Verifications, m.TasksFed)
 	for _, s := range []ledger.VerificationState{ledger.VerificationPassed, ledger.VerificationFailed} {
 		m.Verifications.WithLabelValues(string(s))
 	}
@@ -153,6 +160,9 @@ func (m *Metrics) registerLimiter(reg prometheus.Registerer, profile string, l *
 		}, l.Effective),
 	)
 }
+
+// observeFed counts n tasks fed into queue.
+func (m *Metrics) observeFed(queue string, n int) { m.TasksFed.WithLabelValues(queue).Add(float64(n)) }
 
 // observeCallback counts one callback delivery attempt.
 func (m *Metrics) observeCallback(o callback.Outcome) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/coze-eraser/coze-eraser/coze/cozetest"
 	"github.com/coze-eraser/coze-eraser/enqueue"
+	"github.com/coze-eraser/coze-eraser/ledger"
 )
 
 // TestMetricsEndpoint scrapes /metrics after a small run: every documented
@@ -27,6 +28,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	w := b.startWorker(t, b.fastConfig(t, nil))
 	b.waitDrained(t, 30*time.Second)
+	waitForBatch(t, b, "m", func(bt ledger.Batch) bool { return bt.Pending() == 0 && bt.Completions == 1 })
 
 	rec := httptest.NewRecorder()
 	w.HTTPHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))

@@ -25,8 +25,10 @@ const gaugesScrapeWait = 500 * time.Millisecond
 type redisSnapshot struct {
 	at     time.Time // when the read started: the values are at least this fresh
 	queues []*asynq.QueueInfo
-	stats  ledger.OpenStats
-	lost   int
+	// unfed counts each queue's pending ids that wait for their task.
+	unfed map[string]int
+	stats ledger.OpenStats
+	lost  int
 }
 
 // redisGauges exports asynq's queue sizes and the ledger's batch counts.
@@ -53,7 +55,7 @@ type redisGauges struct {
 	done    uint64    // reads finished, failed ones included
 	changed chan struct{}
 
-	size, latency, paused, count, due, age *prometheus.Desc
+	size, unfed, latency, paused, count, due, age *prometheus.Desc
 }
 
 func newRedisGauges(inspector *asynq.Inspector, l *ledger.Ledger, now func() time.Time, interval time.Duration) *redisGauges {
@@ -66,6 +68,9 @@ func newRedisGauges(inspector *asynq.Inspector, l *ledger.Ledger, now func() tim
 		changed:   make(chan struct{}),
 		size: prometheus.NewDesc("coze_eraser_queue_tasks",
 			"Tasks in each asynq queue by state.", []string{"queue", "state"}, nil),
+		unfed: prometheus.NewDesc("coze_eraser_unfed_ids",
+			"Pending ids of each queue's batches that wait in the ledger for their task: workers make tasks from them "+
+				"as the queue has room (batches scheduled for later included; held ids once released).", []string{"queue"}, nil),
 		latency: prometheus.NewDesc("coze_eraser_queue_latency_seconds",
 			"Age of the oldest pending task of each asynq queue.", []string{"queue"}, nil),
 		paused: prometheus.NewDesc("coze_eraser_queue_paused",
@@ -144,6 +149,9 @@ func (g *redisGauges) read(ctx context.Context) (*redisSnapshot, error) {
 		}
 		snap.queues = append(snap.queues, info)
 	}
+	if snap.unfed, err = g.ledger.Unfed(ctx); err != nil {
+		return nil, err
+	}
 	if snap.stats, err = g.ledger.OpenStats(ctx, snap.at); err != nil {
 		return nil, err
 	}
@@ -191,7 +199,7 @@ func (g *redisGauges) latest(wait time.Duration) (*redisSnapshot, time.Time) {
 
 // Describe implements prometheus.Collector.
 func (g *redisGauges) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{g.size, g.latency, g.paused, g.count, g.due, g.age} {
+	for _, d := range []*prometheus.Desc{g.size, g.unfed, g.latency, g.paused, g.count, g.due, g.age} {
 		ch <- d
 	}
 }
@@ -212,6 +220,9 @@ func (g *redisGauges) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, info := range snap.queues {
 		g.collectQueue(ch, info)
+	}
+	for q, n := range snap.unfed {
+		ch <- prometheus.MustNewConstMetric(g.unfed, prometheus.GaugeValue, float64(n), q)
 	}
 	for state, n := range map[ledger.State]int{ledger.StateOpen: snap.stats.Open, ledger.StateOverdue: snap.stats.Overdue,
 		ledger.StateComplete: snap.stats.Complete, ledger.StateLost: snap.lost} {

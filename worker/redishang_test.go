@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coze-eraser/coze-eraser/enqueue"
+	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/worker"
 )
 
@@ -32,6 +33,7 @@ func TestEndpointsAnswerWhileRedisHangs(t *testing.T) {
 	}
 	w := b.startWorker(t, b.fastConfig(t, nil))
 	b.waitDrained(t, 30*time.Second)
+	waitForBatch(t, b, "hang", func(bt ledger.Batch) bool { return bt.Pending() == 0 && bt.Completions == 1 })
 	before := get(t, w, "/metrics")
 	for _, want := range []string{`coze_eraser_batches{state="complete"} 1`,
 		`coze_eraser_queue_tasks{queue="default",state="pending"} 0`} {

@@ -215,8 +215,10 @@ type Server struct {
 	// lanes are the profiles', by name; fixed at New.
 	lanes map[string]*lane
 	// presence reports the worker to the fleet (package fleet).
-	presence  *presence
-	janitor   *maintenance.Janitor
+	presence *presence
+	janitor  *maintenance.Janitor
+	// feeder makes the tasks of the served queues from the ledger.
+	feeder    *feeder
 	integrity *integrityWatch
 	client    *asynq.Client
 	stopped   context.Context
@@ -297,6 +299,7 @@ func New(cfg Config) (*Server, error) {
 		now:        cfg.Now,
 		onComplete: s.completed,
 	}
+	s.feeder = newFeeder(s)
 	s.asynq = asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   cfg.Queues,
@@ -387,8 +390,15 @@ func (s *Server) Start() error {
 	// Before the first task: the handler reads control states through it
 	// from then on. It stops listening when the worker stops.
 	s.handler.controls = s.cfg.Ledger.WatchControl(s.stopped)
+	// The first window before the first fetch: a fetcher that finds its
+	// queues empty sleeps for the poll interval.
+	s.feeder.feedAll(s.stopped)
 	mux := asynq.NewServeMux()
-	mux.Handle(tasks.TypeDelete, s.handler)
+	mux.Handle(tasks.TypeDelete, asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		err := s.handler.ProcessTask(ctx, t)
+		s.feeder.taskDone()
+		return err
+	}))
 	mux.Handle(tasks.TypeVerify, s.verifier)
 	if err := s.asynq.Start(mux); err != nil {
 		return fmt.Errorf("worker: %w", err)
@@ -407,7 +417,8 @@ func (s *Server) Start() error {
 	// its task: the outbox is an empty set read once a second otherwise.
 	go every(ctx, verifyOutboxInterval, s.janitor.QueueVerifications)
 	go s.integrity.run(ctx, s.cfg.IntegrityInterval)
-	s.background.Add(3)
+	s.background.Add(4)
+	go func() { defer s.background.Done(); s.feeder.run(ctx) }()
 	// The worker reports itself until its tasks have drained, not only
 	// until it stops fetching: it is still deleting until then.
 	presenceCtx, stopPresence := context.WithCancel(context.Background())

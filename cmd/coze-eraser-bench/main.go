@@ -87,6 +87,8 @@ shows medians and the ratios the project's targets are about.`,
 	fl.IntVar(&cfg.Concurrency, "concurrency", 50, "concurrency of both workers")
 	fl.IntVar(&cfg.RSSConcurrency, "rss-concurrency", 200, "concurrency of an extra pass whose peak RSS is reported (0 skips it)")
 	fl.IntVar(&cfg.Big, "big", 0, "also enqueue this many ids from a file and report time and peak RSS (e.g. 2000000)")
+	fl.IntVar(&cfg.Behind, "behind", 0, "also work a batch of this many ids and time a small batch enqueued behind it to its first outcome (e.g. 2000000)")
+	fl.IntVar(&cfg.BehindRate, "behind-rate", 100, "the worker's rate (calls/s) in the --behind pass")
 	fl.StringVar(&cfg.ProfileDir, "profile", "", "write a CPU profile (pprof) of every measured process into this directory")
 	fl.StringVar(&cfg.Dir, "dir", "", "where to keep id files and logs (default a temporary directory)")
 	cmd.AddCommand(bareEnqueueCommand(), bareWorkerCommand())

@@ -2,12 +2,17 @@ package main
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+
+	"github.com/coze-eraser/coze-eraser/enqueue"
 	"github.com/coze-eraser/coze-eraser/internal/redistest"
 	"github.com/coze-eraser/coze-eraser/ledger"
+	"github.com/coze-eraser/coze-eraser/tasks"
 )
 
 // TestBatchControl: pause, resume, extend and cancel through the command,
@@ -22,6 +27,11 @@ func TestBatchControl(t *testing.T) {
 	if res := c.run(ctx, "enqueue", "--batch", "bc", "--due", due.Format(time.RFC3339),
 		"7379996104798150001", "7379996104798150002"); res.code != 0 {
 		t.Fatalf("enqueue: exit %d: %s", res.code, res.stderr)
+	}
+	// One id gets its task (a feed with room for one), the other still
+	// waits in the ledger: cancel ends both and removes the task.
+	if fed, err := enqueue.NewClient(srv.Client()).Feed(ctx, "default", 1); err != nil || fed.Tasks != 1 {
+		t.Fatalf("feed: %+v, %v", fed, err)
 	}
 	led := ledger.New(srv.Client())
 	steps := []struct {
@@ -41,7 +51,7 @@ func TestBatchControl(t *testing.T) {
 		{[]string{"batch", "extend", "bc", "--due", due.Add(30 * 24 * time.Hour).Format(time.RFC3339), "--note", "complex request"}, 0, "(was " + due.Format(time.RFC3339)},
 		{[]string{"batch", "pause", "nope"}, 2, `"nope"`},
 		{[]string{"batch", "pause", "bad name!"}, 2, "batch name"},
-		{[]string{"batch", "cancel", "bc", "--note", "withdrawn"}, 0, "2 pending ids ended cancelled, 2 queued tasks removed; it is complete"},
+		{[]string{"batch", "cancel", "bc", "--note", "withdrawn"}, 0, "2 pending ids ended cancelled, 1 queued tasks removed; it is complete"},
 		{[]string{"batch", "resume", "bc"}, 2, "batch bc"},
 		{[]string{"batch", "cancel", "gone"}, 2, "batch gone was lost"},
 		{[]string{"batch", "pause", "done"}, 2, "batch is complete"},
@@ -65,6 +75,15 @@ func TestBatchControl(t *testing.T) {
 		if res.code != s.code || !strings.Contains(out, s.want) {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit %d with %q", s.args, res.code, res.stdout, res.stderr, s.code, s.want)
 		}
+	}
+	inspector := asynq.NewInspectorFromRedisClient(srv.Client())
+	for _, id := range []string{"7379996104798150001", "7379996104798150002"} {
+		if info, err := inspector.GetTaskInfo("default", tasks.TaskID(id)); err == nil {
+			t.Errorf("%s's task is still there after cancel: %+v", id, info)
+		}
+	}
+	if names, err := led.FeedReady(ctx, "default", time.Now().Add(time.Hour), 100); err != nil || slices.Contains(names, "bc") {
+		t.Errorf("default's feed %v, %v: the cancelled batch is still in it", names, err)
 	}
 	b, _, err := led.Batch(ctx, "bc")
 	if err != nil || b.Cancelled != 2 || b.Pending() != 0 || !b.DueAt.Equal(due.Add(30*24*time.Hour)) || !b.OriginalDue.Equal(due) {

@@ -81,9 +81,22 @@ func TestRunLeavesOtherBatchesQueuedWork(t *testing.T) {
 			t.Errorf("run called the API for %s, another batch's id", fleetID)
 		}
 	}
+	// The fleet's id still waits in default: in its batch, pending, and
+	// either unfed (no worker serves default here) or a pending task.
+	led := ledger.New(srv.Client())
+	if e, ok, err := led.Entry(ctx, "fleet", fleetID); err != nil || !ok || e.Outcome.Terminal() {
+		t.Errorf("the fleet's entry: %+v, %v, %v; want it pending", e, ok, err)
+	}
+	if b, ok, err := led.Batch(ctx, "fleet"); err != nil || !ok || b.Total != 1 || b.Pending() != 1 {
+		t.Errorf("the fleet's batch: %+v, %v, %v; want its id pending", b, ok, err)
+	}
+	unfed, err := led.Unfed(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	info, err := asynq.NewInspectorFromRedisClient(srv.Client()).GetTaskInfo("default", tasks.TaskID(fleetID))
-	if err != nil || info.State != asynq.TaskStatePending {
-		t.Errorf("the fleet's task: %v, %v; want it still pending in default", info, err)
+	if taskPending := err == nil && info.State == asynq.TaskStatePending; unfed["default"] != 1 && !taskPending {
+		t.Errorf("the fleet's id: unfed %v, task %v, %v; want it still waiting in default", unfed, info, err)
 	}
 	if len(fake.Deletions()) != len(ids) {
 		t.Errorf("fake deleted %d ids, want the run's %d", len(fake.Deletions()), len(ids))

@@ -89,6 +89,7 @@ func TestEnqueueActsAsTheIdentity(t *testing.T) {
 	if res.code != exitOK || !strings.Contains(res.stderr, "acting as profile app-eu, for an end user's session") {
 		t.Fatalf("enqueue: exit %d\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
 	}
+	feed(t, srv, "default")
 	info, err := asynq.NewInspectorFromRedisClient(srv.Client()).GetTaskInfo("default", tasks.TaskID("7379996104798150001"))
 	if err != nil {
 		t.Fatal(err)

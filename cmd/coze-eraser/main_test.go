@@ -15,6 +15,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/coze-eraser/coze-eraser/coze/cozetest"
+	"github.com/coze-eraser/coze-eraser/enqueue"
 	"github.com/coze-eraser/coze-eraser/internal/logbuf"
 	"github.com/coze-eraser/coze-eraser/internal/redistest"
 	"github.com/coze-eraser/coze-eraser/ledger"
@@ -38,6 +39,17 @@ func (c cli) run(ctx context.Context, args ...string) result {
 	lookup := func(k string) (string, bool) { v, ok := c.env[k]; return v, ok }
 	code := run(ctx, args, env{lookup: lookup}, strings.NewReader(c.stdin), &stdout, &stderr)
 	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+}
+
+// feed makes the tasks of every ready id waiting in queue, as a worker's
+// feeder would: an enqueue leaves its ids in the ledger, with no task.
+func feed(t *testing.T, srv *redistest.Server, queue string) enqueue.Fed {
+	t.Helper()
+	fed, err := enqueue.NewClient(srv.Client()).Feed(context.Background(), queue, 1<<30)
+	if err != nil {
+		t.Fatalf("feed %s: %v", queue, err)
+	}
+	return fed
 }
 
 func lastLine(s string) string {
@@ -93,6 +105,9 @@ func TestEnqueueBadInput(t *testing.T) {
 		t.Errorf("stderr:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantErrors, "\n"))
 	}
 
+	if fed := feed(t, srv, "default"); fed.Tasks != 3 {
+		t.Errorf("fed %+v, want 3 tasks", fed)
+	}
 	inspector := asynq.NewInspectorFromRedisClient(srv.Client())
 	pending, err := inspector.ListPendingTasks("default", asynq.PageSize(100))
 	if err != nil {
@@ -157,18 +172,44 @@ func TestEnqueueFromStdinAndArgs(t *testing.T) {
 	if res := c.run(context.Background(), "enqueue", "--file", "-"); res.code != 0 || !strings.HasPrefix(lastLine(res.stdout), "enqueued=2 duplicate=0 invalid=0 batch=b-") {
 		t.Errorf("stdin: %+v", res)
 	}
-	// 12 waits in the default queue already: its task there serves both
-	// batches (one call per id, whatever the queue).
+	// 12 waits in the default queue already: it is enqueued in both
+	// batches, and the feed links them so that one task (one call) serves
+	// both, whatever the queue.
 	res := c.run(context.Background(), "enqueue", "12", "13", "x1", "--queue", "gdpr", "--in", "1h")
-	if res.code != exitPartial || !strings.HasPrefix(lastLine(res.stdout), "enqueued=1 duplicate=1 invalid=1") {
+	if res.code != exitPartial || !strings.HasPrefix(lastLine(res.stdout), "enqueued=2 duplicate=0 invalid=1") {
 		t.Errorf("args: %+v", res)
 	}
 	if !strings.Contains(res.stderr, `argument 3: invalid conversation id "x1"`) {
 		t.Errorf("stderr %q does not name the argument", res.stderr)
 	}
-	info, err := asynq.NewInspectorFromRedisClient(srv.Client()).GetQueueInfo("gdpr")
-	if err != nil || info.Scheduled != 1 {
-		t.Errorf("gdpr queue: %+v, %v", info, err)
+	ctx := context.Background()
+	led := ledger.New(srv.Client())
+	if unfed, err := led.Unfed(ctx); err != nil || unfed["default"] != 2 || unfed["gdpr"] != 2 {
+		t.Errorf("unfed %v, %v; want 2 ids waiting in default and 2 in gdpr", unfed, err)
+	}
+	// 12's task, made for the first batch, serves the gdpr batch too.
+	if fed := feed(t, srv, "default"); fed.Tasks != 2 {
+		t.Errorf("default fed %+v, want the tasks of 11 and 12", fed)
+	}
+	// --in 1h: the gdpr batch may be fed in an hour, not before.
+	now := time.Now()
+	if early, err := led.FeedReady(ctx, "gdpr", now.Add(59*time.Minute), 10); err != nil || len(early) != 0 {
+		t.Errorf("gdpr feed ready before its time: %v, %v", early, err)
+	}
+	if fed := feed(t, srv, "gdpr"); fed.Tasks != 0 {
+		t.Errorf("gdpr fed %+v before its time", fed)
+	}
+	later := enqueue.NewClient(srv.Client(), enqueue.WithClock(func() time.Time { return now.Add(61 * time.Minute) }))
+	fed, err := later.Feed(ctx, "gdpr", 1<<30)
+	if err != nil || fed.Tasks != 1 {
+		t.Errorf("gdpr fed in an hour: %+v, %v; want 13's task only", fed, err)
+	}
+	inspector := asynq.NewInspectorFromRedisClient(srv.Client())
+	if info, err := inspector.GetQueueInfo("gdpr"); err != nil || info.Size != 1 {
+		t.Errorf("gdpr queue: %+v, %v; want one task", info, err)
+	}
+	if _, err := inspector.GetTaskInfo("gdpr", tasks.TaskID("12")); err == nil {
+		t.Error("12 has a second task, in gdpr")
 	}
 }
 
@@ -231,6 +272,7 @@ func TestEnvAndFlagPrecedence(t *testing.T) {
 	if res.code != 0 {
 		t.Fatalf("%+v", res)
 	}
+	feed(t, srv, "fromenv")
 	if _, err := asynq.NewInspectorFromRedisClient(srv.Client()).GetTaskInfo("fromenv", tasks.TaskID("5")); err != nil {
 		t.Errorf("COZE_ERASER_ENQUEUE_QUEUE was not used: %v", err)
 	}

@@ -97,6 +97,11 @@ func TestEraseSubjectCommand(t *testing.T) {
 	if err != nil || !ok || b.Total != len(mine) || b.Verification.State != ledger.VerificationPending || b.Profile != "app-cn" || !b.HasSession {
 		t.Fatalf("batch %+v, %v, %v", b, ok, err)
 	}
+	// Released: every id waits to be fed into default, then is a task.
+	if unfed, err := led.Unfed(context.Background()); err != nil || unfed["default"] != len(mine) {
+		t.Fatalf("unfed %v, %v; want %d ids waiting in default", unfed, err, len(mine))
+	}
+	feed(t, srv, "default")
 	info, err := asynq.NewInspectorFromRedisClient(srv.Client()).GetQueueInfo("default")
 	if err != nil || info.Pending != len(mine) {
 		t.Fatalf("queue: %+v, %v; want %d tasks pending", info, err, len(mine))

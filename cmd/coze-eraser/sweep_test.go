@@ -94,8 +94,20 @@ func TestSweepCommand(t *testing.T) {
 	if !strings.Contains(res.stderr, "batch retention-1 (coze-eraser status retention-1)") {
 		t.Errorf("stderr %q does not name the batch", res.stderr)
 	}
+	// Released: the 60 wait to be fed into retention. A worker's feeder
+	// makes their tasks; sweeping again then queues nothing new.
+	led := ledger.New(srv.Client())
+	if unfed, err := led.Unfed(ctx); err != nil || unfed["retention"] != 60 {
+		t.Errorf("unfed %v, %v; want the 60 waiting in retention", unfed, err)
+	}
+	if fed := feed(t, srv, "retention"); fed.Tasks != 60 {
+		t.Errorf("fed %+v, want 60 tasks", fed)
+	}
 	if res := c.run(ctx, append(args, "--batch", "retention-1", "--queue", "retention")...); lastLine(res.stdout) != "listed=65 matched=60 enqueued=0 duplicate=60 batch=retention-1" {
 		t.Errorf("again: %q", res.stdout)
+	}
+	if b, _, err := led.Batch(ctx, "retention-1"); err != nil || b.Total != 60 {
+		t.Errorf("batch after the second sweep: %+v, %v; want its 60 ids once", b, err)
 	}
 
 	// A worker deletes exactly the old ones.

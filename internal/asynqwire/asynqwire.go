@@ -271,6 +271,18 @@ func Encode(t Task) []byte {
 	return b
 }
 
+// Template splits the message of t, as [Encode] writes it, around its
+// payload and task id (fields 2 and 3), so that a script can write the
+// tasks of many ids from one template: head holds the fields before the
+// payload, tail those after the id. The prelude's asynqMessage(head,
+// payload, tid, tail) puts them together again; t's Payload and ID are not
+// read.
+func Template(t Task) (head, tail []byte) {
+	full := Encode(Task{Type: t.Type, Queue: t.Queue, MaxRetry: t.MaxRetry, Timeout: t.Timeout})
+	head = appendString(nil, 1, t.Type)
+	return head, full[len(head):]
+}
+
 func appendString(b []byte, field protowire.Number, s string) []byte {
 	if s == "" {
 		return b

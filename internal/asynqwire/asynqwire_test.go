@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -247,5 +248,32 @@ func TestLiveTaskInAnotherQueueConflicts(t *testing.T) {
 				t.Errorf("task written in gdpr: %v", exists)
 			}
 		})
+	}
+}
+
+// TestTemplateMessage builds messages in Lua from a Template, as the
+// ledger's feed script does, and holds them to Encode byte for byte:
+// payloads and ids of every length class of a varint.
+func TestTemplateMessage(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	script := redis.NewScript(asynqwire.Lua + `return asynqMessage(ARGV[1], ARGV[2], ARGV[3], ARGV[4])`)
+	for _, task := range []asynqwire.Task{
+		{Type: "conversation:delete", Queue: "default", MaxRetry: 125},
+		{Type: "t", Queue: "q", MaxRetry: 0, Timeout: time.Hour},
+		{Type: "conversation:delete", Queue: "gdpr", MaxRetry: 1100},
+	} {
+		head, tail := asynqwire.Template(task)
+		for _, n := range []int{1, 100, 127, 128, 300, 16383, 16384, 70000} {
+			task.Payload = []byte(strings.Repeat("x", n))
+			task.ID = "del:" + strings.Repeat("7", n%200+1)
+			got, err := script.Run(context.Background(), b.rdb, nil, head, task.Payload, task.ID, tail).Text()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := string(asynqwire.Encode(task)); got != want {
+				t.Fatalf("queue %s, payload of %d bytes: Lua wrote %q, Encode %q", task.Queue, n, got, want)
+			}
+		}
 	}
 }

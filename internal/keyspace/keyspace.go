@@ -29,11 +29,17 @@
 //	                                 JSON (ledger.Listing), in order; 10,000 at most
 //	P batch:{b}:history      list    control actions on b (cancel, pause, resume,       retention
 //	                                 extend) as JSON (ledger.Action), in order
+//	P batch:{b}:unfed:{q}    list    ids of b added for queue q whose task is not        retention
+//	                                 made yet, oldest first (ledger.Ledger.Feed)
 //	P failure:{b}:{id}       hash    last failure of id in b: code, msg, http_status,   retention
 //	                                 logid, attempts, first_at, last_at, queue, outcome
 //	P failures               zset    "{b}/{id}" ([FailureMember]) -> last attempt (ms)  none
 //	P batches                zset    batch name -> created (ms)                         none
 //	P batches:open           zset    open batch name -> due (ms)                        none
+//	P feed:{q}               zset    batches with ids to feed into queue q -> when       none
+//	                                 they may be fed next (ms): now, their --at
+//	                                 time, or when last fed (round robin)
+//	P feeds                  set     the queues that have had a feed                    none
 //	P sessions               set     names of the batches whose hash still holds a      none
 //	                                 session name (ledger.Ledger.ScrubSessions)
 //	P also                   hash    id -> "b@queue b@queue…": batches the id's live    none
@@ -113,6 +119,18 @@ func (k Keyspace) BatchListings(b string) string { return k.prefix + "batch:" + 
 // BatchHistory is the list of the control actions taken on batch b
 // (cancel, pause, resume, extend), oldest first.
 func (k Keyspace) BatchHistory(b string) string { return k.prefix + "batch:" + b + ":history" }
+
+// BatchUnfed is the list of batch b's ids added for queue q whose task is
+// still to be made, oldest first: the compact form of a pending id that
+// the feeder turns into a task when the queue has room (ledger.Ledger.Feed).
+func (k Keyspace) BatchUnfed(b, q string) string { return k.prefix + "batch:" + b + ":unfed:" + q }
+
+// Feed is the index of the batches with ids to feed into queue q, by when
+// they may be fed next.
+func (k Keyspace) Feed(q string) string { return k.prefix + "feed:" + q }
+
+// Feeds is the set of the queues that have had a feed ([Keyspace.Feed]).
+func (k Keyspace) Feeds() string { return k.prefix + "feeds" }
 
 // Failure is the hash of the last failure of id in batch b.
 func (k Keyspace) Failure(b, id string) string { return k.prefix + "failure:" + b + ":" + id }
@@ -234,6 +252,9 @@ var layout = []luaKey{
 	{"addersKey", "P batch:{b}:adders"},
 	{"listingsKey", "P batch:{b}:listings"},
 	{"historyKey", "P batch:{b}:history"},
+	{"unfedKey", "P batch:{b}:unfed:{q}"},
+	{"feedKey", "P feed:{q}"},
+	{"feedsKey", "P feeds"},
 	{"failKey", "P failure:{b}:{id}"},
 	{"failMember", "{b}/{id}"},
 	{"failuresKey", "P failures"},

@@ -22,6 +22,9 @@ var goKeys = map[string]func(ks keyspace.Keyspace, b string, k int, id string) s
 	"addersKey":      func(ks keyspace.Keyspace, b string, _ int, _ string) string { return ks.BatchAdders(b) },
 	"listingsKey":    func(ks keyspace.Keyspace, b string, _ int, _ string) string { return ks.BatchListings(b) },
 	"historyKey":     func(ks keyspace.Keyspace, b string, _ int, _ string) string { return ks.BatchHistory(b) },
+	"unfedKey":       func(ks keyspace.Keyspace, b string, _ int, q string) string { return ks.BatchUnfed(b, q) },
+	"feedKey":        func(ks keyspace.Keyspace, _ string, _ int, q string) string { return ks.Feed(q) },
+	"feedsKey":       func(ks keyspace.Keyspace, _ string, _ int, _ string) string { return ks.Feeds() },
 	"failKey":        func(ks keyspace.Keyspace, b string, _ int, id string) string { return ks.Failure(b, id) },
 	"failMember":     func(_ keyspace.Keyspace, b string, _ int, id string) string { return keyspace.FailureMember(b, id) },
 	"failuresKey":    func(ks keyspace.Keyspace, _ string, _ int, _ string) string { return ks.Failures() },
@@ -56,7 +59,7 @@ func luaCall(t *testing.T, name string) string {
 					args[i] = "ARGV[2]"
 				case "k", "round":
 					args[i] = "ARGV[3]"
-				case "id":
+				case "id", "q":
 					args[i] = "ARGV[4]"
 				default:
 					t.Fatalf("%s takes %q: the test does not know what to pass", name, p)
@@ -176,6 +179,9 @@ func TestLayoutIsStable(t *testing.T) {
 		{ks.BatchAdders("b"), "coze-eraser:batch:b:adders"},
 		{ks.BatchListings("b"), "coze-eraser:batch:b:listings"},
 		{ks.BatchHistory("b"), "coze-eraser:batch:b:history"},
+		{ks.BatchUnfed("b", "gdpr"), "coze-eraser:batch:b:unfed:gdpr"},
+		{ks.Feed("gdpr"), "coze-eraser:feed:gdpr"},
+		{ks.Feeds(), "coze-eraser:feeds"},
 		{ks.Failure("b", "1"), "coze-eraser:failure:b:1"},
 		{keyspace.FailureMember("b", "1"), "b/1"},
 		{ks.Failures(), "coze-eraser:failures"},

@@ -58,9 +58,9 @@ func (b bundle) payload(t *testing.T, queue, id string) (p tasks.Payload, ok boo
 func TestStalledIDsAreQueuedAsTheBatchIdentity(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.open(t, ledger.BatchSpec{Name: "jwt", Profile: "app-eu", Session: session}, "101")
-	b.open(t, ledger.BatchSpec{Name: "prof", Profile: "app-eu"}, "102")
-	b.open(t, ledger.BatchSpec{Name: "plain"}, "103")
+	b.openFedLost(t, ledger.BatchSpec{Name: "jwt", Profile: "app-eu", Session: session}, "101")
+	b.openFedLost(t, ledger.BatchSpec{Name: "prof", Profile: "app-eu"}, "102")
+	b.openFedLost(t, ledger.BatchSpec{Name: "plain"}, "103")
 	b.sweep(t, b.now.Add(time.Hour), nil)
 	for id, want := range map[string]tasks.Payload{
 		"101": {ConversationID: "101", Batch: "jwt", Profile: "app-eu", Session: session},
@@ -99,7 +99,7 @@ func TestOrphansAreQueuedAsTheirBatchIdentity(t *testing.T) {
 func TestNoTaskForAnErasedSession(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.open(t, ledger.BatchSpec{Name: "jwt", Profile: "app-eu", Session: session}, "101")
+	b.openFedLost(t, ledger.BatchSpec{Name: "jwt", Profile: "app-eu", Session: session}, "101")
 	meta := keyspace.New(ledger.DefaultPrefix).Batch("jwt")
 	b.rdb.HSet(b.ctx, meta, "session_hash", ledger.SessionHash(sessionKey, session))
 	b.rdb.HDel(b.ctx, meta, "session")

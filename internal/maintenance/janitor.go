@@ -202,7 +202,7 @@ func (j *Janitor) requeueStalled(ctx context.Context, names []string) {
 			delete(j.cursors, name)
 			continue
 		}
-		page, err := j.store.PendingWithoutTask(ctx, b, j.cursors[name], stalledBucketsPerSweep, tasks.TaskID(""))
+		page, err := j.store.PendingWithoutTask(ctx, b, j.cursors[name], stalledBucketsPerSweep, tasks.TaskID(""), now)
 		if err != nil {
 			j.cfg.Logger.Warn("janitor: reading a stalled batch", "batch", name, "error", err)
 			continue

@@ -68,7 +68,7 @@ func TestLock(t *testing.T) {
 func TestPendingWithoutTask(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.open(t, ledger.BatchSpec{Name: "s", Queue: "q", ExpectedIDs: 10}, "101", "102", "103", "104")
+	b.openFedLost(t, ledger.BatchSpec{Name: "s", Queue: "q", ExpectedIDs: 10}, "101", "102", "103", "104")
 	b.record(t, "s", "103", ledger.Deleted, "L")
 	b.rdb.HSet(b.ctx, asynqTaskKey("q", "del:101"), "state", "pending")
 	b.rdb.SAdd(b.ctx, asynqQueues, "q", "other")
@@ -81,7 +81,7 @@ func TestPendingWithoutTask(t *testing.T) {
 	var ids []string
 	from, pages := 0, 0
 	for {
-		page, err := b.store.PendingWithoutTask(b.ctx, bt, from, 16, "del:")
+		page, err := b.store.PendingWithoutTask(b.ctx, bt, from, 16, "del:", time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,5 +103,35 @@ func TestPendingWithoutTask(t *testing.T) {
 	link := b.rdb.HGet(b.ctx, keyspace.New(ledger.DefaultPrefix).Also(), "104").Val()
 	if link != "s@other" {
 		t.Errorf("104's link %q, want s@other", link)
+	}
+}
+
+// TestStalledFeed: ids waiting in their batch's unfed list are the feed's,
+// not lost; a batch whose held ids were never released (its producer died)
+// joins its queue's feed once it stalls, and keeps a later feed time.
+func TestStalledFeed(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.open(t, ledger.BatchSpec{Name: "held", Queue: "q", Hold: true}, "101", "102")
+	b.open(t, ledger.BatchSpec{Name: "later", Queue: "q", FeedAt: b.now.Add(48 * time.Hour)}, "201")
+	ks := keyspace.New(ledger.DefaultPrefix)
+	if n := b.rdb.ZCard(b.ctx, ks.Feed("q")).Val(); n != 1 {
+		t.Fatalf("%d batches in the feed before the sweep, want the scheduled one", n)
+	}
+	for _, name := range []string{"held", "later"} {
+		bt, _, err := b.ledger.Batch(b.ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, err := b.store.PendingWithoutTask(b.ctx, bt, 0, bt.BucketCount(), "del:", b.now)
+		if err != nil || len(page.IDs) != 0 {
+			t.Errorf("%s: %q without a task, %v; want none: they wait to be fed", name, page.IDs, err)
+		}
+	}
+	if score, err := b.rdb.ZScore(b.ctx, ks.Feed("q"), "held").Result(); err != nil || int64(score) != b.now.UnixMilli() {
+		t.Errorf("held batch in the feed at %v, %v; want now", score, err)
+	}
+	if score := b.rdb.ZScore(b.ctx, ks.Feed("q"), "later").Val(); int64(score) != b.now.Add(48*time.Hour).UnixMilli() {
+		t.Errorf("scheduled batch moved to %v", score)
 	}
 }

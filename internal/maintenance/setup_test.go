@@ -1,6 +1,7 @@
 package maintenance_test
 
 import (
+	"cmp"
 	"context"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/coze-eraser/coze-eraser/internal/asynqwire"
+	"github.com/coze-eraser/coze-eraser/internal/keyspace"
 	"github.com/coze-eraser/coze-eraser/internal/maintenance"
 	"github.com/coze-eraser/coze-eraser/internal/redistest"
 	"github.com/coze-eraser/coze-eraser/ledger"
@@ -47,6 +49,25 @@ func (b bundle) open(t *testing.T, spec ledger.BatchSpec, ids ...string) {
 	if _, err := a.Seal(b.ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// openFedLost opens a batch of ids as open does, then leaves them as a feed
+// that made their tasks and a Redis that lost those tasks would: entries
+// 'q', no unfed list, no task.
+func (b bundle) openFedLost(t *testing.T, spec ledger.BatchSpec, ids ...string) {
+	t.Helper()
+	b.open(t, spec, ids...)
+	bt, ok, err := b.ledger.Batch(b.ctx, spec.Name)
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	queue := cmp.Or(spec.Queue, "default")
+	ks := keyspace.New(ledger.DefaultPrefix)
+	for _, id := range ids {
+		b.rdb.HSet(b.ctx, b.ledger.EntryKey(bt, id), id, "q")
+	}
+	b.rdb.Del(b.ctx, ks.BatchUnfed(spec.Name, queue))
+	b.rdb.ZRem(b.ctx, ks.Feed(queue), spec.Name)
 }
 
 // record records one attempt's outcome.

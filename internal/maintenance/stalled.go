@@ -4,6 +4,7 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"time"
 
 	"github.com/coze-eraser/coze-eraser/ledger"
 )
@@ -29,11 +30,11 @@ type Stalled struct {
 // batch's, in a queue this batch never used, is linked to it on the way.
 // taskIDPrefix is the part of the task id before the conversation id
 // (tasks.TaskID("")).
-func (s *Store) PendingWithoutTask(ctx context.Context, b ledger.Batch, from, buckets int, taskIDPrefix string) (Stalled, error) {
+func (s *Store) PendingWithoutTask(ctx context.Context, b ledger.Batch, from, buckets int, taskIDPrefix string, now time.Time) (Stalled, error) {
 	var page Stalled
 	end := min(from+buckets, b.BucketCount())
 	for k := from; k < end; k++ {
-		res, err := s.run(ctx, stalledScript, b.Name, k, taskIDPrefix).StringSlice()
+		res, err := s.run(ctx, stalledScript, b.Name, k, taskIDPrefix, now.UnixMilli()).StringSlice()
 		if err != nil {
 			return page, fmt.Errorf("maintenance: stalled ids of %s: %w", b.Name, err)
 		}

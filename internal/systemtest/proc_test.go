@@ -289,6 +289,11 @@ func (b *bundle) checkOutcomes(t *testing.T, batch string, all []string) (duplic
 	if lost > 0 {
 		t.Errorf("%d ids lost", lost)
 	}
+	return b.duplicateCalls()
+}
+
+// duplicateCalls counts the fake's DELETE calls beyond the first per id.
+func (b *bundle) duplicateCalls() (duplicates int) {
 	calls := map[string]int{}
 	for _, c := range b.fake.Calls() {
 		calls[c.ID]++

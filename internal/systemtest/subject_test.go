@@ -11,14 +11,16 @@ import (
 	"time"
 
 	"github.com/coze-eraser/coze-eraser/coze/cozetest"
+	"github.com/coze-eraser/coze-eraser/enqueue"
 	"github.com/coze-eraser/coze-eraser/internal/asynqwire"
 )
 
 // listingScenario is acceptance 6 of the subjects issue: one bot with n
 // conversations of one session, listed by an erase-subject process into a
 // batch with the profile's rate at rate list calls a second. It checks that
-// every conversation is held in the batch with a task, and returns the
-// process's peak RSS, the run's time and the list calls the fake answered.
+// every conversation is held in the batch, waiting to be fed, and gets its
+// task once fed; it returns the process's peak RSS, the run's time and the
+// list calls the fake answered.
 func listingScenario(t *testing.T, n int, rate float64) (peakRSS int64, took time.Duration, pages int) {
 	const app, kid, bot, session = "1127900106117", "kid-1", "7300000000000000001", "PERSONAL-subject-4711"
 	dir := t.TempDir()
@@ -53,8 +55,15 @@ func listingScenario(t *testing.T, n int, rate float64) (peakRSS int64, took tim
 	if bt.Total != n || bt.Pending() != n {
 		t.Errorf("batch total %d pending %d, want %d", bt.Total, bt.Pending(), n)
 	}
+	// The ids wait in the ledger to be fed; fed, each gets its task.
+	if unfed, err := b.ledger.Unfed(b.ctx); err != nil || unfed["default"] != n {
+		t.Errorf("%d ids waiting to be fed (%v), want %d", unfed["default"], err, n)
+	}
+	if _, err := enqueue.NewClient(b.rdb).Feed(b.ctx, "default", 1<<30); err != nil {
+		t.Fatal(err)
+	}
 	if queued, err := b.rdb.LLen(b.ctx, asynqwire.StateKey("default", "pending")).Result(); err != nil || queued != int64(n) {
-		t.Errorf("%d tasks queued (%v), want %d", queued, err, n)
+		t.Errorf("%d tasks queued once fed (%v), want %d", queued, err, n)
 	}
 	return hwm(), took, b.fake.ListCalls()
 }

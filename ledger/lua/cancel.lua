@@ -35,6 +35,13 @@ if n > 0 then
   redis.call('HSET', meta, 'progress_at', nowMs)
   bumpSeq()
 end
+if ARGV[6] == '1' then
+  -- Its ids have their outcome: what waited for a task never gets one.
+  for q in string.gmatch(redis.call('HGET', meta, 'queues') or 'default', '%S+') do
+    redis.call('DEL', unfedKey(B, q))
+    redis.call('ZREM', feedKey(q), B)
+  end
+end
 local completed = 0
 if ARGV[6] == '1' and tryComplete(B, tonumber(nowMs)) then
   completed = 1

@@ -30,9 +30,12 @@ local function markLost(b, nowMs, wasOpen, ttl)
   return 1
 end
 
--- A pending id's entry is 'p', or 'r' once an attempt failed (it then has a
--- failure record); a finished id's is 'outcome|code|logid|attempts|time'.
-local function isPending(v) return v == 'p' or v == 'r' end
+-- A pending id's entry is 'p' (added; its task is to be made, from the
+-- batch's unfed list, by feed.lua), 'q' once feed.lua made its task, or
+-- 'r' once an attempt failed (it then has a failure record); a finished
+-- id's is 'outcome|code|logid|attempts|time'. (Batches enqueued before
+-- feeding have 'p' ids whose tasks were written with them.)
+local function isPending(v) return v == 'p' or v == 'q' or v == 'r' end
 
 -- bumpSeq counts the ledger's writes: a Redis that comes back with a lower
 -- count came back with older data (see ledger.LossDetector).
@@ -94,6 +97,12 @@ local function tryComplete(b, nowMs)
   redis.call('HSET', meta, 'complete', 1, 'completed_at', nowMs)
   local c = redis.call('HINCRBY', meta, 'completions', 1)
   redis.call('ZREM', openBatchesKey, b)
+  -- What is left in its unfed lists finished by other means (a task of
+  -- another batch, linked): the feed has nothing to make for it.
+  for q in string.gmatch(redis.call('HGET', meta, 'queues') or 'default', '%S+') do
+    redis.call('DEL', unfedKey(b, q))
+    redis.call('ZREM', feedKey(q), b)
+  end
   if t[5] and t[5] ~= '' then
     local member = {b, c, t[1], t[2], t[3], t[4], nowMs}
     if (tonumber(t[14]) or 0) > 0 then

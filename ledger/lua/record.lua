@@ -212,7 +212,7 @@ while i <= #ARGV do
           writeFailure(B, id, info.ttl, i, attemptsText)
         end
         if letter == 'r' then
-          if cur == 'p' then
+          if cur == 'p' or cur == 'q' then
             call('HSET', key, id, 'r')
           end
         else
