@@ -36,11 +36,21 @@ const feedHorizon = time.Second
 const fleetReadEvery = fleet.DefaultInterval
 
 // maxBoost bounds how far a window grows past its base while the queue
-// keeps running dry (a rate the fleet reports do not show: no rate limit).
+// keeps running dry.
 const maxBoost = 64
 
-// minWindow is the least window of a queue.
-const minWindow = 16
+// minWindow is the least window of a queue, maxWindow the most (about
+// 10 MB of asynq tasks).
+const (
+	minWindow = 16
+	maxWindow = 20_000
+)
+
+// startWindow is the window of a worker that has not measured its drain
+// yet (it just started, or was idle), unless its rate limit allows less:
+// a fetcher that finds its queues empty sleeps for the poll interval, so
+// a start that fed too little would idle the fleet's first second.
+const startWindow = 1000
 
 type feeder struct {
 	enqueue     *enqueue.Client
@@ -51,17 +61,31 @@ type feeder struct {
 	log         *slog.Logger
 	now         func() time.Time
 	fed         func(queue string, n int)
+	// rate is the sum of the worker's profiles' effective fleet rates,
+	// and whether every profile is limited.
+	rate func() (float64, bool)
 	// done counts tasks finished since the last feed; wake asks for a
 	// feed once they use up a quarter of the smallest window (smallest).
 	done     atomic.Int64
 	smallest atomic.Int64
 	wake     chan struct{}
+	// finished counts every task this worker finished: its drain rate,
+	// times the workers serving a queue, sizes the queue's window where
+	// no rate limit does (rate 0, or one the API never pushes back on).
+	finished atomic.Int64
 
 	// The windows and bases are the feeder goroutine's alone.
 	windows map[string]*window
-	// base is each queue's window from the fleet's reports.
+	// base is each queue's window from the fleet's reports, and serving
+	// how many live workers serve it.
 	base     map[string]int
+	serving  map[string]int
 	baseRead time.Time
+	// drain is this worker's tasks finished per second, measured over
+	// the last second or more (drainAt, drainCount).
+	drain      float64
+	drainAt    time.Time
+	drainCount int64
 }
 
 // window is the feeding state of one queue.
@@ -83,7 +107,7 @@ func newFeeder(s *Server) *feeder {
 		}
 	})
 	f := &feeder{enqueue: s.verifier.enqueue, rdb: s.cfg.Redis, prefix: s.cfg.Ledger.Prefix(), queues: queues,
-		concurrency: s.cfg.Concurrency, log: s.cfg.Logger, now: s.cfg.Now, fed: s.metrics.observeFed,
+		concurrency: s.cfg.Concurrency, log: s.cfg.Logger, now: s.cfg.Now, fed: s.metrics.observeFed, rate: s.lanesRate,
 		wake: make(chan struct{}, 1), windows: map[string]*window{}, base: map[string]int{}}
 	for _, q := range queues {
 		f.windows[q] = &window{boost: 1}
@@ -96,6 +120,7 @@ func newFeeder(s *Server) *feeder {
 // the smallest window is used up: feeding once per task would cost Redis
 // more than the task.
 func (f *feeder) taskDone() {
+	f.finished.Add(1)
 	if f.done.Add(1) < f.smallest.Load()/4 {
 		return
 	}
@@ -159,43 +184,55 @@ func (f *feeder) feed(ctx context.Context, queue string) int {
 	return target
 }
 
-// target is queue's window now: its base from the fleet's reports, times
-// its boost.
+// target is queue's window now: about feedHorizon of the fleet's work (this
+// worker's drain times the workers serving the queue; startWindow while the
+// worker is idle or just started), never more than the rate limit lets the
+// fleet do in that time, and at least the fleet's concurrency; times the
+// boost, at most maxWindow.
 func (f *feeder) target(ctx context.Context, queue string, w *window, now time.Time) int {
 	if now.Sub(f.baseRead) >= fleetReadEvery {
 		f.baseRead = now
 		if reports, err := fleet.Read(ctx, f.rdb, f.prefix, now); err == nil {
-			f.base = windowBases(reports, feedHorizon)
+			f.base, f.serving = fleetConcurrency(reports)
 		}
 	}
-	base := max(f.base[queue], f.concurrency, minWindow)
-	return base * w.boost
+	if elapsed := now.Sub(f.drainAt); elapsed >= time.Second {
+		count := f.finished.Load()
+		f.drain = float64(count-f.drainCount) / elapsed.Seconds()
+		f.drainAt, f.drainCount = now, count
+	}
+	work := startWindow
+	if f.drain > 0 {
+		work = int(math.Ceil(f.drain * float64(max(f.serving[queue], 1)) * feedHorizon.Seconds()))
+	}
+	if rate, limited := f.rate(); limited {
+		work = min(work, int(math.Ceil(rate*feedHorizon.Seconds())))
+	}
+	base := max(f.base[queue], work, f.concurrency, minWindow)
+	return min(base*w.boost, maxWindow)
 }
 
-// windowBases sizes each queue's window from the fleet's reports: the
-// concurrency of the workers serving it, or its rate over horizon, the
-// larger. The rate is the fleet's effective rate of every profile (its
-// budget is shared, so each worker reports the same rate): any of them
-// may serve the queue's batches.
-func windowBases(reports []fleet.Report, horizon time.Duration) map[string]int {
-	concurrency := map[string]int{}
-	rates := map[string]float64{}
+// fleetConcurrency sums, from the fleet's reports, the concurrency of the
+// workers serving each queue, and counts them.
+func fleetConcurrency(reports []fleet.Report) (concurrency, serving map[string]int) {
+	concurrency, serving = map[string]int{}, map[string]int{}
 	for _, r := range reports {
 		for q := range r.Queues {
 			concurrency[q] += r.Concurrency
-		}
-		for _, p := range r.Profiles {
-			rates[p.Name] = max(rates[p.Name], p.EffectiveRate)
+			serving[q]++
 		}
 	}
-	var rate float64
-	for _, v := range rates {
-		rate += v
+	return concurrency, serving
+}
+
+// lanesRate sums the effective fleet rates of the worker's profiles; limited
+// is false when a profile has no rate budget (rate 0) or none known yet.
+func (s *Server) lanesRate() (rate float64, limited bool) {
+	for _, l := range s.lanes {
+		if l.limiter == nil || l.limiter.Effective() <= 0 {
+			return 0, false
+		}
+		rate += l.limiter.Effective()
 	}
-	byRate := int(math.Ceil(rate * horizon.Seconds()))
-	out := map[string]int{}
-	for q, c := range concurrency {
-		out[q] = max(c, byRate)
-	}
-	return out
+	return rate, len(s.lanes) > 0
 }

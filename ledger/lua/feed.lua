@@ -101,7 +101,7 @@ for pass = 1, 2 do
       if pass == 1 then
         share = math.ceil(room / (nb - j))
       end
-      local got, looked = 0, 0
+      local got, looked, pushed = 0, 0, {}
       -- Ids that finished or were fed already are skipped; looking at four
       -- times the share bounds the call's work.
       while got < share and looked < 4 * share do
@@ -120,7 +120,7 @@ for pass = 1, 2 do
             else
               redis.call('HSET', asynqTaskKey(Q, tid), 'msg', asynqMessage(head, pre .. id .. suf, tid, tail),
                 'state', 'pending', 'pending_since', nowNs)
-              redis.call('LPUSH', pendingList, tid)
+              pushed[#pushed + 1] = tid
               redis.call('HSET', key, id, 'q')
               linkPeers(B, id)
               got = got + 1
@@ -129,6 +129,10 @@ for pass = 1, 2 do
         end
       end
       fed, room = fed + got, room - got
+      -- One push per batch, in order: asynq takes the oldest first.
+      for i = 1, #pushed, 1000 do
+        redis.call('LPUSH', pendingList, unpack(pushed, i, math.min(i + 999, #pushed)))
+      end
       if redis.call('EXISTS', unfed) == 0 then
         redis.call('ZREM', feedKey(Q), B)
       else
