@@ -121,13 +121,22 @@ const (
 	// listpack encoding: 4096 buckets hold 500,000 (or 2,000,000) ids that
 	// way. Larger batches still work, with a larger encoding.
 	Buckets = 4096
-	// MinBuckets is the fewest buckets [BucketsFor] gives a batch.
+	// MinBuckets is the fewest buckets [BucketsFor] gives a batch, and
+	// MaxBuckets the most: 131,072 buckets of 100 ids hold 13 million ids
+	// in the compact encoding.
 	MinBuckets = 64
+	MaxBuckets = 1 << 17
+	// bigBucketIDs is how many ids [BucketsFor] puts in a bucket of a
+	// batch too large for [Buckets] buckets of 16: fewer than Redis's
+	// default hash-max-listpack-entries (128), so that the buckets stay
+	// compact on any Redis.
+	bigBucketIDs = 100
 )
 
 // BucketsFor returns how many buckets a batch of about expected ids gets:
 // enough for 16 ids per bucket, a power of two from [MinBuckets] to
-// [Buckets]. expected <= 0, unknown, gets [Buckets].
+// [Buckets]; past 65,536 ids, enough for 100 per bucket, up to
+// [MaxBuckets]. expected <= 0, unknown, gets [Buckets].
 //
 // Every bucket costs Redis about 250 bytes of its own (key, hash header,
 // expiry), so a 10,000-id batch in 4096 buckets would pay 100 bytes per id
@@ -142,6 +151,11 @@ func BucketsFor(expected int) int {
 	}
 	n := MinBuckets
 	for n < Buckets && n*16 < expected {
+		n *= 2
+	}
+	// Ten million ids in 4096 buckets would outgrow the compact encoding
+	// and cost over 100 bytes each; in 131,072 they cost about 25.
+	for n < MaxBuckets && n*bigBucketIDs < expected {
 		n *= 2
 	}
 	return n

@@ -432,7 +432,8 @@ func TestBucketsFor(t *testing.T) {
 	t.Parallel()
 	tests := []struct{ expected, want int }{
 		{-1, ledger.Buckets}, {0, ledger.Buckets}, {1, ledger.MinBuckets}, {1024, 64}, {1025, 128},
-		{10_000, 1024}, {30_000, 2048}, {50_000, 4096}, {65_536, 4096}, {10_000_000, 4096},
+		{10_000, 1024}, {30_000, 2048}, {50_000, 4096}, {65_536, 4096}, {409_600, 4096}, {409_601, 8192},
+		{1_000_000, 16384}, {10_000_000, 131072}, {100_000_000, ledger.MaxBuckets},
 	}
 	for _, tt := range tests {
 		if got := ledger.BucketsFor(tt.expected); got != tt.want {

@@ -16,13 +16,14 @@ import (
 func TestBenchReportsEveryPass(t *testing.T) {
 	t.Parallel()
 	p := startProgram(t, benchBinary, nil, "--ids", "300", "--runs", "1", "--concurrency", "10",
-		"--rss-concurrency", "20", "--big", "1000", "--dir", t.TempDir())
+		"--rss-concurrency", "20", "--big", "1000", "--behind", "2000", "--behind-rate", "200", "--dir", t.TempDir())
 	if code, _ := p.wait(2 * time.Minute); code != 0 {
 		t.Fatalf("bench exited %d:\n%s", code, p.out.String())
 	}
 	out := p.out.String()
 	for _, pass := range []string{"enqueue/coze-eraser", "enqueue/bare asynq", "work/coze-eraser", "work/bare asynq",
-		"work/coze-eraser at concurrency 20", "enqueue/coze-eraser of 1000 ids"} {
+		"work/coze-eraser at concurrency 20", "enqueue/coze-eraser of 1000 ids", "enqueue/coze-eraser, tasks up front",
+		"work/coze-eraser, tasks up front", "enqueue/coze-eraser of 2000 ids to work behind"} {
 		row := rowOf(out, pass)
 		if row == nil {
 			t.Errorf("no row for %q in:\n%s", pass, out)
@@ -43,6 +44,14 @@ func TestBenchReportsEveryPass(t *testing.T) {
 	for _, m := range matches {
 		if x, _ := strconv.ParseFloat(m[2], 64); x <= 0 {
 			t.Errorf("%s ratio %s, want positive", m[1], m[2])
+		}
+	}
+	for _, re := range []string{`(?m)^work-down rate, coze-eraser / coze-eraser, tasks up front: \d+\.\d\d `,
+		`(?m)^Redis bytes per pending id, coze-eraser of 1000 ids: \d+ `,
+		`(?m)^first outcome of a batch of 10 ids enqueued behind 2000 pending ids, queue default: \d+\.\d\d s`,
+		`(?m)^first outcome of a batch of 10 ids enqueued behind 2000 pending ids, queue gdpr: \d+\.\d\d s`} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("no line matching %s in:\n%s", re, out)
 		}
 	}
 }
