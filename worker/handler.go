@@ -351,6 +351,14 @@ func (h *Handler) logAttempt(p tasks.Payload, queue string, res coze.Result, out
 		level = slog.LevelError
 	case outcome == ledger.Retrying:
 		level = slog.LevelWarn
+	case outcome == ledger.Deleted || outcome == ledger.NotFound:
+		// The ledger keeps the same facts (outcome, code, log id,
+		// attempts, time) for the proof: a line per success would be
+		// millions of lines and a share of the worker's CPU.
+		level = slog.LevelDebug
+	}
+	if !h.log.Enabled(context.Background(), level) {
+		return
 	}
 	attrs := []slog.Attr{
 		slog.String("conversation_id", p.ConversationID),

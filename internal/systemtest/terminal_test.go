@@ -36,7 +36,7 @@ func runOnTerminal(t *testing.T, n int) string {
 		t.Fatal(err)
 	}
 	command := strings.Join([]string{binary, "run", "--file", file, "--coze-base-url", fake.URL,
-		"--log-level", "info", "--concurrency", "2", "--rate", "0", "--metrics-addr="}, " ")
+		"--log-level", "debug", "--concurrency", "2", "--rate", "0", "--metrics-addr="}, " ")
 	cmd := exec.Command(script, "--quiet", "--return", "--command", command, "/dev/null")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "COZE_API_TOKEN=pat_test", "COLUMNS=120", "TERM=xterm"}
 	cmd.Stdin = nil // script(1) reads /dev/null: nothing is typed
@@ -152,7 +152,7 @@ func TestRunInAPipeHasNoControlCharacters(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := start(t, map[string]string{"COZE_API_TOKEN": "pat_test"}, "run", "--file", file, "--coze-base-url", fake.URL,
-		"--log-level", "info", "--concurrency", "2", "--rate", "0", "--metrics-addr=", "--progress-every", "100ms")
+		"--log-level", "debug", "--concurrency", "2", "--rate", "0", "--metrics-addr=", "--progress-every", "100ms")
 	if code, _ := p.wait(60 * time.Second); code != 1 { // 1: the invalid line
 		t.Fatalf("run exit %d, want 1; output:\n%s", code, p.out.String())
 	}
