@@ -106,7 +106,7 @@ func TestRunLogLinesNeverShareTheBarsLine(t *testing.T) {
 	if firstBar == nil {
 		t.Fatalf("no progress bar on the terminal:\n%q", raw)
 	}
-	if !strings.Contains(raw[firstBar[1]:], "level=INFO") {
+	if !strings.Contains(raw[firstBar[1]:], "level=DEBUG") {
 		t.Fatalf("no log line after the first bar, nothing tested:\n%q", raw)
 	}
 	lines := screen(t, raw)
@@ -160,7 +160,7 @@ func TestRunInAPipeHasNoControlCharacters(t *testing.T) {
 	if i := strings.IndexAny(out, "\r\x1b"); i >= 0 {
 		t.Errorf("a control character at %d of the piped output:\n%q", i, out)
 	}
-	for _, want := range []string{"level=INFO", "done (", "line 21:"} {
+	for _, want := range []string{"level=DEBUG", "done (", "line 21:"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no %q in the piped output:\n%s", want, out)
 		}
