@@ -70,8 +70,19 @@ func (c *Client) Feed(ctx context.Context, queue string, target int) (Fed, error
 		if err != nil {
 			return fed, err
 		}
-		if ok {
+		switch {
+		case ok:
 			batches = append(batches, fb)
+		case fb.Name != "":
+			// Gone: the script takes it out of the feed, before any template
+			// is read.
+			batches = append(batches, fb)
+		default:
+			// Its session name was erased: it can get no task, and must not
+			// hold the head of the feed.
+			if err := c.ledger.Unfeed(ctx, queue, name); err != nil {
+				return fed, err
+			}
 		}
 	}
 	for first := true; ; first = false {
@@ -104,8 +115,8 @@ func (c *Client) Feed(ctx context.Context, queue string, target int) (Fed, error
 
 // template returns the task template of batch in queue, built from its
 // ledger record at most templateTTL ago. A batch that cannot get a task
-// any more (gone, or its session name erased) has none: ok is false, and
-// the feed passes it over (it leaves the feed once cancelled or gone).
+// any more has none: ok is false, with fb naming the batch when it is gone
+// (the feed script drops it) and zero when its session name was erased.
 func (c *Client) template(ctx context.Context, queue, name string, now time.Time) (fb ledger.FeedBatch, ok bool, err error) {
 	key := queue + " " + name
 	c.templates.mu.Lock()
@@ -115,8 +126,11 @@ func (c *Client) template(ctx context.Context, queue, name string, now time.Time
 		return t.batch, true, nil
 	}
 	b, found, err := c.ledger.Batch(ctx, name)
-	if err != nil || !found {
+	if err != nil {
 		return fb, false, err
+	}
+	if !found {
+		return ledger.FeedBatch{Name: name}, false, nil
 	}
 	profile, session, err := b.TaskIdentity()
 	if errors.Is(err, ledger.ErrSessionErased) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/coze-eraser/coze-eraser/enqueue"
 	"github.com/coze-eraser/coze-eraser/internal/asynqwire"
+	"github.com/coze-eraser/coze-eraser/internal/keyspace"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/tasks"
 )
@@ -155,4 +156,54 @@ func ids(n int, first int64) []string {
 		out[i] = strconv.FormatInt(first+int64(i), 10)
 	}
 	return out
+}
+
+// TestPausedBatchesDoNotHoldTheFeed: more paused batches than one feed
+// looks at (16) do not starve the batch behind them.
+func TestPausedBatchesDoNotHoldTheFeed(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for i := range 20 {
+		name := "paused-" + strconv.Itoa(i)
+		if _, err := b.client.EnqueueAll(b.ctx, slices.Values(ids(5, 7379996104700000001+int64(i)*100)), enqueue.Batch(name)); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.client.Pause(b.ctx, name, "hold"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.client.EnqueueAll(b.ctx, slices.Values(ids(5, 7379996104790000001)), enqueue.Batch("behind")); err != nil {
+		t.Fatal(err)
+	}
+	fed := 0
+	for range 3 { // the paused ones go to the back as each feed passes them over
+		f, err := b.client.Feed(b.ctx, enqueue.DefaultQueue, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fed += f.Tasks
+	}
+	if fed != 5 {
+		t.Errorf("fed %d tasks; want the 5 of the batch behind 20 paused ones", fed)
+	}
+}
+
+// TestVanishedBatchLeavesTheFeed: a batch whose records are gone (expired)
+// is dropped from its queue's feed at the next feed.
+func TestVanishedBatchLeavesTheFeed(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	if _, err := b.client.EnqueueAll(b.ctx, slices.Values(ids(5, 7379996104700000001)), enqueue.Batch("gone")); err != nil {
+		t.Fatal(err)
+	}
+	ks := keyspace.New(keyspace.DefaultPrefix)
+	if err := b.redis.Client().Del(b.ctx, ks.Batch("gone")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if fed := b.feed(t, enqueue.DefaultQueue); fed.Tasks != 0 {
+		t.Errorf("fed %d tasks of a vanished batch", fed.Tasks)
+	}
+	if n := b.redis.Client().ZCard(b.ctx, ks.Feed(enqueue.DefaultQueue)).Val(); n != 0 {
+		t.Errorf("%d batches left in the feed", n)
+	}
 }

@@ -105,6 +105,15 @@ var releaseSource string
 
 var releaseScript = script(releaseSource)
 
+// Unfeed takes batch out of queue's feed: its ids can get no task (its
+// session name was erased).
+func (l *Ledger) Unfeed(ctx context.Context, queue, batch string) error {
+	if err := l.rdb.ZRem(ctx, l.ks.Feed(queue), batch).Err(); err != nil {
+		return fmt.Errorf("ledger: unfeed %s: %w", batch, err)
+	}
+	return nil
+}
+
 // EntryKey returns the hash that holds id's entry in batch b, under the
 // field id (see [Adder.EntryKey]).
 func (l *Ledger) EntryKey(b Batch, id string) string {

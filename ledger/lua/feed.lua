@@ -7,8 +7,8 @@
 -- while its entry is still 'p' (a cancel, or a task of an earlier run, may
 -- have ended it), in the same step as its entry becomes 'q': no id gets
 -- two tasks from two feeders, and none is dropped between the list and
--- its task. A paused batch is passed over; a cancelled or vanished one
--- leaves the feed.
+-- its task. A paused batch is passed over (and goes to the back of the
+-- feed); a cancelled or vanished one leaves the feed.
 -- An id whose task id is taken (a live task of another batch, or an
 -- archived one in Q) is handed back to the caller, still 'p', to link.
 -- An id waiting to be fed in another batch of any feed (the same id in
@@ -95,7 +95,11 @@ for pass = 1, 2 do
     if not m[1] or m[2] == 'cancelled' then
       redis.call('DEL', unfed)
       redis.call('ZREM', feedKey(Q), B)
-    elseif m[2] ~= 'paused' and redis.call('EXISTS', unfed) == 1 then
+    elseif m[2] == 'paused' then
+      -- To the back of the feed: paused batches must not hold its head,
+      -- where the caller looks for the batches to feed.
+      redis.call('ZADD', feedKey(Q), nowMs, B)
+    elseif redis.call('EXISTS', unfed) == 1 then
       local n = tonumber(m[1])
       local share = room
       if pass == 1 then
