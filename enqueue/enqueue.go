@@ -444,12 +444,12 @@ func guard(entryKey, id string) *asynqwire.Guard {
 	return &asynqwire.Guard{Key: entryKey, Field: id, Allow: ledger.PendingValues()}
 }
 
-// settleConflict handles a pending id whose task could not be made
-// because a task with its id exists already. That task may be this
-// batch's or another batch's: it is linked, so that its outcome is
-// recorded here too (a link to the task's own batch is harmless). If it is
-// gone by now, or archived after failing elsewhere, t is written after
-// all, guarded: only while the id is pending (entryKey holds its entry).
+// settleConflict gives a pending id the task t, unless a task with its id
+// exists already (the feed found one, or a retry may): that task, this
+// batch's or another batch's, is linked, so that its outcome is recorded
+// here too (a link to the task's own batch is harmless). When there is
+// none, or it is archived after failing elsewhere, t is written, guarded:
+// only while the id is pending (entryKey holds its entry).
 func (c *Client) settleConflict(ctx context.Context, entryKey, id string, o options, t asynqwire.Task) (Status, error) {
 	t.Guard = guard(entryKey, id)
 	for range 3 {

@@ -64,25 +64,10 @@ func (c *Client) Feed(ctx context.Context, queue string, target int) (Fed, error
 	if err != nil || len(names) == 0 {
 		return fed, err
 	}
-	batches := make([]ledger.FeedBatch, 0, len(names))
-	for _, name := range names {
-		fb, ok, err := c.template(ctx, queue, name, now)
-		if err != nil {
+	batches := make([]ledger.FeedBatch, len(names))
+	for i, name := range names {
+		if batches[i], err = c.template(ctx, queue, name, now); err != nil {
 			return fed, err
-		}
-		switch {
-		case ok:
-			batches = append(batches, fb)
-		case fb.Name != "":
-			// Gone: the script takes it out of the feed, before any template
-			// is read.
-			batches = append(batches, fb)
-		default:
-			// Its session name was erased: it can get no task, and must not
-			// hold the head of the feed.
-			if err := c.ledger.Unfeed(ctx, queue, name); err != nil {
-				return fed, err
-			}
 		}
 	}
 	for first := true; ; first = false {
@@ -114,44 +99,42 @@ func (c *Client) Feed(ctx context.Context, queue string, target int) (Fed, error
 }
 
 // template returns the task template of batch in queue, built from its
-// ledger record at most templateTTL ago. A batch that cannot get a task
-// any more has none: ok is false, with fb naming the batch when it is gone
-// (the feed script drops it) and zero when its session name was erased.
-func (c *Client) template(ctx context.Context, queue, name string, now time.Time) (fb ledger.FeedBatch, ok bool, err error) {
+// ledger record at most templateTTL ago. A batch that can get no task (it
+// is gone, or its session name was erased) has an empty one, which takes
+// it out of the feed.
+func (c *Client) template(ctx context.Context, queue, name string, now time.Time) (ledger.FeedBatch, error) {
 	key := queue + " " + name
 	c.templates.mu.Lock()
 	t, cached := c.templates.m[key]
 	c.templates.mu.Unlock()
 	if cached && now.Sub(t.built) < templateTTL {
-		return t.batch, true, nil
+		return t.batch, nil
 	}
+	none := ledger.FeedBatch{Name: name}
 	b, found, err := c.ledger.Batch(ctx, name)
-	if err != nil {
-		return fb, false, err
-	}
-	if !found {
-		return ledger.FeedBatch{Name: name}, false, nil
+	if err != nil || !found {
+		return none, err
 	}
 	profile, session, err := b.TaskIdentity()
 	if errors.Is(err, ledger.ErrSessionErased) {
-		return fb, false, nil
+		return none, nil
 	}
 	if err != nil {
-		return fb, false, err
+		return none, err
 	}
 	prefix, suffix, err := tasks.Payload{Batch: name}.WithIdentity(profile, session).PayloadTemplate()
 	if err != nil {
-		return fb, false, fmt.Errorf("enqueue: feed %s: %w", name, err)
+		return none, fmt.Errorf("enqueue: feed %s: %w", name, err)
 	}
 	head, tail := asynqwire.Template(asynqwire.Task{Type: tasks.TypeDelete, Queue: queue, MaxRetry: b.AsynqMaxRetry})
-	fb = ledger.FeedBatch{Name: name, PayloadPrefix: prefix, PayloadSuffix: suffix, MessageHead: head, MessageTail: tail}
+	fb := ledger.FeedBatch{Name: name, PayloadPrefix: prefix, PayloadSuffix: suffix, MessageHead: head, MessageTail: tail}
 	c.templates.mu.Lock()
 	if c.templates.m == nil || len(c.templates.m) > 10*feedBatches {
 		c.templates.m = map[string]template{} // forget batches no longer fed
 	}
 	c.templates.m[key] = template{batch: fb, built: now}
 	c.templates.mu.Unlock()
-	return fb, true, nil
+	return fb, nil
 }
 
 // settleFed settles an id the feed took but could not make a task for: a
@@ -167,7 +150,7 @@ func (c *Client) settleFed(ctx context.Context, queue string, conflict ledger.Fe
 		return "", nil // complete, so not pending: nothing to settle
 	}
 	o := defaultOptions(conflict.Batch)
-	o.queue, o.profile, o.session, o.maxRetry = queue, profile, session, b.AsynqMaxRetry-tasks.RetryReserve
+	o.queue, o.profile, o.session, o.maxRetry = queue, profile, session, tasks.RetryBudget(b.AsynqMaxRetry)
 	t, err := o.wireTask(conflict.ConversationID, c.now())
 	if err != nil {
 		return "", err

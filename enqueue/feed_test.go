@@ -207,3 +207,25 @@ func TestVanishedBatchLeavesTheFeed(t *testing.T) {
 		t.Errorf("%d batches left in the feed", n)
 	}
 }
+
+// TestErasedSessionLeavesTheFeed: a batch whose session name was erased
+// (a scrub that raced a reopen) can get no task acting as its end user: the
+// feed makes none and takes the batch out.
+func TestErasedSessionLeavesTheFeed(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	if _, err := b.client.EnqueueAll(b.ctx, slices.Values(ids(5, 7379996104700000001)), enqueue.Batch("jwt"),
+		enqueue.Profile("app-eu"), enqueue.Session(session)); err != nil {
+		t.Fatal(err)
+	}
+	ks := keyspace.New(keyspace.DefaultPrefix)
+	rdb := b.redis.Client()
+	rdb.HSet(b.ctx, ks.Batch("jwt"), "session_hash", ledger.SessionHash(sessionKey, session))
+	rdb.HDel(b.ctx, ks.Batch("jwt"), "session")
+	if fed := b.feed(t, enqueue.DefaultQueue); fed.Tasks != 0 {
+		t.Errorf("fed %d tasks of a batch whose session name was erased", fed.Tasks)
+	}
+	if n := rdb.ZCard(b.ctx, ks.Feed(enqueue.DefaultQueue)).Val(); n != 0 {
+		t.Errorf("%d batches left in the feed", n)
+	}
+}

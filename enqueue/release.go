@@ -10,13 +10,12 @@ import (
 
 // Release lets the workers feed batch's held ids (the [Hold] option): they
 // become tasks, as the batch's identity and in the queue they were added
-// for, as the queue has room for them. opts may set the retry budget and the schedule
-// (At, In); the batch, queue and identity are the batch's own. The
-// summary counts the ids waiting for a task as Enqueued (an id another
-// batch's task finished since it was held among them: the feed passes it
-// over). A pending id
-// whose task was lost is the janitor's: it finds the ids of a stalled batch
-// that no task will finish and feeds them again.
+// for, as the queue has room for them. opts may set the retry budget and
+// the schedule (At, In); the batch, queue and identity are the batch's
+// own. The summary counts the ids waiting for a task as Enqueued (an id
+// another batch's task finished since it was held is among them: the feed
+// passes it over). A pending id whose task was lost is the janitor's: it
+// finds the ids of a stalled batch that no task will finish.
 func (c *Client) Release(ctx context.Context, batch string, opts ...Option) (Summary, error) {
 	b, ok, err := c.ledger.Batch(ctx, batch)
 	switch {
@@ -28,11 +27,7 @@ func (c *Client) Release(ctx context.Context, batch string, opts ...Option) (Sum
 	if _, _, err := b.TaskIdentity(); err != nil {
 		return Summary{Batch: batch}, err
 	}
-	queue := DefaultQueue
-	if len(b.Queues) > 0 {
-		queue = b.Queues[0]
-	}
-	o, err := c.options(append(slices.Clone(opts), Batch(batch), Queue(queue)))
+	o, err := c.options(append(slices.Clone(opts), Batch(batch)))
 	if err != nil {
 		return Summary{Batch: batch}, err
 	}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/coze-eraser/coze-eraser/internal/asynqwire"
 	"github.com/coze-eraser/coze-eraser/ledger"
 	"github.com/coze-eraser/coze-eraser/tasks"
 )
@@ -159,8 +158,8 @@ func (c *Client) retryOne(ctx context.Context, led *ledger.Ledger, inspector *as
 }
 
 // writeTask writes the task of an id pending in its batch now, rather than
-// leaving it to a feed, guarded on its entry: only while it is pending. A
-// task with its id already there is linked (settleConflict).
+// leaving it to a feed: guarded on its entry (only while it is pending), or
+// linked to a task with its id that is there already (settleConflict).
 func (c *Client) writeTask(ctx context.Context, id string, opts []Option) (Status, error) {
 	o, err := c.options(opts)
 	if err != nil {
@@ -174,16 +173,5 @@ func (c *Client) writeTask(ctx context.Context, id string, opts []Option) (Statu
 	if err != nil {
 		return "", err
 	}
-	entryKey := c.ledger.EntryKey(b, id)
-	t.Guard = guard(entryKey, id)
-	res, err := c.wire.EnqueueMany(ctx, []asynqwire.Task{t})
-	switch {
-	case err != nil:
-		return "", fmt.Errorf("retry %s: %w", id, err)
-	case res[0] == asynqwire.Written:
-		return Enqueued, nil
-	case res[0] == asynqwire.Refused:
-		return Finished, nil
-	}
-	return c.settleConflict(ctx, entryKey, id, o, t)
+	return c.settleConflict(ctx, c.ledger.EntryKey(b, id), id, o, t)
 }

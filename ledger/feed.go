@@ -26,7 +26,8 @@ var feedScript = script(feedSource)
 // FeedBatch is a batch to make tasks for, with the template of its tasks:
 // an id's task message is MessageHead, its payload (PayloadPrefix, the id,
 // PayloadSuffix) and its task id, then MessageTail (see
-// internal/asynqwire's Template and tasks.Payload.PayloadTemplate).
+// internal/asynqwire's Template and tasks.Payload.PayloadTemplate). A batch
+// with no MessageHead can get no task: Feed takes it out of the feed.
 type FeedBatch struct {
 	Name                         string
 	PayloadPrefix, PayloadSuffix []byte
@@ -104,15 +105,6 @@ func (l *Ledger) Release(ctx context.Context, batch string, feedAt time.Time, as
 var releaseSource string
 
 var releaseScript = script(releaseSource)
-
-// Unfeed takes batch out of queue's feed: its ids can get no task (its
-// session name was erased).
-func (l *Ledger) Unfeed(ctx context.Context, queue, batch string) error {
-	if err := l.rdb.ZRem(ctx, l.ks.Feed(queue), batch).Err(); err != nil {
-		return fmt.Errorf("ledger: unfeed %s: %w", batch, err)
-	}
-	return nil
-}
 
 // EntryKey returns the hash that holds id's entry in batch b, under the
 // field id (see [Adder.EntryKey]).

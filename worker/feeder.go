@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"math"
 	"slices"
 	"sync/atomic"
@@ -32,7 +33,7 @@ const feedTick = 200 * time.Millisecond
 const feedHorizon = time.Second
 
 // fleetReadEvery is how often the feeder reads the fleet's reports for the
-// concurrency and rate that size the windows.
+// concurrency and the workers of each queue, which size its window.
 const fleetReadEvery = fleet.DefaultInterval
 
 // maxBoost bounds how far a window grows past its base while the queue
@@ -64,15 +65,15 @@ type feeder struct {
 	// rate is the sum of the worker's profiles' effective fleet rates,
 	// and whether every profile is limited.
 	rate func() (float64, bool)
-	// done counts tasks finished since the last feed; wake asks for a
-	// feed once they use up a quarter of the smallest window (smallest).
-	done     atomic.Int64
-	smallest atomic.Int64
-	wake     chan struct{}
 	// finished counts every task this worker finished: its drain rate,
 	// times the workers serving a queue, sizes the queue's window where
 	// no rate limit does (rate 0, or one the API never pushes back on).
-	finished atomic.Int64
+	// wake asks for a feed once the tasks finished since the last one
+	// (finishedAtFeed) use up a quarter of the smallest window.
+	finished       atomic.Int64
+	finishedAtFeed atomic.Int64
+	smallest       atomic.Int64
+	wake           chan struct{}
 
 	// The windows and bases are the feeder goroutine's alone.
 	windows map[string]*window
@@ -98,15 +99,9 @@ type window struct {
 	stocked bool
 }
 
-func newFeeder(s *Server) *feeder {
-	queues := slices.Sorted(func(yield func(string) bool) {
-		for q := range s.cfg.Queues {
-			if !yield(q) {
-				return
-			}
-		}
-	})
-	f := &feeder{enqueue: s.verifier.enqueue, rdb: s.cfg.Redis, prefix: s.cfg.Ledger.Prefix(), queues: queues,
+func newFeeder(s *Server, enq *enqueue.Client) *feeder {
+	queues := slices.Sorted(maps.Keys(s.cfg.Queues))
+	f := &feeder{enqueue: enq, rdb: s.cfg.Redis, prefix: s.cfg.Ledger.Prefix(), queues: queues,
 		concurrency: s.cfg.Concurrency, log: s.cfg.Logger, now: s.cfg.Now, fed: s.metrics.observeFed, rate: s.lanesRate,
 		wake: make(chan struct{}, 1), windows: map[string]*window{}, base: map[string]int{}}
 	for _, q := range queues {
@@ -120,8 +115,7 @@ func newFeeder(s *Server) *feeder {
 // the smallest window is used up: feeding once per task would cost Redis
 // more than the task.
 func (f *feeder) taskDone() {
-	f.finished.Add(1)
-	if f.done.Add(1) < f.smallest.Load()/4 {
+	if f.finished.Add(1)-f.finishedAtFeed.Load() < f.smallest.Load()/4 {
 		return
 	}
 	select {
@@ -132,7 +126,7 @@ func (f *feeder) taskDone() {
 
 // feedAll feeds every queue once.
 func (f *feeder) feedAll(ctx context.Context) {
-	f.done.Store(0)
+	f.finishedAtFeed.Store(f.finished.Load())
 	smallest := 0
 	for _, q := range f.queues {
 		if target := f.feed(ctx, q); smallest == 0 || target < smallest {

@@ -290,16 +290,19 @@ func New(cfg Config) (*Server, error) {
 		onComplete:  s.completed,
 		pausedRetry: cfg.PausedRetry,
 	}
+	// One producer client: the verifier releases the ids a listing found
+	// through it, and the feeder makes the tasks of every queue served.
+	enq := enqueue.NewClient(cfg.Redis, enqueue.WithLedger(cfg.Ledger), enqueue.WithClock(cfg.Now))
 	s.verifier = &verifier{
 		ledger:     cfg.Ledger,
-		enqueue:    enqueue.NewClient(cfg.Redis, enqueue.WithLedger(cfg.Ledger), enqueue.WithClock(cfg.Now)),
+		enqueue:    enq,
 		identities: s.handler.identities,
 		metrics:    s.metrics,
 		log:        log,
 		now:        cfg.Now,
 		onComplete: s.completed,
 	}
-	s.feeder = newFeeder(s)
+	s.feeder = newFeeder(s, enq)
 	s.asynq = asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   cfg.Queues,

@@ -263,8 +263,9 @@ func (e *env) upFront() side {
 	s := e.ours()
 	s.name = upFrontSide
 	s.prepare = func(ctx context.Context) error {
+		c := enqueue.NewClient(e.rdb)
 		for {
-			fed, err := enqueue.NewClient(e.rdb).Feed(ctx, "default", 1<<40)
+			fed, err := c.Feed(ctx, "default", 1<<40)
 			if err != nil || fed.Tasks == 0 {
 				return err
 			}

@@ -36,11 +36,7 @@ if n > 0 then
   bumpSeq()
 end
 if ARGV[6] == '1' then
-  -- Its ids have their outcome: what waited for a task never gets one.
-  for q in string.gmatch(redis.call('HGET', meta, 'queues') or 'default', '%S+') do
-    redis.call('DEL', unfedKey(B, q))
-    redis.call('ZREM', feedKey(q), B)
-  end
+  leaveFeeds(B) -- its ids have their outcome: what waited for a task never gets one
 end
 local completed = 0
 if ARGV[6] == '1' and tryComplete(B, tonumber(nowMs)) then

@@ -8,7 +8,8 @@
 -- have ended it), in the same step as its entry becomes 'q': no id gets
 -- two tasks from two feeders, and none is dropped between the list and
 -- its task. A paused batch is passed over (and goes to the back of the
--- feed); a cancelled or vanished one leaves the feed.
+-- feed); a cancelled or vanished one, or one given without a template,
+-- leaves the feed.
 -- An id whose task id is taken (a live task of another batch, or an
 -- archived one in Q) is handed back to the caller, still 'p', to link.
 -- An id waiting to be fed in another batch of any feed (the same id in
@@ -69,13 +70,7 @@ local function linkPeers(B, id)
       local key = idsKey(p[1], bucket(id, p[2]))
       if redis.call('HGET', key, id) == 'p' then
         redis.call('HSET', key, id, 'q')
-        local entry = p[1] .. '@' .. Q
-        local cur = redis.call('HGET', alsoKey, id)
-        if not cur then
-          redis.call('HSET', alsoKey, id, entry)
-        elseif not string.find(' ' .. cur .. ' ', ' ' .. entry .. ' ', 1, true) then
-          redis.call('HSET', alsoKey, id, cur .. ' ' .. entry)
-        end
+        addLink(id, p[1], Q)
       end
     end
   end
@@ -92,7 +87,9 @@ for pass = 1, 2 do
     local B, pre, suf, head, tail = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
     local unfed = unfedKey(B, Q)
     local m = redis.call('HMGET', metaKey(B), 'buckets', 'control')
-    if not m[1] or m[2] == 'cancelled' then
+    if not m[1] or m[2] == 'cancelled' or head == '' then
+      -- Gone, cancelled, or given without a template (it can get no task:
+      -- its session name was erased).
       redis.call('DEL', unfed)
       redis.call('ZREM', feedKey(Q), B)
     elseif m[2] == 'paused' then

@@ -20,12 +20,6 @@ if buckets then
 end
 local q, state = liveTaskQueue(ARGV[5], ARGV[4])
 if q then
-  local entry = ARGV[3] .. '@' .. q
-  local cur = redis.call('HGET', alsoKey, ARGV[2])
-  if not cur then
-    redis.call('HSET', alsoKey, ARGV[2], entry)
-  elseif not string.find(' ' .. cur .. ' ', ' ' .. entry .. ' ', 1, true) then
-    redis.call('HSET', alsoKey, ARGV[2], cur .. ' ' .. entry)
-  end
+  addLink(ARGV[2], ARGV[3], q)
 end
 return state or 'gone'

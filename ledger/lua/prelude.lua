@@ -37,6 +37,27 @@ end
 -- feeding have 'p' ids whose tasks were written with them.)
 local function isPending(v) return v == 'p' or v == 'q' or v == 'r' end
 
+-- addLink makes the live task of id, in queue q, also record its outcome in
+-- batch b: an entry 'b@q' in the id's field of alsoKey, added once.
+local function addLink(id, b, q)
+  local entry = b .. '@' .. q
+  local cur = redis.call('HGET', alsoKey, id)
+  if not cur then
+    redis.call('HSET', alsoKey, id, entry)
+  elseif not string.find(' ' .. cur .. ' ', ' ' .. entry .. ' ', 1, true) then
+    redis.call('HSET', alsoKey, id, cur .. ' ' .. entry)
+  end
+end
+
+-- leaveFeeds drops batch b's unfed lists and takes it out of its queues'
+-- feeds: none of its ids will get a task from them any more.
+local function leaveFeeds(b)
+  for q in string.gmatch(redis.call('HGET', metaKey(b), 'queues') or 'default', '%S+') do
+    redis.call('DEL', unfedKey(b, q))
+    redis.call('ZREM', feedKey(q), b)
+  end
+end
+
 -- bumpSeq counts the ledger's writes: a Redis that comes back with a lower
 -- count came back with older data (see ledger.LossDetector).
 local function bumpSeq() redis.call('INCR', seqKey) end
@@ -99,10 +120,7 @@ local function tryComplete(b, nowMs)
   redis.call('ZREM', openBatchesKey, b)
   -- What is left in its unfed lists finished by other means (a task of
   -- another batch, linked): the feed has nothing to make for it.
-  for q in string.gmatch(redis.call('HGET', meta, 'queues') or 'default', '%S+') do
-    redis.call('DEL', unfedKey(b, q))
-    redis.call('ZREM', feedKey(q), b)
-  end
+  leaveFeeds(b)
   if t[5] and t[5] ~= '' then
     local member = {b, c, t[1], t[2], t[3], t[4], nowMs}
     if (tonumber(t[14]) or 0) > 0 then
